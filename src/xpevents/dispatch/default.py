@@ -1,0 +1,382 @@
+"""The synchronous dispatcher: one POST per event, in the caller's thread.
+
+This is the seed's out-of-the-box dispatcher, done properly: a pooled keep-alive
+client, retries that do fire for POST, ``Retry-After`` honoured, one deadline for the
+whole call, and every failure counted and reported. It blocks the caller for as long
+as the endpoint takes; production code wants :class:`~xpevents.BatchDispatcher`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from xpevents.dispatch.encode import encode_json, visitor_count
+from xpevents.dispatch.endpoint import EndpointRouter, validate_url
+from xpevents.dispatch.retry import SYNC_RETRY, Outcome, RetryPolicy, classify_status
+from xpevents.dispatch.retry import parse_retry_after as _parse_retry_after
+from xpevents.dispatch.stats import DispatchOutcome, DispatchStats, StatsRecorder
+from xpevents.dispatch.validate import optional_callable, positive_seconds
+from xpevents.errors import ConfigError, DispatchError, PayloadError
+from xpevents.events.model import DEFAULT_HEADERS
+
+logger = logging.getLogger("xpevents.dispatch")
+
+_EXCERPT = 500
+_live: weakref.WeakSet[DefaultEventDispatcher] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for dispatcher in list(_live):
+        dispatcher._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class DefaultEventDispatcher:
+    """POST each event now, in the caller's thread, with retries and one deadline.
+
+    Args:
+        endpoint: send every event here instead of ``event.url``. A full URL with a
+            path receives everything; a base URL without a path
+            (``http://127.0.0.1:8787``) maps the Event API's US endpoint to
+            ``/v1/events`` and its EU endpoint to ``/eu/v1/events``. Default ``None``.
+        timeout: seconds; bounds the whole ``dispatch_event`` call: DNS, connect,
+            retries and waits included. Default 10.
+        retry: a :class:`RetryPolicy`; default 3 attempts, 0.2 s backoff base with full
+            jitter, 1 s cap, ``Retry-After`` honoured up to 60 s. A ``Retry-After``
+            longer than the time left ends the call as failed.
+        http_client: an ``httpx.Client`` of yours (proxies, custom CA, mTLS); it is not
+            closed by :meth:`close`. Default: a pooled keep-alive client of our own
+            with httpx's defaults (the usual proxy environment variables apply).
+        on_success: ``on_success(event)``, called after a 2xx.
+        on_failure: ``on_failure(event, error: DispatchError)``, called once per event
+            given up on.
+        raise_on_failure: raise :class:`DispatchError` from ``dispatch_event`` when the
+            event could not be delivered. Default ``False``: failures are logged
+            (logger ``xpevents.dispatch``, one line per event) and counted.
+
+    Raises:
+        ConfigError: an argument is invalid; the message names it.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        timeout: float = 10.0,
+        retry: RetryPolicy = SYNC_RETRY,
+        http_client: httpx.Client | None = None,
+        on_success: Callable[[Any], object] | None = None,
+        on_failure: Callable[[Any, DispatchError], object] | None = None,
+        raise_on_failure: bool = False,
+    ) -> None:
+        owner = type(self).__name__
+        self._timeout = positive_seconds("timeout", timeout, owner=owner)
+        if not isinstance(retry, RetryPolicy):
+            raise ConfigError(
+                f"{owner}(retry={retry!r}): expected an xpevents.RetryPolicy, "
+                f"got {type(retry).__name__}"
+            )
+        if http_client is not None and not isinstance(http_client, httpx.Client):
+            raise ConfigError(
+                f"{owner}(http_client={http_client!r}): expected an httpx.Client "
+                "(use AsyncDispatcher for an httpx.AsyncClient)"
+            )
+        self._router = EndpointRouter(endpoint)
+        self._retry = retry
+        self._on_success = optional_callable("on_success", on_success, owner=owner)
+        self._on_failure = optional_callable("on_failure", on_failure, owner=owner)
+        self._raise = bool(raise_on_failure)
+        self._own_client = http_client is None
+        self._client = http_client if http_client is not None else self._new_client()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+        self._stats = StatsRecorder()
+        self._closed = False
+        _live.add(self)
+
+    # -- public API ----------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str | None:
+        """The ``endpoint`` option (``None``: each event's own URL)."""
+        return self._router.endpoint
+
+    def dispatch_event(self, event: Any) -> None:
+        """Send ``event`` now; return when it was delivered or given up on.
+
+        Never raises unless ``raise_on_failure=True``. The event is not modified.
+        """
+        started = time.monotonic()
+        deadline = started + self._timeout
+        stats = self._stats
+        try:
+            params = event.params
+            visitors = visitor_count(params)
+        except AttributeError:
+            params, visitors = None, 1
+        with stats.lock:
+            stats.calls += 1
+            stats.visitors += visitors
+        if self._closed:
+            with stats.lock:
+                stats.dropped["closed"] += visitors
+            logger.warning("event dropped: the dispatcher is closed")
+            return
+        try:
+            request = self._prepare(event)
+        except DispatchError as error:
+            self._give_up(event, error, visitors)
+            return
+        self._send(event, request, visitors, started, deadline)
+
+    def stats(self) -> DispatchStats:
+        """A snapshot of the counters (see :class:`DispatchStats`)."""
+        return self._stats.snapshot()
+
+    def flush(self, timeout: float = 10.0) -> DispatchOutcome:
+        """Nothing is ever queued here: returns at once."""
+        positive_seconds("timeout", timeout, owner="flush", allow_zero=True)
+        return DispatchOutcome()
+
+    def close(self, timeout: float = 10.0) -> DispatchOutcome:
+        """Release the connection pool (not a client you passed in). Idempotent.
+
+        Later ``dispatch_event`` calls drop their event and count it as ``closed``.
+        """
+        positive_seconds("timeout", timeout, owner="close", allow_zero=True)
+        if self._closed:
+            return DispatchOutcome()
+        self._closed = True
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_client:
+            self._client.close()
+        _live.discard(self)
+        return DispatchOutcome()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(endpoint={self.endpoint!r}, timeout={self._timeout})"
+
+    # -- internals -------------------------------------------------------------------
+
+    def _new_client(self) -> httpx.Client:
+        return httpx.Client(
+            timeout=self._timeout,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+        )
+
+    def _reset_after_fork(self) -> None:
+        # The parent's pool threads do not exist here and its sockets are shared with
+        # the parent: start afresh, leaving the parent's objects untouched.
+        self._executor_lock = threading.Lock()
+        self._executor = None
+        self._stats.lock = threading.Lock()
+        if self._own_client and not self._closed:
+            self._client = self._new_client()
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        executor = self._executor
+        if executor is None:
+            with self._executor_lock:
+                executor = self._executor
+                if executor is None:
+                    executor = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=8, thread_name_prefix="xpevents-sync"
+                    )
+                    self._executor = executor
+        return executor
+
+    def _prepare(self, event: Any) -> _Request:
+        try:
+            url = event.url
+            verb = event.http_verb
+            params = event.params
+            headers = event.headers
+        except AttributeError as exc:
+            raise DispatchError(
+                f"not an event: {exc}; an event needs url, params, http_verb and headers",
+                reason="invalid_event",
+            ) from None
+        try:
+            validate_url(url, argument="event.url")
+        except ConfigError as exc:
+            raise DispatchError(str(exc), reason="invalid_url", url=str(url)) from None
+        target = self._router.route(url)
+        verb = str(verb).upper() if isinstance(verb, str) else verb
+        header_map = dict(DEFAULT_HEADERS if headers is None else headers)
+        if verb == "POST":
+            try:
+                body = encode_json(params)
+            except PayloadError as exc:
+                raise DispatchError(str(exc), reason="serialize", url=target) from None
+            return _Request("POST", target, header_map, body, None)
+        if verb == "GET":
+            if not isinstance(params, dict):
+                raise DispatchError(
+                    f"GET event params must be a dict of query parameters, "
+                    f"got {type(params).__name__}",
+                    reason="serialize",
+                    url=target,
+                )
+            return _Request("GET", target, header_map, b"", params)
+        raise DispatchError(
+            f"event.http_verb={verb!r}: expected 'POST' or 'GET'", reason="invalid_verb", url=target
+        )
+
+    def _send(
+        self, event: Any, request: _Request, visitors: int, started: float, deadline: float
+    ) -> None:
+        stats = self._stats
+        attempts = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            attempts += 1
+            with stats.lock:
+                stats.attempts += 1
+                stats.retried += attempts > 1
+                stats.bytes_sent += len(request.body)
+                stats.in_flight += 1
+            status: int | None = None
+            excerpt = ""
+            retry_after: float | None = None
+            try:
+                response = self._attempt(request, remaining)
+            except concurrent.futures.TimeoutError:
+                reason, outcome = "timeout", Outcome.PERMANENT  # no time left at all
+                detail = f"no answer within the {self._timeout:g} s timeout"
+            except httpx.TimeoutException as exc:
+                reason, outcome, detail = "timeout", Outcome.TRANSIENT, f"timed out ({exc!r})"
+            except httpx.TransportError as exc:
+                reason, outcome, detail = "network", Outcome.TRANSIENT, f"network error ({exc!r})"
+            except Exception as exc:  # a user-supplied client or transport misbehaving
+                reason, outcome, detail = "error", Outcome.PERMANENT, f"unexpected error ({exc!r})"
+            else:
+                status = response.status_code
+                outcome = classify_status(status)
+                if outcome is Outcome.DELIVERED:
+                    with stats.lock:
+                        stats.in_flight -= 1
+                        stats.delivered += visitors
+                        stats.batches_sent += 1
+                        stats.last_success_at = time.time()
+                    self._callback(self._on_success, event)
+                    return
+                reason = f"http_{status}"
+                excerpt = response.text[:_EXCERPT]
+                detail = f"HTTP {status}"
+                if outcome is Outcome.TRANSIENT:
+                    retry_after = _parse_retry_after(response.headers.get("retry-after"))
+            with stats.lock:
+                stats.in_flight -= 1
+            if outcome is Outcome.TRANSIENT:
+                now = time.monotonic()
+                delay = self._retry.next_delay(
+                    attempts=attempts, first_attempt_at=started, now=now, retry_after=retry_after
+                )
+                if isinstance(delay, float) and now + delay < deadline:
+                    time.sleep(delay)
+                    continue
+                if delay == "retry_after_too_long" or (
+                    retry_after is not None and now + retry_after >= deadline
+                ):
+                    detail += f"; Retry-After {retry_after:g} s is longer than the time left"
+                elif isinstance(delay, float):
+                    detail += "; no time left for another attempt before the timeout"
+            error = DispatchError(
+                f"event to {request.url} failed after {attempts} attempt"
+                f"{'s' if attempts > 1 else ''}: {detail}",
+                reason=reason,
+                url=request.url,
+                status=status,
+                response_excerpt=excerpt,
+                attempts=attempts,
+            )
+            self._give_up(event, error, visitors)
+            return
+
+    def _attempt(self, request: _Request, remaining: float) -> httpx.Response:
+        if remaining <= 0:
+            raise concurrent.futures.TimeoutError
+        future = self._pool().submit(self._request, request, remaining)
+        try:
+            return future.result(timeout=remaining)
+        except concurrent.futures.TimeoutError:
+            future.add_done_callback(_discard_response)
+            raise
+
+    def _request(self, request: _Request, remaining: float) -> httpx.Response:
+        return self._client.request(
+            request.method,
+            request.url,
+            content=request.body if request.method == "POST" else None,
+            params=request.query,
+            headers=request.headers,
+            timeout=httpx.Timeout(remaining),
+        )
+
+    def _give_up(self, event: Any, error: DispatchError, visitors: int) -> None:
+        with self._stats.lock:
+            self._stats.failed[error.reason] += visitors
+            self._stats.last_error = str(error)
+        logger.warning("%s", error)
+        self._callback(self._on_failure, event, error)
+        if self._raise:
+            raise error
+
+    def _callback(self, callback: Callable[..., object] | None, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            with self._stats.lock:
+                self._stats.callback_errors += 1
+            logger.exception("dispatcher callback %r raised; delivery goes on", callback)
+
+
+class _Request:
+    __slots__ = ("body", "headers", "method", "query", "url")
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        query: dict[str, Any] | None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.query = query
+
+
+def _discard_response(future: concurrent.futures.Future[httpx.Response]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
