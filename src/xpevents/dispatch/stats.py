@@ -36,6 +36,13 @@ class DispatchStats:
         callback_errors: exceptions raised by user callbacks (caught and logged).
         last_error: a one-line description of the most recent failure, or ``None``.
         last_success_at: wall-clock time (``time.time()``) of the last 2xx, or ``None``.
+        spool_url: the spool behind the dispatcher (``memory://`` for none).
+        durable: True when accepted visitors survive a crash (a durable spool).
+        durability_suspended: True while a failing durable store is bypassed and
+            visitors are held in memory only (``on_spool_error="memory"``).
+        spool_depth: visitors in the spool (waiting, leased or retrying).
+        spool_oldest_age: seconds since the oldest visitor in the spool was enqueued.
+        dead_letters: visitors in the spool's dead letters, by reason.
     """
 
     calls: int = 0
@@ -52,6 +59,12 @@ class DispatchStats:
     callback_errors: int = 0
     last_error: str | None = None
     last_success_at: float | None = None
+    spool_url: str = "memory://"
+    durable: bool = False
+    durability_suspended: bool = False
+    spool_depth: int = 0
+    spool_oldest_age: float | None = None
+    dead_letters: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
 
     @property
     def failed_total(self) -> int:
@@ -68,6 +81,7 @@ class DispatchStats:
         data = asdict(self)
         data["failed"] = dict(self.failed)
         data["dropped"] = dict(self.dropped)
+        data["dead_letters"] = dict(self.dead_letters)
         return data
 
 
