@@ -1,0 +1,339 @@
+"""The collector's ASGI application (Starlette): the event API endpoints plus control.
+
+Routes:
+
+* ``POST /v1/events`` (region ``us``) and ``POST /eu/v1/events`` (region ``eu``):
+  fault injection first, then the body is read (``Content-Encoding: gzip`` accepted,
+  size-limited before and after decompression), validated against
+  :mod:`xpevents.events.schema`, de-duplicated and stored; ``204`` on success.
+* ``GET /stats``, ``GET /events?limit=&offset=``, ``GET|POST /control``,
+  ``POST /reset``, ``GET /healthz``.
+
+Dropping a connection without a response needs help from the server: the collector's
+own HTTP protocol (:mod:`xpevents.collector.server`) puts an abort callable into
+``scope["extensions"]["xpevents.abort"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from xpevents.collector.faults import Fault, FaultInjector, FaultSettings, FaultUpdate
+from xpevents.collector.stats import NULL_VARIATION, CollectorStats
+from xpevents.collector.store import EventStore
+from xpevents.errors import ConfigError
+from xpevents.events.schema import (
+    ACTIVATE_EVENT_KEY,
+    PayloadSchemaError,
+    decode_payload,
+    schema_error,
+)
+
+__all__ = ["ABORT_EXTENSION", "DEFAULT_MAX_BODY", "Collector"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY: Final = 3_500_000
+"""The event API's request size limit, in bytes (also applied after decompression)."""
+
+ABORT_EXTENSION: Final = "xpevents.abort"
+"""ASGI scope extension holding ``{"abort": callable}`` that closes the connection."""
+
+_EMPTY: Final = b""
+_JSON: Final = "application/json"
+_encode = msgspec.json.Encoder().encode
+
+
+class _RawVisitors(msgspec.Struct):
+    """Second, cheap decode of a valid body: each visitor's JSON text, verbatim."""
+
+    visitors: list[msgspec.Raw]
+
+
+_RAW_VISITORS: Final = msgspec.json.Decoder(_RawVisitors)
+_CONTROL: Final = msgspec.json.Decoder(FaultUpdate)
+
+
+class _Rejected(Exception):
+    """The request is answered with ``status`` and a JSON error body."""
+
+    def __init__(self, status: int, error: str, path: str | None = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.path = path
+
+    def response(self) -> Response:
+        body: dict[str, Any] = {"error": self.error}
+        if self.path is not None:
+            body["path"] = self.path
+        return _json(body, self.status)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encode(data), status, headers, media_type=_JSON)
+
+
+class _GzipInflater:
+    """Incremental gunzip that never holds more than ``limit`` decompressed bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.chunks: list[bytes] = []
+        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> None:
+        try:
+            while data:
+                if self._z.eof:  # another gzip member follows (RFC 1952 allows several)
+                    self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                out = self._z.decompress(data, self.limit - self.size + 1)
+                self.size += len(out)
+                if self.size > self.limit:
+                    raise _Rejected(
+                        413, f"gzip body inflates to more than max_body ({self.limit} bytes)"
+                    )
+                self.chunks.append(out)
+                data = self._z.unconsumed_tail or (self._z.unused_data if self._z.eof else _EMPTY)
+        except zlib.error as exc:
+            raise _Rejected(400, f"invalid gzip body: {exc}", "$") from None
+
+    def finish(self) -> bytes:
+        if not self._z.eof:
+            raise _Rejected(400, "invalid gzip body: truncated stream", "$")
+        return _EMPTY.join(self.chunks)
+
+
+class Collector:
+    """State and ASGI app of one collector: store, stats and fault injector.
+
+    Args:
+        db: SQLite file for the events, or ``None`` for an in-memory database.
+        max_body: largest accepted body in bytes, raw and after decompression.
+        faults: initial fault injection settings.
+
+    ``collector.app`` is the Starlette application; serve it with
+    :class:`xpevents.collector.server.CollectorServer` (which supports dropped
+    connections) or any ASGI server. Call :meth:`close` when done.
+    """
+
+    def __init__(
+        self,
+        *,
+        db: str | Path | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        faults: FaultSettings | None = None,
+    ) -> None:
+        if max_body < 1:
+            raise ConfigError(f"max_body must be a positive number of bytes, got {max_body!r}")
+        self.max_body = max_body
+        self.store = EventStore(db)
+        self.stats = CollectorStats()
+        self.faults = FaultInjector(faults)
+        self.app = Starlette(
+            routes=[
+                Route("/v1/events", self._us_events, methods=["POST"]),
+                Route("/eu/v1/events", self._eu_events, methods=["POST"]),
+                Route("/stats", self._stats, methods=["GET"]),
+                Route("/events", self._events, methods=["GET"]),
+                Route("/control", self._control, methods=["GET", "POST"]),
+                Route("/reset", self._reset, methods=["POST"]),
+                Route("/healthz", self._health, methods=["GET"]),
+            ]
+        )
+
+    def close(self) -> None:
+        """Close the event store."""
+        self.store.close()
+
+    # -- event API ---------------------------------------------------------------
+
+    async def _us_events(self, request: Request) -> Response:
+        return await self._handle_events(request, "us")
+
+    async def _eu_events(self, request: Request) -> Response:
+        return await self._handle_events(request, "eu")
+
+    async def _handle_events(self, request: Request, region: str) -> Response:
+        stats = self.stats
+        stats.requests += 1
+        stats.requests_by_region[region] += 1
+        if self.faults.active:
+            fault_response = await self._inject_fault(request)
+            if fault_response is not None:
+                return fault_response
+        try:
+            body = await self._read_body(request)
+            response = self._accept(body, region)
+        except _Rejected as rejected:
+            if rejected.status == 413:
+                stats.too_large += 1
+            else:
+                stats.invalid_payloads += 1
+            logger.debug("rejected %s request: %s", region, rejected.error)
+            response = rejected.response()
+        except ClientDisconnect:
+            logger.debug("client went away while sending its body")
+            return Response(status_code=400)  # nobody is listening
+        stats.requests_by_status[response.status_code] += 1
+        return response
+
+    async def _inject_fault(self, request: Request) -> Response | None:
+        settings = self.faults.settings
+        if settings.latency_ms:
+            await asyncio.sleep(settings.latency_ms / 1000)
+        fault = self.faults.draw()
+        if fault is Fault.NONE:
+            return None
+        stats = self.stats
+        stats.faults[fault.value] += 1
+        if fault is Fault.DROP:
+            stats.dropped_connections += 1
+            abort = _abort_callable(request)
+            if abort is not None:
+                abort()
+                return Response(status_code=500)  # never sent: the connection is gone
+            logger.warning("drop_rate needs the collector's own server; answering 500")
+            stats.requests_by_status[500] += 1
+            return _json({"error": "injected fault: drop (unsupported by this server)"}, 500)
+        if fault is Fault.HTTP_429:
+            stats.requests_by_status[429] += 1
+            return _json(
+                {"error": "injected fault: rate limited"},
+                429,
+                {"Retry-After": str(settings.retry_after)},
+            )
+        status = 500 if fault is Fault.HTTP_500 else 503
+        stats.requests_by_status[status] += 1
+        return _json({"error": f"injected fault: {status}"}, status)
+
+    async def _read_body(self, request: Request) -> bytes:
+        max_body = self.max_body
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                raise _Rejected(400, f"invalid Content-Length {length!r}") from None
+            if declared > max_body:
+                raise _Rejected(413, f"body of {declared} bytes exceeds max_body ({max_body})")
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        inflater: _GzipInflater | None = None
+        if encoding in ("gzip", "x-gzip"):
+            inflater = _GzipInflater(max_body)
+        elif encoding not in ("identity", ""):
+            raise _Rejected(415, f"unsupported Content-Encoding {encoding!r} (use gzip)")
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in request.stream():
+            if not chunk:
+                continue
+            received += len(chunk)
+            if received > max_body:
+                raise _Rejected(413, f"body exceeds max_body ({max_body} bytes)")
+            if inflater is None:
+                chunks.append(chunk)
+            else:
+                inflater.feed(chunk)
+        self.stats.bytes_received += received
+        if inflater is not None:
+            return inflater.finish()
+        return chunks[0] if len(chunks) == 1 else _EMPTY.join(chunks)
+
+    def _accept(self, body: bytes, region: str) -> Response:
+        try:
+            payload = decode_payload(body)
+            raw_visitors = _RAW_VISITORS.decode(body).visitors
+        except PayloadSchemaError as exc:
+            raise _Rejected(400, str(exc), exc.path) from None
+        stored = self.store.add(region, payload, raw_visitors)
+        stats = self.stats
+        stats.payloads += 1
+        stats.visitors += len(payload.visitors)
+        events = sum(len(s.events) for v in payload.visitors for s in v.snapshots)
+        stats.events += events
+        stats.unique_events += len(stored)
+        stats.duplicates += events - len(stored)
+        impressions = stats.impressions
+        for snapshot, event in stored:
+            if event.key == ACTIVATE_EVENT_KEY:
+                for decision in snapshot.decisions:
+                    variation = decision.variation_id
+                    impressions[decision.experiment_id][
+                        NULL_VARIATION if variation is None else variation
+                    ] += 1
+            else:
+                stats.conversions[event.key] += 1
+                if event.revenue is not None:
+                    stats.revenue[event.key] += event.revenue
+        return Response(status_code=204)
+
+    # -- control -----------------------------------------------------------------
+
+    async def _stats(self, request: Request) -> Response:
+        return _json(self.stats.snapshot())
+
+    async def _events(self, request: Request) -> Response:
+        try:
+            limit = _query_int(request, "limit", 1000)
+            offset = _query_int(request, "offset", 0)
+        except _Rejected as rejected:
+            return rejected.response()
+        return _json(self.store.events(limit=limit, offset=offset))
+
+    async def _control(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                update = _CONTROL.decode(await request.body())
+                settings = update.apply(self.faults.settings)
+            except msgspec.MsgspecError as exc:
+                error = schema_error(exc)
+                return _json({"error": error.detail, "path": error.path}, 400)
+            except ConfigError as exc:
+                return _json({"error": str(exc)}, 400)
+            self.faults.configure(settings, reseed=update.seed is not msgspec.UNSET)
+        return _json(self.faults.settings.to_dict())
+
+    async def _reset(self, request: Request) -> Response:
+        self.store.clear()
+        self.stats.reset()
+        logger.info("events and stats reset")
+        return _json({"reset": True})
+
+    async def _health(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+
+def _query_int(request: Request, name: str, default: int) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise _Rejected(400, f"{name} must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise _Rejected(400, f"{name} must be an integer >= 0, got {text!r}")
+    return value
+
+
+def _abort_callable(request: Request) -> Callable[[], None] | None:
+    extensions = request.scope.get("extensions") or {}
+    ext = extensions.get(ABORT_EXTENSION)
+    if isinstance(ext, dict):
+        abort = ext.get("abort")
+        if callable(abort):
+            return abort  # type: ignore[no-any-return]
+    return None
