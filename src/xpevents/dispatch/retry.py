@@ -78,9 +78,7 @@ def _check_number(name: str, value: float | None, *, allow_none: bool, minimum: 
             f"got {type(value).__name__}"
         )
     if not math.isfinite(value) or value < minimum:
-        raise ConfigError(
-            f"RetryPolicy({name}={value!r}): must be a finite number >= {minimum:g}"
-        )
+        raise ConfigError(f"RetryPolicy({name}={value!r}): must be a finite number >= {minimum:g}")
 
 
 @dataclass(frozen=True, slots=True)

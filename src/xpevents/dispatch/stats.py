@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -78,11 +78,11 @@ class DispatchStats:
 
     def as_dict(self) -> dict[str, Any]:
         """A plain, JSON-serialisable dict of every field."""
-        data = asdict(self)
-        data["failed"] = dict(self.failed)
-        data["dropped"] = dict(self.dropped)
-        data["dead_letters"] = dict(self.dead_letters)
-        return data
+        return {
+            f.name: dict(value) if isinstance(value, Mapping) else value
+            for f in fields(self)
+            for value in (getattr(self, f.name),)
+        }
 
 
 class StatsRecorder:
