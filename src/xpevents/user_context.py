@@ -47,6 +47,10 @@ class OptimizelyForcedDecision:
     variation_key: str
 
 
+_DecisionContext = OptimizelyDecisionContext
+_ForcedDecision = OptimizelyForcedDecision
+
+
 class OptimizelyUserContext:
     """A user (id and attributes) bound to a client, with forced decisions.
 
@@ -131,7 +135,7 @@ class OptimizelyUserContext:
     # -- forced decisions ---------------------------------------------------------------
 
     def set_forced_decision(
-        self, decision_context: OptimizelyDecisionContext, decision: OptimizelyForcedDecision
+        self, decision_context: _DecisionContext, decision: _ForcedDecision
     ) -> bool:
         """Force ``decision.variation_key`` for the flag (and rule) of ``decision_context``.
 
@@ -145,14 +149,12 @@ class OptimizelyUserContext:
             self._forced = forced
         return True
 
-    def get_forced_decision(
-        self, decision_context: OptimizelyDecisionContext
-    ) -> OptimizelyForcedDecision | None:
+    def get_forced_decision(self, decision_context: _DecisionContext) -> _ForcedDecision | None:
         """The forced decision set for ``decision_context``, or ``None``."""
         variation_key = self._forced.get((decision_context.flag_key, decision_context.rule_key))
-        return None if variation_key is None else OptimizelyForcedDecision(variation_key)
+        return None if variation_key is None else _ForcedDecision(variation_key)
 
-    def remove_forced_decision(self, decision_context: OptimizelyDecisionContext) -> bool:
+    def remove_forced_decision(self, decision_context: _DecisionContext) -> bool:
         """Remove the forced decision of ``decision_context``; ``False`` when there was none."""
         key = (decision_context.flag_key, decision_context.rule_key)
         with self.lock:

@@ -230,22 +230,15 @@ class EventBuilder:
         self._campaign_ids = campaign_ids
         self._exp_variations = exp_variations
 
+        # The official SDK resolves a flag impression's variation among the flag's
+        # variations by id (first definition wins): ProjectConfig.flag_variations.
         flag_variations: dict[str, dict[str, tuple[str | None, str]]] = {}
-        for flag in config.flags.values():
-            rules: list[Experiment] = []
-            for experiment_id in flag.experiment_ids:
-                rule = config.experiments_by_id.get(experiment_id)
-                if rule is not None:
-                    rules.append(rule)
-            rollout = config.rollouts.get(flag.rollout_id) if flag.rollout_id else None
-            if rollout is not None:
-                rules.extend(rollout.experiments)
+        for flag_key, variations in config.flag_variations.items():
             by_id: dict[str, tuple[str | None, str]] = {}
-            for rule in rules:
-                for variation in rule.variations:
-                    if variation.id and variation.id not in by_id:
-                        by_id[variation.id] = (normalize_variation_id(variation.id), variation.key)
-            flag_variations[flag.key] = by_id
+            for variation in variations:
+                if variation.id and variation.id not in by_id:
+                    by_id[variation.id] = (normalize_variation_id(variation.id), variation.key)
+            flag_variations[flag_key] = by_id
         self._flag_variations = flag_variations
 
     # -- pieces -------------------------------------------------------------------------
