@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import click
 
 from xpevents._version import __version__
@@ -11,6 +13,60 @@ from xpevents._version import __version__
 @click.version_option(__version__, prog_name="xpevents")
 def main() -> None:
     """xpevents: fast, durable, batching delivery of experimentation events."""
+
+
+def _batch_available() -> bool:
+    return importlib.util.find_spec("xpevents.dispatch.batch") is not None
+
+
+@main.command("demo")
+@click.option(
+    "--users",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Simulated users; each activates 3 experiments, decides 2 flags and "
+    "converts with probability 0.3.",
+)
+@click.option(
+    "--dispatcher",
+    "dispatcher_kind",
+    type=click.Choice(["batch", "default"]),
+    default=None,
+    help="batch: BatchDispatcher (non-blocking, the default); "
+    "default: the synchronous DefaultEventDispatcher.",
+)
+@click.option(
+    "--latency-ms",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 60_000),
+    help="Latency the collector adds to every request.",
+)
+@click.option(
+    "--fail-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 0.9),
+    help="Fraction of requests the collector answers 500/503.",
+)
+@click.option("--seed", default=1, show_default=True, type=int, help="Random seed.")
+def demo_command(
+    users: int, dispatcher_kind: str | None, latency_ms: int, fail_rate: float, seed: int
+) -> None:
+    """Run the whole pipeline on loopback and show what arrived."""
+    from xpevents.demo import run
+
+    kind = dispatcher_kind or ("batch" if _batch_available() else "default")
+    summary = run(
+        users=users,
+        dispatcher_kind=kind,
+        latency_ms=latency_ms,
+        fail_rate=fail_rate,
+        seed=seed,
+    )
+    if summary["collector"]["unique_events"] < summary["visitors_dispatched"]:
+        raise click.ClickException("not every dispatched event reached the collector")
 
 
 def _register() -> None:
