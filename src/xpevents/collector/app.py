@@ -17,6 +17,7 @@ own HTTP protocol (:mod:`xpevents.collector.server`) puts an abort callable into
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from collections.abc import Callable
@@ -203,6 +204,10 @@ class Collector:
             stats.dropped_connections += 1
             abort = _abort_callable(request)
             if abort is not None:
+                # Read the request to its end first: closing a socket with unread data
+                # sends a TCP reset, and the client should see a clean close with no
+                # response (the "request delivered, answer lost" case) every time.
+                await self._discard_body(request)
                 abort()
                 return Response(status_code=500)  # never sent: the connection is gone
             logger.warning("drop_rate needs the collector's own server; answering 500")
@@ -218,6 +223,14 @@ class Collector:
         status = 500 if fault is Fault.HTTP_500 else 503
         stats.requests_by_status[status] += 1
         return _json({"error": f"injected fault: {status}"}, status)
+
+    async def _discard_body(self, request: Request) -> None:
+        received = 0
+        with contextlib.suppress(ClientDisconnect):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > self.max_body:
+                    break
 
     async def _read_body(self, request: Request) -> bytes:
         max_body = self.max_body
