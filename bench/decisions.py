@@ -1,0 +1,128 @@
+"""Decisions and event building: xpevents.Client versus optimizely-sdk 5.7.0.
+
+Both clients get the fixture datafile (20 experiments, a group, 10 flags with rollouts,
+typed audiences) and a no-op dispatcher; the official one is wired with its
+``ForwardingEventProcessor`` so that, like ours, it builds every event in the caller's
+thread (its default ``BatchEventProcessor`` would move that work to a thread that competes
+for the GIL, and drop most events past its 1,000-event queue). Every call runs once per
+user, users round-robin over experiments and flags with a few attribute sets.
+
+    python -m bench decisions            # 100k users
+    XPEVENTS_BENCH_USERS=20000 python -m bench decisions
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import platform
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DATAFILE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "datafile.json"
+ATTRIBUTE_SETS: list[dict[str, Any]] = [
+    {"country": "US", "age": 34, "device_type": "mobile"},
+    {"country": "FR", "age": 19, "is_premium": True},
+    {},
+    {"country": "DE", "app_version": "2.1.0", "device_type": "desktop", "age": 51.5},
+]
+
+
+class NoOpDispatcher:
+    """Accepts every event and does nothing with it."""
+
+    def dispatch_event(self, event: Any) -> None:
+        return None
+
+
+def _time_per_call(n: int, body: Callable[[int], object]) -> float:
+    """µs per call of ``body(i)`` for ``i`` in ``range(n)``."""
+    gc.collect()
+    start = time.perf_counter()
+    for i in range(n):
+        body(i)
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def main() -> None:
+    from optimizely import optimizely
+    from optimizely.event.event_processor import ForwardingEventProcessor
+
+    from xpevents.client import Client
+    from xpevents.events.uuids import uuid4_str
+
+    logging.disable(logging.CRITICAL)  # both clients log per call at INFO/DEBUG otherwise
+    users = int(os.environ.get("XPEVENTS_BENCH_USERS", "100000"))
+    text = DATAFILE.read_text()
+    datafile = json.loads(text)
+    experiments = [e["key"] for e in datafile["experiments"]] + [
+        e["key"] for g in datafile["groups"] for e in g["experiments"]
+    ]
+    flags = [f["key"] for f in datafile["featureFlags"]]
+    events = [e["key"] for e in datafile["events"]]
+    ids = [f"user-{i}" for i in range(users)]
+    n_exp, n_flag, n_ev, n_attr = len(experiments), len(flags), len(events), len(ATTRIBUTE_SETS)
+
+    official = optimizely.Optimizely(
+        text, event_processor=ForwardingEventProcessor(NoOpDispatcher())
+    )
+    ours = Client(datafile, NoOpDispatcher())
+    tags = {"revenue": 4200, "value": 1.5, "category": "shoes"}
+
+    def rows_for(sdk: Any, is_ours: bool) -> dict[str, Callable[[int], object]]:
+        def get_variation(i: int) -> object:
+            return sdk.get_variation(experiments[i % n_exp], ids[i], ATTRIBUTE_SETS[i % n_attr])
+
+        def activate(i: int) -> object:
+            return sdk.activate(experiments[i % n_exp], ids[i], ATTRIBUTE_SETS[i % n_attr])
+
+        def track(i: int) -> object:
+            return sdk.track(events[i % n_ev], ids[i], ATTRIBUTE_SETS[i % n_attr], tags)
+
+        def decide_context(i: int) -> object:
+            user = sdk.create_user_context(ids[i], ATTRIBUTE_SETS[i % n_attr])
+            return user.decide(flags[i % n_flag])
+
+        def decide_direct(i: int) -> object:
+            return sdk.decide(ids[i], flags[i % n_flag], ATTRIBUTE_SETS[i % n_attr])
+
+        decide = decide_direct if is_ours else decide_context
+
+        def mixed(i: int) -> object:
+            activate(i)
+            track(i)
+            return decide(i)
+
+        return {
+            "get_variation": get_variation,
+            "activate": activate,
+            "track": track,
+            "decide (Client.decide / official user context)": decide,
+            "user_context.decide (both)": decide_context,
+            "mixed: activate + track + decide": mixed,
+        }
+
+    official_rows = rows_for(official, False)
+    our_rows = rows_for(ours, True)
+    print(
+        f"fixture datafile, {users:,} users, no-op dispatchers, CPython {platform.python_version()}"
+    )
+    print(f"{'call':<50} {'optimizely-sdk':>15} {'xpevents':>10} {'ratio':>7}")
+    for name in official_rows:
+        theirs = _time_per_call(users, official_rows[name])
+        mine = _time_per_call(users, our_rows[name])
+        print(f"{name:<50} {theirs:>12.2f} µs {mine:>7.2f} µs {theirs / mine:>6.1f}x")
+    std = _time_per_call(users, lambda i: str(uuid.uuid4()))
+    cheap = _time_per_call(users, lambda i: uuid4_str())
+    label = "uuid: str(uuid.uuid4()) vs uuid4_str()"
+    print(f"{label:<50} {std:>12.2f} µs {cheap:>7.2f} µs {std / cheap:>6.1f}x")
+    logging.disable(logging.NOTSET)
+
+
+if __name__ == "__main__":
+    main()
