@@ -11,6 +11,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 
 from xpevents.collector import Collector, CollectorServer
 from xpevents.collector.app import _GzipInflater, _Rejected
+from xpevents.collector.cli import collector_command
 from xpevents.testing import CollectorHandle
 
 DEFAULT_CONTROL = {
@@ -398,3 +400,15 @@ def test_concurrent_clients(handle: CollectorHandle) -> None:
         t.join()
     stats = handle.wait_for(unique_events=400, timeout=5)
     assert stats["requests"] == 80 and stats["duplicates"] == 0
+
+
+DOCS = Path(__file__).parent.parent / "docs" / "collector.md"
+
+
+def test_docs_cover_every_stats_and_control_key_and_option(handle: CollectorHandle) -> None:
+    text = DOCS.read_text()
+    for key in (*handle.stats(), *handle.control()):
+        assert f"| `{key}` |" in text, key
+    for param in collector_command.params:
+        for option in param.opts:
+            assert f"| `{option}" in text, option

@@ -250,17 +250,18 @@ class Collector:
             raise _Rejected(415, f"unsupported Content-Encoding {encoding!r} (use gzip)")
         chunks: list[bytes] = []
         received = 0
+        stats = self.stats
         async for chunk in request.stream():
             if not chunk:
                 continue
             received += len(chunk)
+            stats.bytes_received += len(chunk)
             if received > max_body:
                 raise _Rejected(413, f"body exceeds max_body ({max_body} bytes)")
             if inflater is None:
                 chunks.append(chunk)
             else:
                 inflater.feed(chunk)
-        self.stats.bytes_received += received
         if inflater is not None:
             return inflater.finish()
         return chunks[0] if len(chunks) == 1 else _EMPTY.join(chunks)

@@ -130,6 +130,7 @@ class CollectorServer:
             access_log=False,
             server_header=False,
             date_header=False,
+            timeout_graceful_shutdown=5,
         )
         self._server = _Server(config)
         self._thread: threading.Thread | None = None
@@ -179,6 +180,7 @@ class CollectorServer:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self._socket.close()  # idempotent; releases the port if serving never started
 
     def __enter__(self) -> CollectorServer:
         return self.start()
