@@ -28,7 +28,7 @@ test-long: $(STAMP)
 	$(BIN)/pytest -q -m long
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache

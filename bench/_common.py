@@ -1,0 +1,68 @@
+"""Shared benchmark helpers: loopback-only guard, timing and table printing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DATAFILE = ROOT / "tests" / "fixtures" / "datafile.json"
+
+
+def guard_network() -> None:
+    """Point every proxy variable at a dead loopback port so nothing can leave the box."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    s.close()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        os.environ[name] = dead
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
+    logging.getLogger("optimizely").setLevel(logging.CRITICAL)
+    logging.disable(logging.WARNING)
+
+
+def datafile_text() -> str:
+    return DATAFILE.read_text()
+
+
+def datafile_dict() -> dict[str, Any]:
+    return dict(json.loads(datafile_text()))
+
+
+def percentiles(samples: Sequence[float]) -> dict[str, float]:
+    """p50/p99/max of samples in seconds, returned in microseconds."""
+    ordered = sorted(samples)
+    n = len(ordered)
+    return {
+        "p50": ordered[n // 2] * 1e6,
+        "p99": ordered[min(n - 1, int(n * 0.99))] * 1e6,
+        "max": ordered[-1] * 1e6,
+        "mean": statistics.fmean(ordered) * 1e6,
+    }
+
+
+def timed_calls(fn: Any, args_list: Sequence[tuple[Any, ...]]) -> list[float]:
+    out = []
+    perf = time.perf_counter
+    for args in args_list:
+        t0 = perf()
+        fn(*args)
+        out.append(perf() - t0)
+    return out
+
+
+def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    print(f"\n{title}")
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
