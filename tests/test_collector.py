@@ -220,6 +220,21 @@ def test_bad_requests_never_break_later_good_ones(handle: CollectorHandle) -> No
     assert [e["uuid"] for e in handle.events()] == [f"good-{i}" for i in range(len(BAD_REQUESTS))]
 
 
+def test_garbage_on_the_wire_does_not_disturb_other_clients(
+    handle: CollectorHandle, http: httpx.Client
+) -> None:
+    host, port = handle.base_url.removeprefix("http://").split(":")
+    for garbage in (b"\x00\xff nonsense\r\n\r\n", b"POST /v1/events HTTP/1.1\r\nBad\r\n\r\n"):
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(garbage)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 400")
+    # a client that goes away in the middle of its body
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+    assert http.post("/v1/events", json=GOOD).status_code == 204
+    assert handle.stats()["unique_events"] == 1
+
+
 def test_gzip_bodies_are_accepted(handle: CollectorHandle, http: httpx.Client) -> None:
     body = json.dumps(payload(conversion("u1", "gz-1"))).encode()
     headers = {"Content-Encoding": "gzip"}
@@ -283,14 +298,18 @@ def test_drop_closes_the_connection_without_any_response(
     handle: CollectorHandle, http: httpx.Client
 ) -> None:
     assert handle.control(drop_rate=1.0)["drop_rate"] == 1.0
-    for _ in range(3):
+    large = json.dumps(payload(*(impression(f"u{i}", f"big-{i}") for i in range(500)))).encode()
+    assert 100_000 < len(large) < MAX_BODY
+    bodies = [_GOOD_JSON, _GOOD_JSON, large, gzip.compress(large)]
+    for body in bodies:
+        headers = {"Content-Encoding": "gzip"} if body[:2] == b"\x1f\x8b" else {}
         with pytest.raises(httpx.RemoteProtocolError):
-            http.post("/v1/events", json=GOOD)
+            http.post("/v1/events", content=body, headers=headers)
     handle.control(drop_rate=0.0)
     assert http.post("/v1/events", json=GOOD).status_code == 204
     stats = handle.stats()
-    assert stats["dropped_connections"] == 3
-    assert stats["faults"] == {"drop": 3}
+    assert stats["dropped_connections"] == len(bodies)
+    assert stats["faults"] == {"drop": len(bodies)}
     assert stats["requests_by_status"] == {"204": 1}
     assert stats["unique_events"] == 1
 
