@@ -324,6 +324,7 @@ def test_failures_and_429_store_nothing(handle: CollectorHandle, http: httpx.Cli
     assert response.headers["Retry-After"] == "7"
     stats = handle.stats()
     assert stats["unique_events"] == 0 and handle.events() == []
+    assert stats["requests_by_region"] == {"us": 20, "eu": 1}
     assert stats["faults"]["http_429"] == 1
     assert stats["faults"]["http_500"] + stats["faults"]["http_503"] == 20
     assert stats["requests_by_status"]["429"] == 1
@@ -382,6 +383,7 @@ def test_reset_clears_events_and_stats(handle: CollectorHandle, http: httpx.Clie
     handle.reset()
     stats = handle.stats()
     assert stats["requests"] == 0 and stats["unique_events"] == 0
+    assert stats["requests_by_region"] == {"us": 0, "eu": 0}
     assert handle.events() == []
     # the same event is new again after a reset
     assert http.post("/v1/events", json=GOOD).status_code == 204

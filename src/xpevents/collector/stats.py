@@ -27,7 +27,7 @@ class CollectorStats:
         self.started_at = time.time()
         self.requests = 0
         self.requests_by_status: Counter[int] = Counter()
-        self.requests_by_region: Counter[str] = Counter()
+        self.requests_by_region: Counter[str] = Counter({"us": 0, "eu": 0})
         self.payloads = 0
         self.visitors = 0
         self.events = 0
