@@ -33,18 +33,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any, Final
 
 import httpx
-import pytest
 
-__all__ = [
-    "CollectorHandle",
-    "collector",
-    "collector_factory",
-    "run_collector",
-]
+__all__ = ["CollectorHandle", "run_collector"]
 
 logger = logging.getLogger(__name__)
 
@@ -215,24 +209,3 @@ def run_collector(**options: Any) -> Iterator[CollectorHandle]:
             _stop(process)
             if process.stdout is not None:
                 process.stdout.close()
-
-
-@pytest.fixture
-def collector() -> Iterator[CollectorHandle]:
-    """A fresh collector (default settings) for one test; yields its handle."""
-    with run_collector() as handle:
-        yield handle
-
-
-@pytest.fixture
-def collector_factory() -> Iterator[Callable[..., CollectorHandle]]:
-    """A function that starts collectors with given options, stopped after the test.
-
-    ``collector_factory(fail_rate=0.2, seed=7)`` returns a :class:`CollectorHandle`.
-    """
-    with contextlib.ExitStack() as stack:
-
-        def start(**options: Any) -> CollectorHandle:
-            return stack.enter_context(run_collector(**options))
-
-        yield start
