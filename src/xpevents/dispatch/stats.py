@@ -22,6 +22,8 @@ class DispatchStats:
     Attributes:
         calls: ``dispatch_event`` calls received.
         visitors: visitors received through those calls.
+        enqueued: visitors accepted into the queue (received minus those dropped at
+            enqueue).
         attempts: HTTP requests made, first attempts and retries.
         retried: HTTP requests that were retries of an earlier failed attempt.
         delivered: visitors the endpoint accepted (2xx).
@@ -31,6 +33,8 @@ class DispatchStats:
             (``queue_full``, ``closed``, ``serialize``...).
         queue_depth: visitors waiting to be sent (0 for a synchronous dispatcher).
         in_flight: requests being sent right now.
+        circuits_open: target URLs whose circuit breaker currently holds sends back
+            (consecutive failures, or a ``Retry-After`` still running).
         batches_sent: requests the endpoint accepted (2xx).
         bytes_sent: request body bytes of all attempts.
         callback_errors: exceptions raised by user callbacks (caught and logged).
@@ -47,6 +51,7 @@ class DispatchStats:
 
     calls: int = 0
     visitors: int = 0
+    enqueued: int = 0
     attempts: int = 0
     retried: int = 0
     delivered: int = 0
@@ -54,6 +59,7 @@ class DispatchStats:
     dropped: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     queue_depth: int = 0
     in_flight: int = 0
+    circuits_open: int = 0
     batches_sent: int = 0
     bytes_sent: int = 0
     callback_errors: int = 0
@@ -92,6 +98,7 @@ class StatsRecorder:
         self.lock = threading.Lock()
         self.calls = 0
         self.visitors = 0
+        self.enqueued = 0
         self.attempts = 0
         self.retried = 0
         self.delivered = 0
@@ -110,6 +117,7 @@ class StatsRecorder:
             return DispatchStats(
                 calls=self.calls,
                 visitors=self.visitors,
+                enqueued=self.enqueued,
                 attempts=self.attempts,
                 retried=self.retried,
                 delivered=self.delivered,
