@@ -121,6 +121,7 @@ CREATE TABLE dead_letters (
     failed_at REAL NOT NULL
 );
 CREATE INDEX dead_letters_reason ON dead_letters (reason);
+CREATE TABLE dead_reasons (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
 CREATE TABLE totals (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     depth INTEGER NOT NULL,
@@ -465,6 +466,10 @@ class SqliteSpool:
             "FROM dead d JOIN envelopes e ON e.digest = xp_digest(d.envelope) ORDER BY d.id"
         )
         db.execute(
+            "INSERT INTO dead_reasons (reason, count) "
+            "SELECT reason, count(*) FROM dead_letters GROUP BY reason"
+        )
+        db.execute(
             "UPDATE totals SET depth = (SELECT count(*) FROM records), "
             "bytes = (SELECT coalesce(sum(size), 0) FROM records), "
             "dead = (SELECT count(*) FROM dead_letters)"
@@ -763,17 +768,39 @@ class SqliteSpool:
                 (reason, now, ids_json),
             ).rowcount
             self._delete_records(db, ids)
-            (dead,) = db.execute(
-                "UPDATE totals SET dead = dead + ? WHERE id = 1 RETURNING dead", (moved,)
-            ).fetchone()
+            self._count_dead(db, {reason: moved})
+            (dead,) = db.execute("SELECT dead FROM totals WHERE id = 1").fetchone()
             if dead > self.max_dead_letters:
                 rows = db.execute(
                     "DELETE FROM dead_letters WHERE id IN "
-                    "(SELECT id FROM dead_letters ORDER BY id LIMIT ?) RETURNING id",
+                    "(SELECT id FROM dead_letters ORDER BY id LIMIT ?) RETURNING reason",
                     (dead - self.max_dead_letters,),
                 ).fetchall()
-                db.execute("UPDATE totals SET dead = dead - ? WHERE id = 1", (len(rows),))
+                self._count_dead(db, self._by_reason(rows), sign=-1)
                 self._count_eviction(db, "max_dead_letters", len(rows))
+
+    @staticmethod
+    def _by_reason(rows: Sequence[Any]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row[0]] = counts.get(row[0], 0) + 1
+        return counts
+
+    @staticmethod
+    def _count_dead(db: sqlite3.Connection, counts: dict[str, int], *, sign: int = 1) -> None:
+        total = 0
+        for reason, count in counts.items():
+            if not count:
+                continue
+            total += count
+            db.execute(
+                "INSERT INTO dead_reasons (reason, count) VALUES (?, ?) "
+                "ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count",
+                (reason, sign * count),
+            )
+        if total:
+            db.execute("DELETE FROM dead_reasons WHERE count <= 0")
+            db.execute("UPDATE totals SET dead = dead + ? WHERE id = 1", (sign * total,))
 
     def next_due_at(self, *, now: float) -> float | None:
         """Earliest ``due_at`` (``now`` if something is due), or ``None`` when empty."""
@@ -798,11 +825,7 @@ class SqliteSpool:
                 oldest = db.execute(
                     "SELECT enqueued_at FROM records ORDER BY id LIMIT 1"
                 ).fetchone()
-                dead = dict(
-                    db.execute(
-                        "SELECT reason, count(*) FROM dead_letters GROUP BY reason"
-                    ).fetchall()
-                )
+                dead = dict(db.execute("SELECT reason, count FROM dead_reasons").fetchall())
                 evicted = dict(db.execute("SELECT reason, count FROM evictions").fetchall())
                 db.execute("COMMIT")
             except sqlite3.Error as error:
@@ -866,15 +889,16 @@ class SqliteSpool:
                     "WHERE id IN (SELECT value FROM json_each(?2)) ORDER BY id",
                     (now, ids_json),
                 ).rowcount
-                sizes = db.execute(
+                rows = db.execute(
                     "DELETE FROM dead_letters WHERE id IN (SELECT value FROM json_each(?)) "
-                    "RETURNING size",
+                    "RETURNING size, reason",
                     (ids_json,),
                 ).fetchall()
+                self._count_dead(db, self._by_reason([(r[1],) for r in rows]), sign=-1)
                 depth, nbytes = db.execute(
-                    "UPDATE totals SET depth = depth + ?, bytes = bytes + ?, dead = dead - ? "
+                    "UPDATE totals SET depth = depth + ?, bytes = bytes + ? "
                     "WHERE id = 1 RETURNING depth, bytes",
-                    (moved, sum(row[0] for row in sizes), len(sizes)),
+                    (moved, sum(row[0] for row in rows)),
                 ).fetchone()
                 self._enforce_bounds(db, depth, nbytes, now)
                 replayed += moved
@@ -887,14 +911,13 @@ class SqliteSpool:
         purged = 0
         while True:
             with self._write("purge_dead_letters") as db:
-                count = len(
-                    db.execute(
-                        "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters "
-                        "WHERE (?1 IS NULL OR reason = ?1) ORDER BY id LIMIT ?2) RETURNING id",
-                        (reason, _MOVE_CHUNK),
-                    ).fetchall()
-                )
-                db.execute("UPDATE totals SET dead = dead - ? WHERE id = 1", (count,))
+                rows = db.execute(
+                    "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters "
+                    "WHERE (?1 IS NULL OR reason = ?1) ORDER BY id LIMIT ?2) RETURNING reason",
+                    (reason, _MOVE_CHUNK),
+                ).fetchall()
+                count = len(rows)
+                self._count_dead(db, self._by_reason(rows), sign=-1)
             purged += count
             if count < _MOVE_CHUNK:
                 break

@@ -1,0 +1,524 @@
+"""The front of a durable spool: write-through or group commit, and what to do when the
+store fails.
+
+:class:`SpoolFront` wraps a durable store (SQLite, Redis) and is itself a
+:class:`~xpevents.spool.base.Spool`, so a dispatcher only ever talks to one spool.
+
+Durability modes:
+
+``"always"`` (the default)
+    ``append`` writes through: the visitors are committed to the store before
+    ``append`` (and so ``dispatch_event``) returns. A visitor whose ``dispatch_event``
+    returned survives a crash of the process.
+``"interval"``
+    ``append`` puts the visitors in a memory buffer and returns at once; a background
+    thread commits the buffer to the store every ``commit_interval`` seconds (group
+    commit: one transaction for everything that arrived in the interval). A SIGKILL
+    loses what was buffered and not yet committed: at most ``commit_interval`` plus
+    one commit's worth of visitors (measured in ``docs/operations.md``).
+
+When the store fails (disk full, Redis down: :class:`~xpevents.errors.SpoolError`):
+
+``on_spool_error="memory"`` (the default)
+    the visitors are held in the bounded memory buffer (``max_buffer_events``; beyond
+    it the oldest are dropped and reported as ``spool_buffer_full``), one warning is
+    logged per episode, and the background thread writes them to the store when it
+    recovers. Durability is suspended meanwhile: :attr:`SpoolFront.fallback_active`
+    is ``True`` (``DispatchStats.durability_suspended``).
+``on_spool_error="drop"``
+    the visitors are dropped and reported as ``spool_error``.
+
+``append`` never raises. Drops are reported through ``on_drop(reason, count)``.
+Other operations that fail on a broken store are logged and made harmless: a failed
+``claim`` returns nothing, a failed ``ack``/``retry``/``dead_letter`` leaves the lease
+to expire, so the visitors are sent again (at least once, never lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Literal
+
+from xpevents.dispatch.validate import optional_callable, positive_int, positive_seconds
+from xpevents.errors import ConfigError, SpoolError
+from xpevents.spool.base import DeadLetter, Spool, SpoolRecord, SpoolStats
+
+logger = logging.getLogger("xpevents.spool.front")
+
+_COMMIT_CHUNK = 10_000
+_LOG_EVERY = 10.0
+
+_live: weakref.WeakSet[SpoolFront] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for front in list(_live):
+        front._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class SpoolFront:
+    """A durable store behind write-through or group commit, with a memory fallback.
+
+    Args:
+        store: the durable :class:`~xpevents.spool.base.Spool` (SQLite, Redis).
+        durability: ``"always"`` (write through before ``append`` returns) or
+            ``"interval"`` (group commit from a background thread).
+        commit_interval: seconds between group commits in ``"interval"`` mode.
+            Default 0.005.
+        on_spool_error: ``"memory"`` (hold visitors in memory while the store fails,
+            write them when it recovers) or ``"drop"`` (drop and count them).
+        max_buffer_events: visitors the memory buffer holds at most; the oldest are
+            dropped beyond it (``spool_buffer_full``). Default 10,000.
+        on_drop: ``on_drop(reason, count)`` for every visitor dropped here.
+        retry_interval: first wait before writing to a failed store again, doubled up
+            to ``max_retry_interval``. Defaults 0.05 s and 1 s.
+
+    Raises:
+        ConfigError: an argument is invalid.
+    """
+
+    def __init__(
+        self,
+        store: Spool,
+        *,
+        durability: Literal["always", "interval"] | str = "always",
+        commit_interval: float = 0.005,
+        on_spool_error: Literal["memory", "drop"] | str = "memory",
+        max_buffer_events: int = 10_000,
+        on_drop: Callable[[str, int], None] | None = None,
+        retry_interval: float = 0.05,
+        max_retry_interval: float = 1.0,
+    ) -> None:
+        owner = type(self).__name__
+        if not isinstance(store, Spool):
+            raise ConfigError(f"{owner}(store={store!r}): expected a Spool")
+        if durability not in ("always", "interval"):
+            raise ConfigError(
+                f"{owner}(durability={durability!r}): expected 'always' or 'interval'"
+            )
+        if on_spool_error not in ("memory", "drop"):
+            raise ConfigError(
+                f"{owner}(on_spool_error={on_spool_error!r}): expected 'memory' or 'drop'"
+            )
+        self.store = store
+        self.url = store.url
+        self.durable = store.durable
+        self.durability = durability
+        self.on_spool_error = on_spool_error
+        self.commit_interval = positive_seconds("commit_interval", commit_interval, owner=owner)
+        self.max_buffer_events = positive_int("max_buffer_events", max_buffer_events, owner=owner)
+        self._on_drop = optional_callable("on_drop", on_drop, owner=owner)
+        self._retry_interval = positive_seconds("retry_interval", retry_interval, owner=owner)
+        self._max_retry_interval = positive_seconds(
+            "max_retry_interval", max_retry_interval, owner=owner
+        )
+        self._always = durability == "always"
+        self._hold = on_spool_error == "memory"
+        self._closed = False
+        self._dropped: Counter[str] = Counter()
+        self._episodes = 0
+        self._held = 0
+        self._committed = 0
+        self._init_runtime()
+        _live.add(self)
+
+    def _init_runtime(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._settled = threading.Condition(self._lock)
+        self._hurry = threading.Event()
+        self._buffer: deque[tuple[bytes, bytes]] = deque()
+        self._in_flight = 0
+        self._fallback = False
+        self._episode_started = 0.0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._last_op_log = 0.0
+
+    def _reset_after_fork(self) -> None:
+        # The parent's thread does not exist here and its buffer belongs to the parent
+        # (which commits it): start afresh and empty.
+        self._init_runtime()
+
+    # -- state ----------------------------------------------------------------------
+
+    @property
+    def fallback_active(self) -> bool:
+        """True while the store is failing and durability is suspended."""
+        return self._fallback
+
+    @property
+    def buffered(self) -> int:
+        """Visitors in memory not yet committed to the store."""
+        return len(self._buffer) + self._in_flight
+
+    @property
+    def dropped(self) -> Mapping[str, int]:
+        """Visitors dropped here, by reason (``spool_error``, ``spool_buffer_full``, ``closed``)."""
+        with self._lock:
+            return MappingProxyType(dict(self._dropped))
+
+    @property
+    def episodes(self) -> int:
+        """How many times the store started failing."""
+        return self._episodes
+
+    @property
+    def held(self) -> int:
+        """Visitors held in memory because the store was failing (all episodes)."""
+        return self._held
+
+    # -- append ---------------------------------------------------------------------
+
+    def append(self, entries: Sequence[tuple[bytes, bytes]], *, now: float) -> None:
+        """Write through (``"always"``) or buffer (``"interval"``); never raises."""
+        if not entries:
+            return
+        if self._closed:
+            self._drop("closed", len(entries))
+            return
+        if self._always and not self._fallback:
+            try:
+                self.store.append(entries, now=now)
+                return
+            except Exception as error:  # SpoolError, or a store bug: never raise here
+                self._store_failed(error)
+            if not self._hold:
+                self._drop("spool_error", len(entries))
+                return
+            with self._lock:
+                self._held += len(entries)
+        elif self._always and not self._hold:
+            # "drop" mode in an episode: try the store, it may be back.
+            try:
+                self.store.append(entries, now=now)
+            except Exception:
+                self._drop("spool_error", len(entries))
+                return
+            self._store_recovered()
+            return
+        self._buffer_entries(entries)
+
+    def _buffer_entries(self, entries: Sequence[tuple[bytes, bytes]]) -> None:
+        if self._thread is None:  # the at-fork hook resets it in a child
+            self._start()
+        overflow = 0
+        with self._lock:
+            buffer = self._buffer
+            was_empty = not buffer
+            buffer.extend(entries)
+            if self._fallback and not self._always:
+                self._held += len(entries)
+            excess = len(buffer) - self.max_buffer_events
+            if excess > 0:
+                for _ in range(excess):
+                    buffer.popleft()
+                overflow = excess
+            if was_empty:
+                self._wake.notify()
+        if overflow:
+            self._drop("spool_buffer_full", overflow)
+
+    def _drop(self, reason: str, count: int) -> None:
+        with self._lock:
+            self._dropped[reason] += count
+        if self._on_drop is not None:
+            try:
+                self._on_drop(reason, count)
+            except Exception:
+                logger.exception("on_drop callback failed")
+
+    def _store_failed(self, error: BaseException) -> None:
+        with self._lock:
+            if self._fallback:
+                return
+            self._fallback = True
+            self._episodes += 1
+            self._episode_started = time.monotonic()
+        if self._hold:
+            logger.error(
+                "spool %s is failing: %s. DURABILITY SUSPENDED: visitors are held in memory "
+                "(at most %d, oldest dropped beyond) and written to the store when it "
+                "recovers; a crash now loses them",
+                self.url,
+                error,
+                self.max_buffer_events,
+            )
+        else:
+            logger.error(
+                "spool %s is failing: %s. Visitors are DROPPED (on_spool_error='drop') "
+                "until it recovers; counted as 'spool_error'",
+                self.url,
+                error,
+            )
+
+    def _store_recovered(self) -> None:
+        with self._lock:
+            if not self._fallback or self._buffer or self._in_flight:
+                return
+            self._fallback = False
+            lasted = time.monotonic() - self._episode_started
+        logger.warning(
+            "spool %s recovered after %.1f s; durability restored (held so far: %d, "
+            "dropped so far: %s)",
+            self.url,
+            lasted,
+            self._held,
+            dict(self._dropped) or "none",
+        )
+
+    # -- the committer thread ----------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = None
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="xpevents-spool-commit", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        backoff = self._retry_interval
+        while True:
+            with self._lock:
+                while not self._buffer and not self._stopping:
+                    self._wake.wait()
+                if self._closed or (not self._buffer and self._stopping):
+                    return
+            if not self._always and not self._fallback and not self._stopping:
+                # Group commit: let the interval's visitors gather (cut short by flush).
+                self._hurry.wait(self.commit_interval)
+            with self._lock:
+                count = min(len(self._buffer), _COMMIT_CHUNK)
+                batch = [self._buffer.popleft() for _ in range(count)]
+                self._in_flight = count
+            if not batch:
+                continue
+            try:
+                self.store.append(batch, now=time.time())
+            except Exception as error:
+                self._commit_failed(batch, error)
+                # Wait before the next try; flush_buffer() and close() cut it short.
+                self._hurry.wait(backoff)
+                self._hurry.clear()
+                backoff = min(backoff * 2, self._max_retry_interval)
+                continue
+            backoff = self._retry_interval
+            with self._lock:
+                self._in_flight = 0
+                self._committed += count
+                if not self._buffer:
+                    self._hurry.clear()
+                    self._settled.notify_all()
+            if self._fallback:
+                self._store_recovered()
+
+    def _commit_failed(self, batch: list[tuple[bytes, bytes]], error: BaseException) -> None:
+        was_failing = self._fallback
+        self._store_failed(error)
+        if not self._hold:
+            with self._lock:
+                self._in_flight = 0
+                self._settled.notify_all()
+            self._drop("spool_error", len(batch))
+            return
+        overflow = 0
+        with self._lock:
+            if self._closed:  # close() gave up on these; it counted them as lost
+                self._in_flight = 0
+                self._settled.notify_all()
+                return
+            if not was_failing and not self._always:
+                self._held += len(self._buffer) + len(batch)
+            self._buffer.extendleft(reversed(batch))
+            self._in_flight = 0
+            excess = len(self._buffer) - self.max_buffer_events
+            for _ in range(max(0, excess)):
+                self._buffer.popleft()
+                overflow += 1
+        if overflow:
+            self._drop("spool_buffer_full", overflow)
+
+    def flush_buffer(self, timeout: float = 5.0) -> bool:
+        """Commit what is buffered now; True when the buffer is empty within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if not self._buffer and not self._in_flight:
+                return True
+        if self._thread is None or self._pid != os.getpid():
+            self._start()
+        self._hurry.set()
+        with self._lock:
+            self._wake.notify()
+            while self._buffer or self._in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._settled.wait(min(left, 0.05))
+        return True
+
+    # -- the rest of the Spool interface, made safe ------------------------------------
+
+    def _op_failed(self, action: str, error: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_op_log >= _LOG_EVERY:
+            self._last_op_log = now
+            logger.warning(
+                "spool %s: %s failed: %s (records stay leased until the lease expires, "
+                "then are sent again)",
+                self.url,
+                action,
+                error,
+            )
+
+    def claim(
+        self, *, max_records: int, max_bytes: int, lease: float, now: float
+    ) -> list[SpoolRecord]:
+        """The store's ``claim``; an empty list while the store fails."""
+        try:
+            return self.store.claim(
+                max_records=max_records, max_bytes=max_bytes, lease=lease, now=now
+            )
+        except SpoolError as error:
+            self._op_failed("claim", error)
+            return []
+
+    def ack(self, ids: Sequence[int | str]) -> None:
+        """The store's ``ack``; a failure is logged (the records will be sent again)."""
+        try:
+            self.store.ack(ids)
+        except SpoolError as error:
+            self._op_failed("ack", error)
+
+    def retry(
+        self,
+        ids: Sequence[int | str],
+        *,
+        attempts: int,
+        first_attempt_at: float,
+        next_attempt_at: float,
+    ) -> None:
+        """The store's ``retry``; a failure is logged (the lease expires instead)."""
+        try:
+            self.store.retry(
+                ids,
+                attempts=attempts,
+                first_attempt_at=first_attempt_at,
+                next_attempt_at=next_attempt_at,
+            )
+        except SpoolError as error:
+            self._op_failed("retry", error)
+
+    def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
+        """The store's ``dead_letter``; a failure is logged (the lease expires instead)."""
+        try:
+            self.store.dead_letter(ids, reason=reason, now=now)
+        except SpoolError as error:
+            self._op_failed("dead_letter", error)
+
+    def next_due_at(self, *, now: float) -> float | None:
+        """The store's, or ``now + commit_interval`` while visitors wait in the buffer."""
+        try:
+            due = self.store.next_due_at(now=now)
+        except SpoolError as error:
+            self._op_failed("next_due_at", error)
+            due = now + self._max_retry_interval
+        if self._buffer or self._in_flight:
+            soon = now + (self._max_retry_interval if self._fallback else self.commit_interval)
+            due = soon if due is None else min(due, soon)
+        return due
+
+    def stats(self, *, now: float) -> SpoolStats:
+        """The store's stats plus the buffered visitors (in ``depth`` and ``bytes``)."""
+        with self._lock:
+            buffered = list(self._buffer)
+            in_flight = self._in_flight
+        extra_depth = len(buffered) + in_flight
+        extra_bytes = sum(len(visitor) for _, visitor in buffered)
+        try:
+            base = self.store.stats(now=now)
+        except SpoolError as error:
+            self._op_failed("stats", error)
+            base = SpoolStats()
+        if not extra_depth:
+            return base
+        return SpoolStats(
+            depth=base.depth + extra_depth,
+            bytes=base.bytes + extra_bytes,
+            leased=base.leased,
+            oldest_enqueued_at=base.oldest_enqueued_at,
+            dead_letters=base.dead_letters,
+            evicted=base.evicted,
+        )
+
+    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        """The store's dead letters (raises :class:`SpoolError` if it fails)."""
+        return self.store.dead_letters(limit=limit)
+
+    def replay_dead_letters(self, *, reason: str | None = None, now: float) -> int:
+        """The store's replay (raises :class:`SpoolError` if it fails)."""
+        return self.store.replay_dead_letters(reason=reason, now=now)
+
+    def purge_dead_letters(self, *, reason: str | None = None) -> int:
+        """The store's purge (raises :class:`SpoolError` if it fails)."""
+        return self.store.purge_dead_letters(reason=reason)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Commit the buffer (up to ``timeout`` seconds), stop the thread, close the store.
+
+        Visitors still buffered at the deadline (the store kept failing) are lost,
+        logged and reported as ``closed``. Idempotent.
+        """
+        if self._closed:
+            return
+        flushed = self.flush_buffer(timeout)
+        with self._lock:
+            self._closed = True
+            self._stopping = True
+            lost = len(self._buffer) + self._in_flight
+            self._buffer.clear()
+            self._wake.notify_all()
+            thread = self._thread
+        self._hurry.set()
+        if thread is not None and self._pid == os.getpid():
+            thread.join(timeout=max(1.0, self.commit_interval * 4))
+        if not flushed and lost:
+            logger.error(
+                "spool %s closed with %d visitor(s) not committed (the store kept failing); "
+                "they are lost",
+                self.url,
+                lost,
+            )
+            self._drop("closed", lost)
+        try:
+            self.store.close()
+        except Exception:
+            logger.exception("closing spool %s failed", self.url)
+        _live.discard(self)
+
+    def __enter__(self) -> SpoolFront:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"SpoolFront({self.store!r}, durability={self.durability!r}, "
+            f"on_spool_error={self.on_spool_error!r})"
+        )
