@@ -12,11 +12,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from servers import Reply, closed_port_url, scripted_server, silent_server
 
 from xpevents import ConfigError, DispatchError, LogEvent, RetryPolicy
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.testing import CollectorHandle, run_collector
+
+from servers import Reply, closed_port_url, scripted_server, silent_server
 
 FAST_RETRY = RetryPolicy(
     max_attempts=None, backoff_base=0.01, backoff_max=0.2, max_retry_after=5.0, max_retry_age=60.0
@@ -34,9 +35,7 @@ def visitor(i: int | None = None, *, pad: int = 0) -> dict[str, Any]:
         "attributes": attributes,
         "snapshots": [
             {
-                "decisions": [
-                    {"campaign_id": "11", "experiment_id": "22", "variation_id": "33"}
-                ],
+                "decisions": [{"campaign_id": "11", "experiment_id": "22", "variation_id": "33"}],
                 "events": [
                     {
                         "entity_id": "11",
@@ -157,7 +156,8 @@ def test_non_events_and_bad_payloads_are_counted_never_raised() -> None:
         )
         bd.dispatch_event(object())
         bd.dispatch_event(LogEvent("not a url", payload([visitor()])))
-        bd.dispatch_event(LogEvent("https://logx.optimizely.com/v1/events", payload([{"bad": object()}])))
+        bad = payload([{"bad": object()}])
+        bd.dispatch_event(LogEvent("https://logx.optimizely.com/v1/events", bad))
         raw = {"hello": "world", "n": [1, 2]}
         bd.dispatch_event(LogEvent("https://logx.optimizely.com/v1/events", raw))
         bd.dispatch_event(LogEvent("https://logx.optimizely.com/v1/events", raw))
@@ -304,16 +304,18 @@ def test_retry_after_longer_than_allowed_is_dead_lettered() -> None:
 
 def test_other_4xx_fail_at_once() -> None:
     failures: list[DispatchError] = []
-    with scripted_server(Reply(400, body=b'{"error": "bad"}')) as server:
-        with BatchDispatcher(
+    with (
+        scripted_server(Reply(400, body=b'{"error": "bad"}')) as server,
+        BatchDispatcher(
             endpoint=server.base_url,
             flush_interval=0.05,
             on_failure=lambda v, e: failures.append(e),
-        ) as bd:
-            bd.dispatch_event(event(n=2))
-            outcome = bd.flush(5)
-            stats = bd.stats()
-            letters = bd.spool.dead_letters()
+        ) as bd,
+    ):
+        bd.dispatch_event(event(n=2))
+        outcome = bd.flush(5)
+        stats = bd.stats()
+        letters = bd.spool.dead_letters()
     assert outcome.failed == {"http_400": 2}
     assert stats.failed == {"http_400": 2} and stats.dead_letters == {"http_400": 2}
     assert len(letters) == 2 and letters[0].reason == "http_400"
@@ -452,11 +454,13 @@ def test_callback_errors_are_counted() -> None:
     def boom(*args: Any) -> None:
         raise RuntimeError("user bug")
 
-    with scripted_server() as server:
-        with BatchDispatcher(endpoint=server.base_url, flush_interval=0.01, on_success=boom) as bd:
-            bd.dispatch_event(event())
-            bd.flush(5)
-            assert bd.stats().callback_errors == 1
+    with (
+        scripted_server() as server,
+        BatchDispatcher(endpoint=server.base_url, flush_interval=0.01, on_success=boom) as bd,
+    ):
+        bd.dispatch_event(event())
+        bd.flush(5)
+        assert bd.stats().callback_errors == 1
 
 
 def test_stats_snapshot_fields_while_retrying() -> None:
