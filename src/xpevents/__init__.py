@@ -4,6 +4,14 @@ The public API lives here; import from ``xpevents`` rather than from submodules.
 """
 
 from xpevents._version import __version__
+from xpevents.client import Client
+from xpevents.decide import (
+    Decision,
+    InvalidInputError,
+    OptimizelyDecideOption,
+    OptimizelyDecision,
+    UnknownKeyError,
+)
 from xpevents.dispatch.default import DefaultEventDispatcher
 from xpevents.dispatch.protocol import EventDispatcher, EventLike
 from xpevents.dispatch.retry import BACKGROUND_RETRY, SYNC_RETRY, RetryPolicy
@@ -16,25 +24,44 @@ from xpevents.errors import (
     SpoolError,
     XpeventsError,
 )
+from xpevents.events.builder import EventBuilder
 from xpevents.events.model import EVENTS_URL, EVENTS_URL_EU, LogEvent
+from xpevents.notifications import NotificationCenter, NotificationType
+from xpevents.user_context import (
+    OptimizelyDecisionContext,
+    OptimizelyForcedDecision,
+    OptimizelyUserContext,
+)
 
 __all__ = [
     "BACKGROUND_RETRY",
     "EVENTS_URL",
     "EVENTS_URL_EU",
     "SYNC_RETRY",
+    "Client",
     "ConfigError",
     "DatafileError",
+    "Decision",
     "DefaultEventDispatcher",
     "DispatchError",
     "DispatchOutcome",
     "DispatchStats",
+    "EventBuilder",
     "EventDispatcher",
     "EventLike",
+    "InvalidInputError",
     "LogEvent",
+    "NotificationCenter",
+    "NotificationType",
+    "OptimizelyDecideOption",
+    "OptimizelyDecision",
+    "OptimizelyDecisionContext",
+    "OptimizelyForcedDecision",
+    "OptimizelyUserContext",
     "PayloadError",
     "RetryPolicy",
     "SpoolError",
+    "UnknownKeyError",
     "XpeventsError",
     "__version__",
 ]
