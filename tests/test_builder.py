@@ -176,7 +176,7 @@ def test_id_normalisation() -> None:
     assert normalize_variation_id("0123") == "0123"
     assert normalize_variation_id("var_1") is None
     assert normalize_variation_id("") is None
-    assert normalize_variation_id("１２") is None  # non-ASCII digits
+    assert normalize_variation_id("\uff11\uff12") is None  # fullwidth digits
 
 
 def test_empty_layer_and_opaque_variation_ids(datafile: dict[str, Any]) -> None:
