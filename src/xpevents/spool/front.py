@@ -197,8 +197,6 @@ class SpoolFront:
             if not self._hold:
                 self._drop("spool_error", len(entries))
                 return
-            with self._lock:
-                self._held += len(entries)
         elif self._always and not self._hold:
             # "drop" mode in an episode: try the store, it may be back.
             try:
@@ -218,7 +216,7 @@ class SpoolFront:
             buffer = self._buffer
             was_empty = not buffer
             buffer.extend(entries)
-            if self._fallback and not self._always:
+            if self._fallback:
                 self._held += len(entries)
             excess = len(buffer) - self.max_buffer_events
             if excess > 0:
