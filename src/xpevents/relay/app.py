@@ -1,0 +1,361 @@
+"""The relay's ASGI application: ingest into the spool, forward with BatchDispatcher.
+
+Routes:
+
+* ``POST /v1/events`` and ``POST /eu/v1/events``: the event API's own request format.
+  Answered ``204`` only once every visitor of the body is committed to the spool;
+  ``503`` + ``Retry-After`` while the spool is full or failing (backpressure: the
+  client keeps the events); ``400`` with the JSON path of the first error; ``401``
+  when a token is configured and the request does not carry it; ``408``, ``413``,
+  ``415`` for slow, oversize and oddly encoded bodies.
+* ``GET /healthz``: the process is up. ``GET /readyz``: the spool takes writes (503
+  otherwise), plus the last upstream outcome. ``GET /metrics``: Prometheus.
+
+Forwarding is a :class:`~xpevents.BatchDispatcher` reading the same spool: it batches
+compatible visitors, retries with backoff (``Retry-After`` honoured), dead-letters
+what the upstream refuses for good, and opens a circuit on a failing upstream.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+import httpx
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from xpevents.dispatch.batch import BatchDispatcher
+from xpevents.dispatch.retry import RetryPolicy
+from xpevents.dispatch.stats import DispatchOutcome
+from xpevents.errors import ConfigError, SpoolError
+from xpevents.events.schema import PayloadSchemaError
+from xpevents.relay.ingest import Rejected, read_body, split_payload
+from xpevents.relay.metrics import RelayMetrics, TimedTransport
+from xpevents.relay.writer import SpoolFull, SpoolWriter
+from xpevents.spool.base import Spool
+from xpevents.spool.memory import MemorySpool
+
+__all__ = [
+    "DEFAULT_UPSTREAM",
+    "DEFAULT_UPSTREAM_EU",
+    "Relay",
+    "RelaySettings",
+]
+
+logger = logging.getLogger("xpevents.relay")
+
+DEFAULT_UPSTREAM: Final = "https://logx.optimizely.com/v1/events"
+DEFAULT_UPSTREAM_EU: Final = "https://eu.logx.optimizely.com/v1/events"
+
+_JSON: Final = "application/json"
+_encode = msgspec.json.Encoder().encode
+_WAKE_EVERY: Final = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """Everything the relay can be told (the CLI options; see ``docs/relay.md``)."""
+
+    upstream: str = DEFAULT_UPSTREAM
+    upstream_eu: str = DEFAULT_UPSTREAM_EU
+    token: str | None = None
+    max_body: int = 3_500_000
+    read_timeout: float = 10.0
+    max_spool_events: int = 1_000_000
+    max_spool_bytes: int = 512 << 20
+    retry_after: int = 1
+    batch_size: int = 100
+    flush_interval: float = 1.0
+    max_batch_bytes: int = 1_048_576
+    concurrency: int = 4
+    timeout: float = 10.0
+    gzip: bool = False
+    lease: float = 30.0
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_age: float = 86_400.0
+    proxy: str | None = None
+    shutdown_timeout: float = 10.0
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=None,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+            max_retry_after=300.0,
+            max_retry_age=self.max_retry_age,
+        )
+
+
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(_encode(data), status, dict(headers or {}), media_type=_JSON)
+
+
+class Relay:
+    """Ingest endpoint plus forwarding pipeline over one spool.
+
+    Args:
+        store: the opened raw store (``SqliteSpool``, ``RedisSpool``, ``MemorySpool``);
+            the relay writes to it directly and closes it in :meth:`close`.
+        settings: see :class:`RelaySettings`.
+        http_transport: an httpx transport for upstream requests (tests); default a
+            pooled ``httpx.HTTPTransport`` (with ``settings.proxy`` if set).
+
+    ``relay.app`` is the Starlette application. Forwarding starts at once, so a
+    spool left over from an earlier run is drained even before the first request.
+    """
+
+    def __init__(
+        self,
+        store: Spool,
+        settings: RelaySettings | None = None,
+        *,
+        http_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings = settings or RelaySettings()
+        if settings.max_body < 1:
+            raise ConfigError(f"max_body={settings.max_body!r}: must be >= 1")
+        self.store = store
+        self.routes_to = {"us": settings.upstream, "eu": settings.upstream_eu}
+        regions = {settings.upstream: "us", settings.upstream_eu: "eu"}
+        self.metrics = RelayMetrics(regions)
+        self._token = settings.token.encode() if settings.token else None
+        inner = http_transport or httpx.HTTPTransport(
+            proxy=settings.proxy,
+            limits=httpx.Limits(
+                max_connections=settings.concurrency + 2,
+                max_keepalive_connections=settings.concurrency + 2,
+            ),
+        )
+        self._http = httpx.Client(
+            transport=TimedTransport(inner, self.metrics),
+            timeout=httpx.Timeout(settings.timeout),
+            trust_env=False,
+        )
+        self.dispatcher = BatchDispatcher(
+            spool=store,
+            http_client=self._http,
+            batch_size=settings.batch_size,
+            flush_interval=settings.flush_interval,
+            max_batch_bytes=settings.max_batch_bytes,
+            max_concurrent_requests=settings.concurrency,
+            timeout=settings.timeout,
+            retry=settings.retry_policy(),
+            gzip=settings.gzip,
+            lease=settings.lease,
+            atexit_timeout=None,
+        )
+        self.writer = SpoolWriter(
+            store,
+            max_events=settings.max_spool_events,
+            max_bytes=settings.max_spool_bytes,
+            on_written=self._written,
+        )
+        self.metrics.watch(self._dispatch_stats)
+        self._unsignalled = 0
+        self._woken_at = 0.0
+        self._closing = False
+        self._closed = False
+        self._start_senders()
+        self.app = Starlette(
+            routes=[
+                Route("/v1/events", self._us_events, methods=["POST"]),
+                Route("/eu/v1/events", self._eu_events, methods=["POST"]),
+                Route("/healthz", self._healthz, methods=["GET"]),
+                Route("/readyz", self._readyz, methods=["GET"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
+            ]
+        )
+        if isinstance(store, MemorySpool):
+            logger.warning(
+                "relay spool is memory://: a 204 does NOT mean durable; events accepted "
+                "and not yet forwarded are lost if the relay stops or crashes"
+            )
+
+    # -- forwarding -----------------------------------------------------------------
+
+    def _start_senders(self) -> None:
+        # BatchDispatcher starts its senders on the first dispatch_event; the relay
+        # never calls it (it appends to the spool itself), so it starts them here.
+        start = getattr(self.dispatcher, "start", None)
+        if callable(start):
+            start()
+        else:  # until BatchDispatcher has a public start()
+            self.dispatcher._start()
+
+    def _wake_senders(self) -> None:
+        wake = getattr(self.dispatcher, "notify", None)
+        if callable(wake):
+            wake()
+        else:  # until BatchDispatcher has a public notify()
+            self.dispatcher._wake.set()
+
+    def _written(self, n: int) -> None:
+        # Wake the senders when a batch is full or at most every 20 ms: they know the
+        # spool's due times otherwise, and idle ones poll it every second anyway.
+        self._unsignalled += n
+        now = time.monotonic()
+        if self._unsignalled >= self.settings.batch_size or now - self._woken_at >= _WAKE_EVERY:
+            self._unsignalled = 0
+            self._woken_at = now
+            self._wake_senders()
+
+    def _dispatch_stats(self) -> Any:
+        return self.dispatcher.stats()
+
+    def close(self, timeout: float | None = None) -> DispatchOutcome:
+        """Forward what is due within ``timeout`` (default ``shutdown_timeout``), then stop.
+
+        What is not delivered by then stays in a durable spool for the next start
+        (``pending`` says how much). Idempotent.
+        """
+        if self._closed:
+            return DispatchOutcome()
+        self._closing = True
+        self._closed = True
+        seconds = self.settings.shutdown_timeout if timeout is None else timeout
+        outcome = self.dispatcher.close(timeout=seconds)
+        if isinstance(self.store, MemorySpool):
+            lost = self.store.depth
+            if lost:
+                logger.error(
+                    "relay stopped with %d visitor(s) in its memory spool: they are lost", lost
+                )
+                outcome = replace(outcome, pending=max(outcome.pending, lost))
+        try:
+            self.store.close()
+        except Exception:
+            logger.exception("closing spool %s failed", self.store.url)
+        self._http.close()
+        return outcome
+
+    # -- ingest ---------------------------------------------------------------------
+
+    async def _us_events(self, request: Request) -> Response:
+        return await self._ingest(request, "us")
+
+    async def _eu_events(self, request: Request) -> Response:
+        return await self._ingest(request, "eu")
+
+    async def _ingest(self, request: Request, region: str) -> Response:
+        try:
+            response = await self._handle(request, region)
+        except ClientDisconnect:
+            response = Response(status_code=400)  # nobody is listening
+        self.metrics.requests.labels(region, str(response.status_code)).inc()
+        return response
+
+    async def _handle(self, request: Request, region: str) -> Response:
+        metrics = self.metrics
+        if self._token is not None and not self._authorized(request):
+            metrics.rejected.labels("unauthorized").inc()
+            return _json(
+                {"error": "missing or wrong token: send 'Authorization: Bearer <token>'"},
+                401,
+                {"WWW-Authenticate": 'Bearer realm="xpevents relay"'},
+            )
+        if self._closing:
+            return self._busy("shutting_down", "the relay is shutting down", 0)
+        settings = self.settings
+        try:
+            body = await read_body(
+                request, max_body=settings.max_body, timeout=settings.read_timeout
+            )
+        except Rejected as rejected:
+            reason = {
+                413: "too_large",
+                408: "read_timeout",
+                415: "unsupported_encoding",
+            }.get(rejected.status, "invalid_body")
+            metrics.rejected.labels(reason).inc()
+            return rejected.response()
+        try:
+            return await run_in_threadpool(self._spool, body, region)
+        except PayloadSchemaError as exc:
+            metrics.rejected.labels("invalid_payload").inc()
+            return _json({"error": str(exc), "path": exc.path}, 400)
+
+    def _authorized(self, request: Request) -> bool:
+        assert self._token is not None
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            credentials.strip().encode(), self._token
+        )
+
+    def _spool(self, body: bytes, region: str) -> Response:
+        """Validate, split and write (in a worker thread: SQLite and Redis block)."""
+        envelope, visitors = split_payload(body, self.routes_to[region])
+        n = len(visitors)
+        metrics = self.metrics
+        metrics.received.labels(region).inc(n)
+        try:
+            self.writer.write(envelope, visitors, now=time.time())
+        except SpoolFull as exc:
+            return self._busy("spool_full", f"spool full: {exc}", n)
+        except SpoolError as exc:
+            return self._busy("spool_error", f"spool unavailable: {exc}", n)
+        metrics.spooled.labels(region).inc(n)
+        return Response(status_code=204)
+
+    def _busy(self, reason: str, message: str, visitors: int) -> Response:
+        if visitors:
+            self.metrics.refused.labels(reason).inc(visitors)
+        return _json(
+            {"error": f"{message}; retry later", "reason": reason},
+            503,
+            {"Retry-After": str(self.settings.retry_after)},
+        )
+
+    # -- health and metrics ---------------------------------------------------------
+
+    async def _healthz(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def _readyz(self, request: Request) -> Response:
+        return await run_in_threadpool(self._readiness)
+
+    def _readiness(self) -> Response:
+        writer = self.writer
+        problems: list[str] = []
+        depth: int | None = None
+        try:
+            depth = self.store.stats(now=time.time()).depth
+            full = writer.full()
+        except SpoolError as exc:
+            problems.append(f"spool unreadable: {exc}")
+            full = False
+        if writer.failing():
+            problems.append(f"spool write failed: {writer.last_error}")
+        if full:
+            problems.append("spool full")
+        if self._closing:
+            problems.append("shutting down")
+        body = {
+            "ready": not problems,
+            "problems": problems,
+            "spool": {
+                "url": self.store.url,
+                "durable": self.store.durable,
+                "depth": depth,
+                "full": full,
+                "last_write_at": writer.last_write_at,
+                "last_error": writer.last_error,
+                "last_error_at": writer.last_error_at,
+            },
+            "upstream": self.metrics.upstream.as_dict(),
+        }
+        return _json(body, 503 if problems else 200)
+
+    async def _metrics(self, request: Request) -> Response:
+        data = await run_in_threadpool(generate_latest, self.metrics.registry)
+        return Response(data, 200, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,349 @@
+"""``xpevents relay``: accept events on localhost, spool them durably, forward them upstream.
+
+Every option can also come from an environment variable ``XPEVENTS_RELAY_<OPTION>``
+(``--upstream-eu`` -> ``XPEVENTS_RELAY_UPSTREAM_EU``) or from a TOML file given with
+``--config`` (keys are the option names, with ``-`` or ``_``, at the top level or in a
+``[relay]`` table). Precedence: command line > environment > file > defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Final
+
+import click
+
+from xpevents.dispatch.endpoint import validate_url
+from xpevents.errors import ConfigError, SpoolError
+from xpevents.relay.app import DEFAULT_UPSTREAM, DEFAULT_UPSTREAM_EU, Relay, RelaySettings
+from xpevents.relay.writer import store_bounds
+from xpevents.spool.base import Spool
+
+__all__ = ["DEFAULT_SPOOL", "ENV_PREFIX", "open_relay_spool", "relay_command"]
+
+logger = logging.getLogger("xpevents.relay")
+
+ENV_PREFIX: Final = "XPEVENTS_RELAY"
+DEFAULT_SPOOL: Final = "sqlite:///xpevents-relay.db"
+"""Relative to the working directory; production passes an absolute path."""
+
+_DEFAULTS = RelaySettings()
+
+
+def _env(name: str) -> str:
+    return f"{ENV_PREFIX}_{name.upper()}"
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Eager callback of ``--config``: the file's values become click's default_map."""
+    if value is None:
+        return None
+    try:
+        data = tomllib.loads(value.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {value}: {exc}", ctx, param) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise click.BadParameter(f"{value} is not valid TOML: {exc}", ctx, param) from None
+    section = data.get("relay", data)
+    if not isinstance(section, dict):
+        raise click.BadParameter(f"{value}: [relay] must be a table", ctx, param)
+    known = {p.name for p in ctx.command.params if p.name and p.name != "config"}
+    values: dict[str, Any] = {}
+    for key, item in section.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise click.BadParameter(
+                f"{value}: unknown key {key!r} (known: {', '.join(sorted(known))})", ctx, param
+            )
+        values[name] = item
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return value
+
+
+def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate_url(value, argument=f"--{(param.name or '').replace('_', '-')}")
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def open_relay_spool(spec: str, *, max_events: int, max_bytes: int, max_event_age: float) -> Spool:
+    """Open the relay's store for ``spec`` (``memory://``, ``sqlite:///...``, ``redis://...``).
+
+    Durable stores get eviction bounds above the relay's admission limits (see
+    :func:`~xpevents.relay.writer.store_bounds`): a full spool refuses requests, it
+    never evicts what was accepted. A memory spool holds ``max_events`` visitors.
+
+    Raises:
+        ConfigError, SpoolError: as :func:`xpevents.spool.open_spool`.
+    """
+    from xpevents.spool import open_spool
+    from xpevents.spool.memory import MemorySpool
+
+    if spec == "memory://":
+        return MemorySpool(max_events, "drop_newest")
+    events, nbytes = store_bounds(max_events, max_bytes)
+    return open_spool(
+        spec, max_spool_events=events, max_spool_bytes=nbytes, max_event_age=max_event_age
+    )
+
+
+_POSITIVE = click.FloatRange(min=0.0, min_open=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar=_env("config"),
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help="TOML file with option values (keys: option names). CLI > env > file > defaults.",
+)
+@click.option("--host", default="127.0.0.1", envvar=_env("host"), help="Interface to bind.")
+@click.option(
+    "--port",
+    default=8787,
+    type=click.IntRange(0, 65535),
+    envvar=_env("port"),
+    help="TCP port; 0 picks a free one (the real one is printed).",
+)
+@click.option(
+    "--spool",
+    default=DEFAULT_SPOOL,
+    envvar=_env("spool"),
+    help="Where accepted events wait: sqlite:///relative.db, sqlite:////absolute.db, "
+    "redis://host:port/db?stream=NAME (shared by several relays) or memory:// "
+    "(NOT durable: a 204 then only means 'in memory').",
+)
+@click.option(
+    "--upstream",
+    default=DEFAULT_UPSTREAM,
+    envvar=_env("upstream"),
+    callback=_url,
+    help="Where POST /v1/events is forwarded.",
+)
+@click.option(
+    "--upstream-eu",
+    default=DEFAULT_UPSTREAM_EU,
+    envvar=_env("upstream_eu"),
+    callback=_url,
+    help="Where POST /eu/v1/events is forwarded.",
+)
+@click.option(
+    "--token",
+    default=None,
+    envvar=_env("token"),
+    show_default=False,
+    help="Require 'Authorization: Bearer <token>' on event requests (401 otherwise). "
+    "Prefer the environment variable or the config file to the command line.",
+)
+@click.option(
+    "--max-body",
+    default=_DEFAULTS.max_body,
+    type=click.IntRange(min=1),
+    envvar=_env("max_body"),
+    help="Largest request body in bytes, raw and after gzip decompression (413 above).",
+)
+@click.option(
+    "--read-timeout",
+    default=_DEFAULTS.read_timeout,
+    type=_POSITIVE,
+    envvar=_env("read_timeout"),
+    help="Seconds a client may take to send its body (408 after).",
+)
+@click.option(
+    "--max-spool-events",
+    default=_DEFAULTS.max_spool_events,
+    type=click.IntRange(min=1),
+    envvar=_env("max_spool_events"),
+    help="Visitors the spool may hold; requests beyond get 503 + Retry-After.",
+)
+@click.option(
+    "--max-spool-bytes",
+    default=_DEFAULTS.max_spool_bytes,
+    type=click.IntRange(min=1),
+    envvar=_env("max_spool_bytes"),
+    help="Visitor bytes the spool may hold; requests beyond get 503 + Retry-After.",
+)
+@click.option(
+    "--max-event-age",
+    default=7 * 86400.0,
+    type=_POSITIVE,
+    envvar=_env("max_event_age"),
+    help="Seconds after which an undelivered visitor is evicted from a durable spool.",
+)
+@click.option(
+    "--retry-after",
+    default=_DEFAULTS.retry_after,
+    type=click.IntRange(min=0),
+    envvar=_env("retry_after"),
+    help="Seconds sent in Retry-After with a 503 (spool full or failing).",
+)
+@click.option(
+    "--batch-size",
+    default=_DEFAULTS.batch_size,
+    type=click.IntRange(min=1),
+    envvar=_env("batch_size"),
+    help="Visitors that make an upstream request due at once.",
+)
+@click.option(
+    "--flush-interval",
+    default=_DEFAULTS.flush_interval,
+    type=_POSITIVE,
+    envvar=_env("flush_interval"),
+    help="Seconds the oldest waiting visitor waits for a batch to fill.",
+)
+@click.option(
+    "--max-batch-bytes",
+    default=_DEFAULTS.max_batch_bytes,
+    type=click.IntRange(1024, 3_500_000),
+    envvar=_env("max_batch_bytes"),
+    help="Body size cap of one upstream request.",
+)
+@click.option(
+    "--concurrency",
+    default=_DEFAULTS.concurrency,
+    type=click.IntRange(1, 64),
+    envvar=_env("concurrency"),
+    help="Upstream requests in flight at most (sender threads).",
+)
+@click.option(
+    "--timeout",
+    default=_DEFAULTS.timeout,
+    type=_POSITIVE,
+    envvar=_env("timeout"),
+    help="Seconds per upstream request.",
+)
+@click.option(
+    "--gzip/--no-gzip",
+    default=_DEFAULTS.gzip,
+    envvar=_env("gzip"),
+    help="Compress upstream request bodies.",
+)
+@click.option(
+    "--lease",
+    default=_DEFAULTS.lease,
+    type=_POSITIVE,
+    envvar=_env("lease"),
+    help="Seconds a sender holds claimed visitors; after a crash they are sent again "
+    "once it expires. Keep it above --timeout, and equal on relays sharing a spool.",
+)
+@click.option(
+    "--backoff-base",
+    default=_DEFAULTS.backoff_base,
+    type=_POSITIVE,
+    envvar=_env("backoff_base"),
+    help="Seconds; first retry waits up to this long (exponential, full jitter).",
+)
+@click.option(
+    "--backoff-max",
+    default=_DEFAULTS.backoff_max,
+    type=_POSITIVE,
+    envvar=_env("backoff_max"),
+    help="Longest wait between retries, in seconds.",
+)
+@click.option(
+    "--max-retry-age",
+    default=_DEFAULTS.max_retry_age,
+    type=_POSITIVE,
+    envvar=_env("max_retry_age"),
+    help="Seconds after the first attempt when a failing visitor is dead-lettered.",
+)
+@click.option(
+    "--proxy",
+    default=None,
+    envvar=_env("proxy"),
+    callback=_url,
+    show_default=False,
+    help="HTTP(S) proxy for upstream requests (HTTP_PROXY & co. are ignored).",
+)
+@click.option(
+    "--shutdown-timeout",
+    default=_DEFAULTS.shutdown_timeout,
+    type=click.FloatRange(min=0.0),
+    envvar=_env("shutdown_timeout"),
+    help="Seconds after SIGTERM to finish requests and forward what is due; the rest "
+    "stays in the spool.",
+)
+@click.option(
+    "--max-connections",
+    default=1024,
+    type=click.IntRange(min=1),
+    envvar=_env("max_connections"),
+    help="Concurrent connections and requests; more are answered 503.",
+)
+@click.option(
+    "--log-level",
+    default="warning",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    envvar=_env("log_level"),
+    help="Log level (logs go to stderr).",
+)
+def relay_command(
+    host: str,
+    port: int,
+    spool: str,
+    max_event_age: float,
+    max_connections: int,
+    log_level: str,
+    **options: Any,
+) -> None:
+    """Accept events from any SDK on localhost, spool them durably, forward them upstream.
+
+    POST /v1/events and /eu/v1/events take the event API's own format and answer 204
+    once the events are in the spool (503 + Retry-After while it is full or failing).
+    GET /healthz, /readyz and /metrics (Prometheus) serve operations. Prints
+    "xpevents relay listening on http://HOST:PORT" when ready; SIGTERM drains and
+    flushes for --shutdown-timeout seconds, leaving the rest in the spool.
+    """
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    settings = RelaySettings(**options)
+    from xpevents.relay.server import RelayServer
+
+    try:
+        store = open_relay_spool(
+            spool,
+            max_events=settings.max_spool_events,
+            max_bytes=settings.max_spool_bytes,
+            max_event_age=max_event_age,
+        )
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--spool") from None
+    except SpoolError as exc:
+        raise click.ClickException(f"cannot open --spool {spool}: {exc}") from None
+    try:
+        relay = Relay(store, settings)
+    except Exception:
+        store.close()
+        raise
+    try:
+        server = RelayServer(
+            relay, host=host, port=port, log_level=log_level, limit_concurrency=max_connections
+        )
+    except OSError as exc:
+        relay.close(timeout=0)
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+    logger.info(
+        "relay spool %s (durable: %s); upstream %s, EU %s",
+        store.url,
+        store.durable,
+        settings.upstream,
+        settings.upstream_eu,
+    )
+
+    def announce() -> None:
+        sys.stdout.write(f"xpevents relay listening on {server.url}\n")
+        sys.stdout.flush()
+
+    server.run(on_started=announce)

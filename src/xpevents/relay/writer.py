@@ -1,0 +1,196 @@
+"""Admission and durable writes: the relay's side of the spool.
+
+The relay answers 204 only once the visitors are in the spool, so it writes to the
+store itself, from a worker thread, and must see every failure: it never goes through
+``SpoolFront`` (whose memory fallback would turn a failed write into a silent,
+non-durable success).
+
+A full spool is refused, not evicted: the store's own eviction bound drops the
+*oldest* records, which were already acknowledged to a client. So the writer admits a
+request only while the spool's depth stays under ``max_events`` / ``max_bytes``, and
+the store is opened with eviction bounds above those (see
+:func:`store_bounds`). The depth is read from the store at most every
+``refresh`` seconds and, in between, estimated from above: the last reading plus
+everything appended or being appended since (acks are ignored until the next
+reading), so concurrent requests can never push the spool past the limit in one
+process. Several processes sharing a spool can overshoot by what they admit within
+``refresh`` seconds, which the eviction headroom absorbs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from xpevents.errors import SpoolError
+from xpevents.spool.base import Spool
+from xpevents.spool.memory import MemorySpool
+
+__all__ = ["SpoolFull", "SpoolWriter", "store_bounds"]
+
+logger = logging.getLogger("xpevents.relay")
+
+_LOG_EVERY: Final = 10.0
+
+
+class SpoolFull(Exception):
+    """The spool holds as much as the relay may admit; the client should retry later."""
+
+
+def store_bounds(max_events: int, max_bytes: int) -> tuple[int, int]:
+    """The store's eviction bounds for relay limits ``max_events`` and ``max_bytes``.
+
+    Twice the admission limit, and at least 100,000 visitors / 64 MiB above it, so
+    the store never evicts what the relay accepted.
+    """
+    return max(2 * max_events, max_events + 100_000), max(2 * max_bytes, max_bytes + (64 << 20))
+
+
+class SpoolWriter:
+    """Admit and write visitors to ``store``; thread-safe.
+
+    Args:
+        store: the raw store (``SqliteSpool``, ``RedisSpool``, ``MemorySpool``...).
+        max_events: visitors the spool may hold before requests are refused.
+        max_bytes: visitor bytes the spool may hold before requests are refused.
+        refresh: seconds between readings of the store's real depth.
+        on_written: called with the number of visitors after each successful write.
+    """
+
+    def __init__(
+        self,
+        store: Spool,
+        *,
+        max_events: int,
+        max_bytes: int,
+        refresh: float = 0.25,
+        on_written: Callable[[int], object] | None = None,
+    ) -> None:
+        self.store = store
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self._refresh = refresh
+        self._on_written = on_written
+        self._memory = store if isinstance(store, MemorySpool) else None
+        self._lock = threading.Lock()
+        self._read_at = float("-inf")  # monotonic time of the last depth reading
+        self._depth = 0  # last reading
+        self._bytes = 0
+        self._since = 0  # visitors written since the reading
+        self._since_bytes = 0
+        self._pending = 0  # visitors being written right now
+        self._pending_bytes = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None  # wall clock
+        self.last_write_at: float | None = None
+        self._logged_at = float("-inf")
+
+    # -- the write path ---------------------------------------------------------------
+
+    def write(self, envelope: bytes, visitors: Sequence[bytes], *, now: float) -> None:
+        """Store ``visitors`` under ``envelope``, committed before returning.
+
+        Raises:
+            SpoolFull: admitting them would pass ``max_events`` or ``max_bytes``.
+            SpoolError: the store failed; nothing is known to be written.
+        """
+        n = len(visitors)
+        if not n:
+            return
+        size = sum(len(v) for v in visitors)
+        if self._memory is not None:
+            if not self._memory.offer(envelope, visitors, now):
+                raise SpoolFull(f"the memory spool holds {self._memory.depth} visitors")
+            self._written(n, size, reserved=False)
+            return
+        self._admit(n, size)
+        try:
+            self.store.append([(envelope, visitor) for visitor in visitors], now=now)
+        except BaseException as exc:
+            with self._lock:
+                self._pending -= n
+                self._pending_bytes -= size
+            if isinstance(exc, SpoolError):
+                self._failed(exc)
+            raise
+        self._written(n, size, reserved=True)
+
+    def _admit(self, n: int, size: int) -> None:
+        with self._lock:
+            clock = time.monotonic()
+            if clock - self._read_at >= self._refresh or (
+                self._over(n, size) and clock - self._read_at >= 0.02
+            ):
+                self._read(clock)
+            if self._over(n, size):
+                raise SpoolFull(
+                    f"the spool holds about {self._depth + self._since + self._pending} "
+                    f"visitors / {self._bytes + self._since_bytes + self._pending_bytes} "
+                    f"bytes (limits {self.max_events} / {self.max_bytes})"
+                )
+            self._pending += n
+            self._pending_bytes += size
+
+    def _over(self, n: int, size: int) -> bool:
+        return (
+            self._depth + self._since + self._pending + n > self.max_events
+            or self._bytes + self._since_bytes + self._pending_bytes + size > self.max_bytes
+        )
+
+    def _read(self, clock: float) -> None:
+        """Read the store's depth (under the lock); a failure keeps the old reading."""
+        try:
+            stats = self.store.stats(now=time.time())
+        except SpoolError as exc:
+            self._failed(exc)
+            raise
+        self._depth, self._bytes = stats.depth, stats.bytes
+        self._since = self._since_bytes = 0
+        self._read_at = clock
+
+    def _written(self, n: int, size: int, *, reserved: bool) -> None:
+        with self._lock:
+            if reserved:
+                self._pending -= n
+                self._pending_bytes -= size
+                self._since += n
+                self._since_bytes += size
+            self.last_write_at = time.time()
+            if self.last_error is not None:
+                logger.info("spool %s accepts writes again", self.store.url)
+                self.last_error = None
+        if self._on_written is not None:
+            self._on_written(n)
+
+    def _failed(self, exc: SpoolError) -> None:
+        now = time.time()
+        self.last_error = str(exc)
+        self.last_error_at = now
+        clock = time.monotonic()
+        if clock - self._logged_at >= _LOG_EVERY:
+            self._logged_at = clock
+            logger.error(
+                "spool %s: write failed: %s; requests are answered 503 with Retry-After "
+                "until it recovers (logged at most every %d s)",
+                self.store.url,
+                exc,
+                int(_LOG_EVERY),
+            )
+
+    # -- readiness --------------------------------------------------------------------
+
+    def failing(self, *, within: float = 10.0) -> bool:
+        """True when the last write failed less than ``within`` seconds ago."""
+        at = self.last_error_at
+        return self.last_error is not None and at is not None and time.time() - at < within
+
+    def full(self) -> bool:
+        """True when the next one-visitor request would be refused as ``spool_full``."""
+        if self._memory is not None:
+            return self._memory.depth >= self._memory.max_events
+        with self._lock:
+            self._read(time.monotonic())
+            return self._over(1, 0)
