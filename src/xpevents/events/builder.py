@@ -93,6 +93,8 @@ def get_revenue_value(event_tags: object) -> int | None:
     if not isinstance(event_tags, dict):
         return None
     raw = event_tags.get("revenue")
+    if type(raw) is int:
+        return raw
     if raw is None or isinstance(raw, bool) or not isinstance(raw, numbers.Integral):
         return None
     return int(raw)
@@ -103,6 +105,14 @@ def get_numeric_value(event_tags: object) -> float | None:
     if not isinstance(event_tags, dict) or "value" not in event_tags:
         return None
     raw = event_tags["value"]
+    tv = type(raw)
+    if tv is float:
+        return None if raw != raw or raw in (math.inf, -math.inf) else raw
+    if tv is int:
+        try:
+            return float(raw)
+        except OverflowError:
+            return None
     if isinstance(raw, bool) or not isinstance(raw, numbers.Integral | float | str):
         return None
     try:
