@@ -12,6 +12,7 @@ from xpevents.decide import (
     OptimizelyDecision,
     UnknownKeyError,
 )
+from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.dispatch.default import DefaultEventDispatcher
 from xpevents.dispatch.protocol import EventDispatcher, EventLike
 from xpevents.dispatch.retry import BACKGROUND_RETRY, SYNC_RETRY, RetryPolicy
@@ -38,6 +39,7 @@ __all__ = [
     "EVENTS_URL",
     "EVENTS_URL_EU",
     "SYNC_RETRY",
+    "BatchDispatcher",
     "Client",
     "ConfigError",
     "DatafileError",
