@@ -80,6 +80,11 @@ class SpoolFront:
         max_buffer_events: visitors the memory buffer holds at most; the oldest are
             dropped beyond it (``spool_buffer_full``). Default 10,000.
         on_drop: ``on_drop(reason, count)`` for every visitor dropped here.
+        max_uncommitted: ``"interval"`` only: when this many visitors wait in the
+            buffer (the committer thread fell behind, typically starved of the GIL by a
+            producer in a tight loop), ``append`` commits them itself (backpressure)
+            instead of letting the buffer, and so the loss window on a crash, grow.
+            Default 2,000.
         retry_interval: first wait before writing to a failed store again, doubled up
             to ``max_retry_interval``. Defaults 0.05 s and 1 s.
 
@@ -96,6 +101,7 @@ class SpoolFront:
         on_spool_error: Literal["memory", "drop"] | str = "memory",
         max_buffer_events: int = 10_000,
         on_drop: Callable[[str, int], None] | None = None,
+        max_uncommitted: int = 2_000,
         retry_interval: float = 0.05,
         max_retry_interval: float = 1.0,
     ) -> None:
@@ -118,6 +124,7 @@ class SpoolFront:
         self.commit_interval = positive_seconds("commit_interval", commit_interval, owner=owner)
         self.max_buffer_events = positive_int("max_buffer_events", max_buffer_events, owner=owner)
         self._on_drop = optional_callable("on_drop", on_drop, owner=owner)
+        self.max_uncommitted = positive_int("max_uncommitted", max_uncommitted, owner=owner)
         self._retry_interval = positive_seconds("retry_interval", retry_interval, owner=owner)
         self._max_retry_interval = positive_seconds(
             "max_retry_interval", max_retry_interval, owner=owner
@@ -225,8 +232,36 @@ class SpoolFront:
                 overflow = excess
             if was_empty:
                 self._wake.notify()
+            behind = (
+                not self._fallback
+                and not self._always
+                and len(buffer) >= self.max_uncommitted
+                and not self._stopping
+            )
+            batch: list[tuple[bytes, bytes]] = []
+            if behind:
+                count = min(len(buffer), _COMMIT_CHUNK)
+                batch = [buffer.popleft() for _ in range(count)]
+                self._in_flight += count
         if overflow:
             self._drop("spool_buffer_full", overflow)
+        if batch:
+            self._commit_inline(batch)
+
+    def _commit_inline(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """Backpressure: the caller commits what the committer thread has not."""
+        try:
+            self.store.append(batch, now=time.time())
+        except Exception as error:
+            with self._lock:
+                self._in_flight -= len(batch)
+            self._commit_failed(batch, error, in_flight_cleared=True)
+            return
+        with self._lock:
+            self._in_flight -= len(batch)
+            self._committed += len(batch)
+            if not self._buffer and not self._in_flight:
+                self._settled.notify_all()
 
     def _drop(self, reason: str, count: int) -> None:
         with self._lock:
@@ -304,7 +339,7 @@ class SpoolFront:
             with self._lock:
                 count = min(len(self._buffer), _COMMIT_CHUNK)
                 batch = [self._buffer.popleft() for _ in range(count)]
-                self._in_flight = count
+                self._in_flight += count
             if not batch:
                 continue
             try:
@@ -318,33 +353,39 @@ class SpoolFront:
                 continue
             backoff = self._retry_interval
             with self._lock:
-                self._in_flight = 0
+                self._in_flight -= count
                 self._committed += count
-                if not self._buffer:
+                if not self._buffer and not self._in_flight:
                     self._hurry.clear()
                     self._settled.notify_all()
             if self._fallback:
                 self._store_recovered()
 
-    def _commit_failed(self, batch: list[tuple[bytes, bytes]], error: BaseException) -> None:
+    def _commit_failed(
+        self,
+        batch: list[tuple[bytes, bytes]],
+        error: BaseException,
+        *,
+        in_flight_cleared: bool = False,
+    ) -> None:
         was_failing = self._fallback
         self._store_failed(error)
+        release = 0 if in_flight_cleared else len(batch)
         if not self._hold:
             with self._lock:
-                self._in_flight = 0
+                self._in_flight -= release
                 self._settled.notify_all()
             self._drop("spool_error", len(batch))
             return
         overflow = 0
         with self._lock:
+            self._in_flight -= release
             if self._closed:  # close() gave up on these; it counted them as lost
-                self._in_flight = 0
                 self._settled.notify_all()
                 return
             if not was_failing and not self._always:
                 self._held += len(self._buffer) + len(batch)
             self._buffer.extendleft(reversed(batch))
-            self._in_flight = 0
             excess = len(self._buffer) - self.max_buffer_events
             for _ in range(max(0, excess)):
                 self._buffer.popleft()

@@ -655,6 +655,12 @@ class RedisSpool:
                         self.stream, self.group, info["name"]
                     )
 
+    def _client_now(self) -> redis.Redis[bytes]:
+        """This process's client (checked under the lock; used without it)."""
+        with self._lock:
+            self._check_pid()
+            return self._client
+
     def _check_pid(self) -> None:
         if self._closed:
             raise SpoolError(f"Redis spool {self.url} is closed")
@@ -684,23 +690,22 @@ class RedisSpool:
             ) from error
 
     def _run(self, script: Script, args: Sequence[Any], action: str) -> Any:
-        with self._lock:
-            self._check_pid()
-            with self._guard(action):
-                try:
-                    return script(keys=self._keys, args=list(args), client=self._client)
-                except redis.ResponseError as error:
-                    if "NOGROUP" not in str(error):
-                        raise
-                    # The stream or group vanished (FLUSHDB, a Redis restarted without
-                    # persistence): recreate and try once more.
-                    logger.warning(
-                        "Redis spool %s: consumer group %r missing; recreating it",
-                        self.url,
-                        self.group,
-                    )
-                    self._create_group()
-                    return script(keys=self._keys, args=list(args), client=self._client)
+        client = self._client_now()
+        with self._guard(action):
+            try:
+                return script(keys=self._keys, args=list(args), client=client)
+            except redis.ResponseError as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                # The stream or group vanished (FLUSHDB, a Redis restarted without
+                # persistence): recreate and try once more.
+                logger.warning(
+                    "Redis spool %s: consumer group %r missing; recreating it",
+                    self.url,
+                    self.group,
+                )
+                self._create_group()
+                return script(keys=self._keys, args=list(args), client=client)
 
     def _digest(self, envelope: bytes) -> bytes:
         digest = self._digests.get(envelope)
@@ -812,22 +817,21 @@ class RedisSpool:
 
     def next_due_at(self, *, now: float) -> float | None:
         """``now`` when entries wait unread or a lease expired; else the next retry time."""
-        with self._lock:
-            self._check_pid()
-            with self._guard("next_due_at"):
-                pipe = self._client.pipeline(transaction=False)
-                pipe.xlen(self.stream)
-                pipe.xpending(self.stream, self.group)
-                pipe.xpending_range(self.stream, self.group, "-", "+", 1)
-                pipe.xpending_range(self.stream, self.group, "-", "+", 1, idle=self._lease_ms)
-                pipe.zrange(self._keys[3], 0, 0, withscores=True)
-                try:
-                    length, pending, oldest, expired, first_retry = pipe.execute()
-                except redis.ResponseError as error:
-                    if "NOGROUP" not in str(error):
-                        raise
-                    self._create_group()
-                    return now if self._client.xlen(self.stream) else None
+        client = self._client_now()
+        with self._guard("next_due_at"):
+            pipe = client.pipeline(transaction=False)
+            pipe.xlen(self.stream)
+            pipe.xpending(self.stream, self.group)
+            pipe.xpending_range(self.stream, self.group, "-", "+", 1)
+            pipe.xpending_range(self.stream, self.group, "-", "+", 1, idle=self._lease_ms)
+            pipe.zrange(self._keys[3], 0, 0, withscores=True)
+            try:
+                length, pending, oldest, expired, first_retry = pipe.execute()
+            except redis.ResponseError as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                self._create_group()
+                return now if client.xlen(self.stream) else None
         candidates: list[float] = []
         pending_count = int(pending["pending"]) if pending else 0
         if length > pending_count or expired:
@@ -844,23 +848,22 @@ class RedisSpool:
 
     def stats(self, *, now: float) -> SpoolStats:
         """Depth (stream + schedule), bytes, pending entries, oldest record, counters."""
-        with self._lock:
-            self._check_pid()
-            with self._guard("stats"):
-                pipe = self._client.pipeline(transaction=True)
-                pipe.xlen(self.stream)
-                pipe.zcard(self._keys[3])
-                pipe.hgetall(self._keys[2])
-                pipe.xrange(self.stream, "-", "+", 1)
-                pipe.zrange(self._keys[4], 0, 0, withscores=True)
-                pipe.xpending(self.stream, self.group)
-                try:
-                    length, scheduled, meta, head, oldest_retry, pending = pipe.execute()
-                except redis.ResponseError as error:
-                    if "NOGROUP" not in str(error):
-                        raise
-                    self._create_group()
-                    return SpoolStats()
+        client = self._client_now()
+        with self._guard("stats"):
+            pipe = client.pipeline(transaction=True)
+            pipe.xlen(self.stream)
+            pipe.zcard(self._keys[3])
+            pipe.hgetall(self._keys[2])
+            pipe.xrange(self.stream, "-", "+", 1)
+            pipe.zrange(self._keys[4], 0, 0, withscores=True)
+            pipe.xpending(self.stream, self.group)
+            try:
+                length, scheduled, meta, head, oldest_retry, pending = pipe.execute()
+            except redis.ResponseError as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                self._create_group()
+                return SpoolStats()
         dead: dict[str, int] = {}
         evicted: dict[str, int] = {}
         nbytes = 0
@@ -889,15 +892,14 @@ class RedisSpool:
 
     def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` entries of the dead-letter stream."""
-        with self._lock:
-            self._check_pid()
-            with self._guard("dead_letters"):
-                entries = self._client.xrange(self.dead_stream, "-", "+", limit)
-                digests = sorted({bytes(f[b"e"]) for _, f in entries} - self._envelopes.keys())
-                if digests:
-                    bodies = self._client.hmget(self._keys[1], digests)
-                    for digest, body in zip(digests, bodies, strict=True):
-                        self._envelopes[digest] = bytes(body or b"")
+        client = self._client_now()
+        with self._guard("dead_letters"):
+            entries = client.xrange(self.dead_stream, "-", "+", limit)
+            digests = sorted({bytes(f[b"e"]) for _, f in entries} - self._envelopes.keys())
+            if digests:
+                bodies = client.hmget(self._keys[1], digests)
+                for digest, body in zip(digests, bodies, strict=True):
+                    self._envelopes[digest] = bytes(body or b"")
         return [
             DeadLetter(
                 id=_text(entry_id),
@@ -960,10 +962,9 @@ class RedisSpool:
 
     def delete_all(self) -> None:
         """Delete every key of this spool (tests and decommissioning)."""
-        with self._lock:
-            self._check_pid()
-            with self._guard("delete_all"):
-                self._client.delete(*self._keys)
+        client = self._client_now()
+        with self._guard("delete_all"):
+            client.delete(*self._keys)
 
     def close(self) -> None:
         """Close this process's connections. Idempotent."""
