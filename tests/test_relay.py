@@ -42,7 +42,7 @@ class RelayPoster:
         self.base_url = base_url
         self.accepted: list[str] = []
         self.refused = 0
-        self._http = httpx.Client(trust_env=False, timeout=5.0)
+        self._http = httpx.Client(trust_env=False, timeout=30.0)
 
     def dispatch_event(self, event: Any) -> None:
         path = "/eu/v1/events" if "eu." in event.url else "/v1/events"
@@ -193,7 +193,7 @@ def test_sigterm_flushes_then_keeps_the_rest_for_the_next_start(
     spool = f"sqlite:///{tmp_path}/relay.db"
     body = payload_body(["a", "b", "c"])
     with relay_for(down, spool, shutdown_timeout=1) as relay:
-        assert httpx.post(relay.events_url, content=body, trust_env=False).status_code == 204
+        assert relay.http.post("/v1/events", content=body).status_code == 204
         started = time.monotonic()
         assert relay.terminate() == 0
         assert time.monotonic() - started < 10
@@ -205,18 +205,19 @@ def test_sigterm_flushes_then_keeps_the_rest_for_the_next_start(
 
 
 def payload_body(uuids: list[str], *, account: str = "12345", spaced: bool = False) -> bytes:
+    """An event API body with one conversion visitor per uuid (compact, or with spaces)."""
     visitors = ",".join(
-        '{"visitor_id": "v-%s", "snapshots": [{"events": [{"entity_id": "9", '
-        '"uuid": "%s", "key": "purchase", "timestamp": 1700000000000}]}]}' % (u, u)
+        '{"visitor_id": "v-UUID", "snapshots": [{"events": [{"entity_id": "9", '
+        '"uuid": "UUID", "key": "purchase", "timestamp": 1700000000000}]}]}'.replace("UUID", u)
         for u in uuids
     )
     if not spaced:
         visitors = visitors.replace(": ", ":").replace(", ", ",")
-    return (
-        '{"account_id":"%s","project_id":"77","revision":"3","client_name":"php-sdk",'
+    head = (
+        '{"account_id":"ACCOUNT","project_id":"77","revision":"3","client_name":"php-sdk",'
         '"client_version":"4.0.0","anonymize_ip":true,"enrich_decisions":true,'
-        '"visitors":[%s]}' % (account, visitors)
-    ).encode()
+    ).replace("ACCOUNT", account)
+    return (head + '"visitors":[' + visitors + "]}").encode()
 
 
 def test_eu_path_goes_to_the_eu_upstream(

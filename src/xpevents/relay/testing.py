@@ -45,7 +45,7 @@ class RelayHandle:
         self.eu_events_url = f"{base_url}/eu/v1/events"
         self.process = process
         self._stderr = stderr
-        self.http = httpx.Client(base_url=base_url, trust_env=False, timeout=10.0)
+        self.http = httpx.Client(base_url=base_url, trust_env=False, timeout=30.0)
 
     @property
     def pid(self) -> int:
