@@ -314,7 +314,7 @@ def _decision_tuple(decision: Any) -> tuple[Any, ...]:
     return (
         decision.variation_key,
         decision.enabled,
-        dict(decision.variables),
+        json.dumps(dict(decision.variables), default=repr),  # NaN-safe comparison
         decision.rule_key,
         decision.flag_key,
         # reason texts are the engine's; only whether there are any is compared here
