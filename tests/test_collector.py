@@ -26,7 +26,7 @@ DEFAULT_CONTROL = {
     "latency_ms": 0.0,
     "fail_rate": 0.0,
     "rate_429": 0.0,
-    "retry_after": 1,
+    "retry_after": 1.0,
     "drop_rate": 0.0,
     "seed": None,
 }
@@ -367,7 +367,7 @@ def test_control_validates_and_reports(handle: CollectorHandle, http: httpx.Clie
         ({"drop_rate": "0.1"}, "Expected `float`, got `str`"),
         ({"fail_rate": 0.5, "rate_429": 0.6}, "at most 1"),
         ({"latency_ms": -1}, "latency_ms"),
-        ({"retry_after": 1.5}, "Expected `int`"),
+        ({"retry_after": -1.5}, "retry_after"),
         ({"fail-rate": 0.1}, "unknown field `fail-rate`"),
         ([], "Expected `object`"),
     ]:

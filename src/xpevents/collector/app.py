@@ -218,7 +218,7 @@ class Collector:
             return _json(
                 {"error": "injected fault: rate limited"},
                 429,
-                {"Retry-After": str(settings.retry_after)},
+                {"Retry-After": format(settings.retry_after, "g")},
             )
         status = 500 if fault is Fault.HTTP_500 else 503
         stats.requests_by_status[status] += 1

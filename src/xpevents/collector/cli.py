@@ -66,10 +66,10 @@ _RATE = click.FloatRange(0.0, 1.0)
 )
 @click.option(
     "--retry-after",
-    default=1,
+    default=1.0,
     show_default=True,
-    type=click.IntRange(min=0),
-    help="Seconds sent in the Retry-After header of a 429.",
+    type=click.FloatRange(min=0),
+    help="Seconds sent in the Retry-After header of a 429 (fractions allowed, e.g. 0.2).",
 )
 @click.option(
     "--drop-rate",
@@ -99,7 +99,7 @@ def collector_command(
     latency_ms: float,
     fail_rate: float,
     rate_429: float,
-    retry_after: int,
+    retry_after: float,
     drop_rate: float,
     seed: int | None,
     log_level: str,

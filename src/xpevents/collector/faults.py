@@ -47,7 +47,8 @@ class FaultSettings(msgspec.Struct, kw_only=True, frozen=True):
         latency_ms: delay before each events request is answered (or dropped).
         fail_rate: share of events requests answered 500 or 503 (half each).
         rate_429: share of events requests answered 429 with ``Retry-After``.
-        retry_after: seconds sent in the ``Retry-After`` header of a 429.
+        retry_after: seconds sent in the ``Retry-After`` header of a 429 (default 1;
+            fractions are sent as written, e.g. ``0.2``, to keep tests fast).
         drop_rate: share of events requests whose connection is closed with no response.
         seed: seed of the fault generator; ``None`` seeds from the OS.
     """
@@ -55,7 +56,7 @@ class FaultSettings(msgspec.Struct, kw_only=True, frozen=True):
     latency_ms: float = 0.0
     fail_rate: float = 0.0
     rate_429: float = 0.0
-    retry_after: int = 1
+    retry_after: float = 1.0
     drop_rate: float = 0.0
     seed: int | None = None
 
@@ -73,8 +74,11 @@ class FaultSettings(msgspec.Struct, kw_only=True, frozen=True):
                 "fail_rate + rate_429 + drop_rate must be at most 1 (each is the share of "
                 f"requests that gets that fault), got {total:g}"
             )
-        if self.retry_after < 0:
-            raise ConfigError(f"retry_after must be an integer >= 0, got {self.retry_after!r}")
+        if not math.isfinite(self.retry_after) or self.retry_after < 0:
+            raise ConfigError(
+                f"retry_after must be a number of seconds >= 0, got {self.retry_after!r} "
+                "(fractions such as 0.2 are sent as is, for fast tests)"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,7 +92,7 @@ class FaultUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     latency_ms: float | msgspec.UnsetType = msgspec.UNSET
     fail_rate: float | msgspec.UnsetType = msgspec.UNSET
     rate_429: float | msgspec.UnsetType = msgspec.UNSET
-    retry_after: int | msgspec.UnsetType = msgspec.UNSET
+    retry_after: float | msgspec.UnsetType = msgspec.UNSET
     drop_rate: float | msgspec.UnsetType = msgspec.UNSET
     seed: int | msgspec.UnsetType | None = msgspec.UNSET
 
