@@ -13,8 +13,6 @@ from xpevents.demo import run
 
 @pytest.mark.parametrize("kind", ["default", "batch"])
 def test_demo_delivers_everything_it_dispatched(kind: str) -> None:
-    if kind == "batch":
-        pytest.importorskip("xpevents.dispatch.batch")
     out = io.StringIO()
     summary = run(users=150, dispatcher_kind=kind, console=Console(file=out, width=120))
     assert summary["visitors_dispatched"] > 150

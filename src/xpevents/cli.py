@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import click
 
 from xpevents._version import __version__
@@ -13,10 +11,6 @@ from xpevents._version import __version__
 @click.version_option(__version__, prog_name="xpevents")
 def main() -> None:
     """xpevents: fast, durable, batching delivery of experimentation events."""
-
-
-def _batch_available() -> bool:
-    return importlib.util.find_spec("xpevents.dispatch.batch") is not None
 
 
 @main.command("demo")
@@ -57,7 +51,7 @@ def demo_command(
     """Run the whole pipeline on loopback and show what arrived."""
     from xpevents.demo import run
 
-    kind = dispatcher_kind or ("batch" if _batch_available() else "default")
+    kind = dispatcher_kind or "batch"
     summary = run(
         users=users,
         dispatcher_kind=kind,

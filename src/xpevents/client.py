@@ -67,10 +67,14 @@ _EMPTY: Final[Mapping[Any, Any]] = {}
 
 
 def _default_dispatcher(event_endpoint: str | None) -> EventDispatcher:
-    """The dispatcher a client creates (and owns) when none is given."""
-    from xpevents.dispatch.default import DefaultEventDispatcher
+    """The dispatcher a client creates (and owns) when none is given.
 
-    return DefaultEventDispatcher(endpoint=event_endpoint)
+    A :class:`~xpevents.BatchDispatcher` with its defaults: the seed's own advice for
+    production (queue, batch, retry; ``activate`` never waits on the network).
+    """
+    from xpevents.dispatch.batch import BatchDispatcher
+
+    return BatchDispatcher(endpoint=event_endpoint)
 
 
 def _variable_type(variable: Any) -> str:
@@ -88,7 +92,8 @@ class Client:
             ``dict``. A datafile that cannot be decoded raises
             :class:`~xpevents.DatafileError` here, naming the JSON path of the problem.
         event_dispatcher: anything with ``dispatch_event(event)``. Default ``None``: the
-            client creates its own dispatcher and closes it in :meth:`close`. A
+            client creates its own :class:`~xpevents.BatchDispatcher` (non-blocking,
+            batching, retrying) and flushes and closes it in :meth:`close`. A
             dispatcher you pass is never closed by the client.
         event_endpoint: send events here instead of the event API
             (``https://logx.optimizely.com/v1/events``, or the EU endpoint when the
