@@ -12,12 +12,37 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xpevents.errors import ConfigError
 from xpevents.spool.base import DeadLetter, Spool, SpoolRecord, SpoolStats
+from xpevents.spool.front import SpoolFront
+from xpevents.spool.memory import MemorySpool
+from xpevents.spool.sqlite import SqliteSpool
 
-__all__ = ["DeadLetter", "Spool", "SpoolRecord", "SpoolStats", "open_spool"]
+if TYPE_CHECKING:
+    from xpevents.spool.redis import RedisSpool
+
+__all__ = [
+    "DeadLetter",
+    "MemorySpool",
+    "RedisSpool",
+    "Spool",
+    "SpoolFront",
+    "SpoolRecord",
+    "SpoolStats",
+    "SqliteSpool",
+    "open_spool",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # redis-py is a heavier import: load the Redis backend only when asked for.
+    if name == "RedisSpool":
+        from xpevents.spool.redis import RedisSpool
+
+        return RedisSpool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_spool(spec: str | os.PathLike[str] | Spool | None, **options: Any) -> Spool:
