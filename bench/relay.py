@@ -1,0 +1,234 @@
+"""xpevents relay: ingest throughput and latency on loopback, and the PHP example's cost.
+
+1. Ingest: ``wrk`` (Lua script for the POST body) against ``POST /v1/events`` of a relay
+   with a SQLite spool (the default, durable: 204 after commit), at 1, 10 and 100
+   concurrent connections; requests/s and p50/p99 latency. Without ``wrk``, a bounded
+   pool of httpx clients in threads measures the same (slower client, lower figures).
+2. PHP: ``examples/php/dispatch_events.php`` per-event cost through
+   ``RelayEventDispatcher`` versus the SDK's default behaviour (a synchronous POST) to
+   an endpoint that takes 200 ms to answer (collector ``latency_ms=200``).
+
+Targets: p99 ingest under 5 ms at 10 clients; the PHP example at least 20x cheaper
+per event than the synchronous POST. ``python -m bench relay``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from xpevents.relay.testing import run_relay
+from xpevents.testing import run_collector
+
+from bench._common import ROOT, guard_network, percentiles
+
+DURATION = int(os.environ.get("XPEVENTS_BENCH_RELAY_SECONDS", "5"))
+CLIENTS = (1, 10, 100)
+PHP_SCRIPT = ROOT / "examples" / "php" / "dispatch_events.php"
+
+BODY = (
+    '{"account_id":"10367498574","project_id":"20224828075","revision":"241",'
+    '"client_name":"php-sdk","client_version":"4.0.1","anonymize_ip":true,'
+    '"enrich_decisions":true,"visitors":[{"snapshots":[{"decisions":[{"campaign_id":'
+    '"21000015638","experiment_id":"21000014521","variation_id":"21000016755","metadata":'
+    '{"flag_key":"","rule_key":"checkout_button_color","rule_type":"experiment",'
+    '"variation_key":"control","enabled":true}}],"events":[{"entity_id":"21000015638",'
+    '"timestamp":1700000000000,"key":"campaign_activated","uuid":'
+    '"8606f592-2a30-4018-a9c3-ae805b73857d"}]}],"visitor_id":"user-1","attributes":[{'
+    '"entity_id":"$opt_bot_filtering","key":"$opt_bot_filtering","type":"custom",'
+    '"value":true}]}]}'
+)
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not match:
+        raise ValueError(f"unreadable wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(url: str, clients: int, seconds: int) -> dict[str, float]:
+    """Run wrk with a Lua POST script; requests/s, p50/p99 in ms, non-2xx count."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            'wrk.method = "POST"\n'
+            f"wrk.body = {json.dumps(BODY)}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+    try:
+        done = subprocess.run(
+            [
+                "wrk",
+                f"-t{min(clients, 4)}",
+                f"-c{clients}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        )
+    finally:
+        os.unlink(script.name)
+    out = done.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "non_2xx": float(bad.group(1)) if bad else 0.0}
+
+
+def httpx_pool(url: str, clients: int, seconds: int) -> dict[str, float]:
+    """The same measurement with httpx clients in threads (when wrk is missing)."""
+    samples: list[float] = []
+    bad = [0]
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+    body = BODY.encode()
+
+    def worker() -> None:
+        mine: list[float] = []
+        with httpx.Client(trust_env=False, timeout=10) as http:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                status = http.post(
+                    url, content=body, headers={"Content-Type": "application/json"}
+                ).status_code
+                mine.append(time.perf_counter() - t0)
+                if status != 204:
+                    bad[0] += 1
+        with lock:
+            samples.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    p = percentiles(samples)
+    return {
+        "rps": len(samples) / elapsed,
+        "p50": p["p50"] / 1000,
+        "p99": p["p99"] / 1000,
+        "non_2xx": float(bad[0]),
+    }
+
+
+def ingest() -> list[tuple[Any, ...]]:
+    tool = "wrk" if shutil.which("wrk") else "httpx"
+    measure = wrk if tool == "wrk" else httpx_pool
+    rows: list[tuple[Any, ...]] = []
+    with tempfile.TemporaryDirectory() as tmp, run_collector() as collector:
+        for spool in (f"sqlite:///{tmp}/relay.db", "memory://"):
+            with run_relay(
+                spool=spool,
+                upstream=collector.events_url,
+                upstream_eu=collector.eu_events_url,
+                max_spool_events=10_000_000,
+                max_connections=4096,
+            ) as relay:
+                for clients in CLIENTS:
+                    result = measure(relay.events_url, clients, DURATION)
+                    rows.append(
+                        (
+                            spool.split(":")[0],
+                            clients,
+                            tool,
+                            f"{result['rps']:.0f}",
+                            f"{result['p50']:.2f}",
+                            f"{result['p99']:.2f}",
+                            int(result["non_2xx"]),
+                        )
+                    )
+                    print(rows[-1], flush=True)
+    return rows
+
+
+def php_cost() -> list[tuple[Any, ...]]:
+    php = shutil.which("php")
+    if php is None:
+        print("php not installed: PHP comparison skipped")
+        return []
+
+    def run(*args: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [php, str(PHP_SCRIPT), *args], capture_output=True, text=True, timeout=600, check=True
+        )
+        return dict(json.loads(done.stdout))
+
+    rows: list[tuple[Any, ...]] = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        run_collector(latency_ms=200) as slow,
+        run_relay(
+            spool=f"sqlite:///{tmp}/relay.db",
+            upstream=slow.events_url,
+            upstream_eu=slow.eu_events_url,
+        ) as relay,
+    ):
+        via_relay = run(f"--relay={relay.base_url}", f"--original={slow.events_url}", "--count=500")
+        direct = run("--mode=direct", f"--original={slow.events_url}", "--count=20")
+    for name, result in (("RelayEventDispatcher", via_relay), ("synchronous POST", direct)):
+        rows.append(
+            (
+                name,
+                result["count"],
+                f"{result['per_event_ms']:.3f}",
+                f"{result['p50_ms']:.3f}",
+                f"{result['p99_ms']:.3f}",
+                json.dumps(result["outcomes"]),
+            )
+        )
+    ratio = direct["per_event_ms"] / max(via_relay["per_event_ms"], 1e-9)
+    rows.append(("ratio (direct / relay)", "", f"{ratio:.0f}x", "", "", ""))
+    return rows
+
+
+def _table(title: str, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    print(f"\n{title}")
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    for row in (header, *rows):
+        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def main() -> None:
+    guard_network()
+    print(f"load average before: {os.getloadavg()}")
+    ingest_rows = ingest()
+    _table(
+        f"relay ingest, POST /v1/events, 1 visitor/request, {DURATION} s per row",
+        ("spool", "clients", "client", "req/s", "p50 ms", "p99 ms", "non-2xx"),
+        ingest_rows,
+    )
+    php_rows = php_cost()
+    if php_rows:
+        _table(
+            "PHP example: per-event cost, endpoint latency 200 ms",
+            ("dispatcher", "events", "per event ms", "p50 ms", "p99 ms", "outcomes"),
+            php_rows,
+        )
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["main"]
