@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from starlette.testclient import TestClient
 
 from test_relay import FAST, payload_body, stored_uuids, wait_for_uuids
 from xpevents.dispatch.batching import batch_envelope
@@ -342,7 +341,14 @@ class FailingSpool:
         self.inner.close()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_a_failing_spool_gets_503_never_204(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette's TestClient: "install httpx2"
+        from starlette.testclient import TestClient
+
     with scripted_server() as upstream:
         store = FailingSpool(tmp_path / "r.db")
         relay = Relay(

@@ -187,18 +187,10 @@ class Relay:
     def _start_senders(self) -> None:
         # BatchDispatcher starts its senders on the first dispatch_event; the relay
         # never calls it (it appends to the spool itself), so it starts them here.
-        start = getattr(self.dispatcher, "start", None)
-        if callable(start):
-            start()
-        else:  # until BatchDispatcher has a public start()
-            self.dispatcher._start()
+        self.dispatcher.start()
 
     def _wake_senders(self) -> None:
-        wake = getattr(self.dispatcher, "notify", None)
-        if callable(wake):
-            wake()
-        else:  # until BatchDispatcher has a public notify()
-            self.dispatcher._wake.set()
+        self.dispatcher.notify()
 
     def _written(self, n: int) -> None:
         # Wake the senders when a batch is full or at most every 20 ms: they know the
