@@ -60,6 +60,8 @@ DEFAULT_UPSTREAM_EU: Final = "https://eu.logx.optimizely.com/v1/events"
 _JSON: Final = "application/json"
 _encode = msgspec.json.Encoder().encode
 _WAKE_EVERY: Final = 0.02
+_OLD_START: Final = "_start"  # BatchDispatcher before start()/notify()
+_OLD_WAKE: Final = "_wake"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +189,17 @@ class Relay:
     def _start_senders(self) -> None:
         # BatchDispatcher starts its senders on the first dispatch_event; the relay
         # never calls it (it appends to the spool itself), so it starts them here.
-        self.dispatcher.start()
+        # start()/notify() are BatchDispatcher's public hooks for this; the private
+        # fallbacks serve a BatchDispatcher that predates them.
+        start = getattr(self.dispatcher, "start", None) or getattr(self.dispatcher, _OLD_START)
+        start()
 
     def _wake_senders(self) -> None:
-        self.dispatcher.notify()
+        notify = getattr(self.dispatcher, "notify", None)
+        if notify is not None:
+            notify()
+        else:
+            getattr(self.dispatcher, _OLD_WAKE).set()
 
     def _written(self, n: int) -> None:
         # Wake the senders when a batch is full or at most every 20 ms: they know the
