@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from xpevents.collector import Collector, CollectorServer
-from xpevents.collector.app import _GzipInflater, _Rejected
 from xpevents.collector.cli import collector_command
+from xpevents.events.body import BodyRejected, GzipInflater
 from xpevents.testing import CollectorHandle
 
 DEFAULT_CONTROL = {
@@ -279,13 +279,13 @@ def test_content_length_over_the_limit_is_refused_before_reading(handle: Collect
                 break
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 413 ")
-    assert b"exceeds max_body" in answer
+    assert b"exceeds the limit" in answer
 
 
 def test_gzip_inflater_never_holds_more_than_the_limit() -> None:
     bomb = gzip.compress(b"\0" * 50_000_000)
-    inflater = _GzipInflater(limit=1_000_000)
-    with pytest.raises(_Rejected) as info:
+    inflater = GzipInflater(limit=1_000_000)
+    with pytest.raises(BodyRejected) as info:
         for i in range(0, len(bomb), 4096):
             inflater.feed(bomb[i : i + 4096])
     assert info.value.status == 413

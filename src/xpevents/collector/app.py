@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
@@ -34,6 +33,7 @@ from xpevents.collector.faults import Fault, FaultInjector, FaultSettings, Fault
 from xpevents.collector.stats import NULL_VARIATION, CollectorStats
 from xpevents.collector.store import EventStore
 from xpevents.errors import ConfigError
+from xpevents.events.body import BodyRejected, read_body
 from xpevents.events.schema import (
     ACTIVATE_EVENT_KEY,
     PayloadSchemaError,
@@ -66,55 +66,8 @@ _RAW_VISITORS: Final = msgspec.json.Decoder(_RawVisitors)
 _CONTROL: Final = msgspec.json.Decoder(FaultUpdate)
 
 
-class _Rejected(Exception):
-    """The request is answered with ``status`` and a JSON error body."""
-
-    def __init__(self, status: int, error: str, path: str | None = None) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.path = path
-
-    def response(self) -> Response:
-        body: dict[str, Any] = {"error": self.error}
-        if self.path is not None:
-            body["path"] = self.path
-        return _json(body, self.status)
-
-
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(_encode(data), status, headers, media_type=_JSON)
-
-
-class _GzipInflater:
-    """Incremental gunzip that never holds more than ``limit`` decompressed bytes."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self.chunks: list[bytes] = []
-        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-
-    def feed(self, data: bytes) -> None:
-        try:
-            while data:
-                if self._z.eof:  # another gzip member follows (RFC 1952 allows several)
-                    self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                out = self._z.decompress(data, self.limit - self.size + 1)
-                self.size += len(out)
-                if self.size > self.limit:
-                    raise _Rejected(
-                        413, f"gzip body inflates to more than max_body ({self.limit} bytes)"
-                    )
-                self.chunks.append(out)
-                data = self._z.unconsumed_tail or (self._z.unused_data if self._z.eof else _EMPTY)
-        except zlib.error as exc:
-            raise _Rejected(400, f"invalid gzip body: {exc}", "$") from None
-
-    def finish(self) -> bytes:
-        if not self._z.eof:
-            raise _Rejected(400, "invalid gzip body: truncated stream", "$")
-        return _EMPTY.join(self.chunks)
 
 
 class Collector:
@@ -178,13 +131,13 @@ class Collector:
         try:
             body = await self._read_body(request)
             response = self._accept(body, region)
-        except _Rejected as rejected:
+        except BodyRejected as rejected:
             if rejected.status == 413:
                 stats.too_large += 1
             else:
                 stats.invalid_payloads += 1
             logger.debug("rejected %s request: %s", region, rejected.error)
-            response = rejected.response()
+            response = _json(rejected.body(), rejected.status)
         except ClientDisconnect:
             logger.debug("client went away while sending its body")
             return Response(status_code=400)  # nobody is listening
@@ -233,45 +186,19 @@ class Collector:
                     break
 
     async def _read_body(self, request: Request) -> bytes:
-        max_body = self.max_body
-        length = request.headers.get("content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                raise _Rejected(400, f"invalid Content-Length {length!r}") from None
-            if declared > max_body:
-                raise _Rejected(413, f"body of {declared} bytes exceeds max_body ({max_body})")
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        inflater: _GzipInflater | None = None
-        if encoding in ("gzip", "x-gzip"):
-            inflater = _GzipInflater(max_body)
-        elif encoding not in ("identity", ""):
-            raise _Rejected(415, f"unsupported Content-Encoding {encoding!r} (use gzip)")
-        chunks: list[bytes] = []
-        received = 0
         stats = self.stats
-        async for chunk in request.stream():
-            if not chunk:
-                continue
-            received += len(chunk)
-            stats.bytes_received += len(chunk)
-            if received > max_body:
-                raise _Rejected(413, f"body exceeds max_body ({max_body} bytes)")
-            if inflater is None:
-                chunks.append(chunk)
-            else:
-                inflater.feed(chunk)
-        if inflater is not None:
-            return inflater.finish()
-        return chunks[0] if len(chunks) == 1 else _EMPTY.join(chunks)
+
+        def count(size: int) -> None:
+            stats.bytes_received += size
+
+        return await read_body(request, max_body=self.max_body, on_chunk=count)
 
     def _accept(self, body: bytes, region: str) -> Response:
         try:
             payload = decode_payload(body)
             raw_visitors = _RAW_VISITORS.decode(body).visitors
         except PayloadSchemaError as exc:
-            raise _Rejected(400, str(exc), exc.path) from None
+            raise BodyRejected(400, str(exc), exc.path) from None
         stored = self.store.add(region, payload, raw_visitors)
         stats = self.stats
         stats.payloads += 1
@@ -303,8 +230,8 @@ class Collector:
         try:
             limit = _query_int(request, "limit", 1000)
             offset = _query_int(request, "offset", 0)
-        except _Rejected as rejected:
-            return rejected.response()
+        except BodyRejected as rejected:
+            return _json(rejected.body(), rejected.status)
         return _json(self.store.events(limit=limit, offset=offset))
 
     async def _control(self, request: Request) -> Response:
@@ -337,9 +264,9 @@ def _query_int(request: Request, name: str, default: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise _Rejected(400, f"{name} must be an integer >= 0, got {text!r}") from None
+        raise BodyRejected(400, f"{name} must be an integer >= 0, got {text!r}") from None
     if value < 0:
-        raise _Rejected(400, f"{name} must be an integer >= 0, got {text!r}")
+        raise BodyRejected(400, f"{name} must be an integer >= 0, got {text!r}")
     return value
 
 

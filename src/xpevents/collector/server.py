@@ -81,7 +81,8 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket bound to ``host:port`` (``port=0``: a free one)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     if not infos:  # pragma: no cover - getaddrinfo raises instead
         raise XpeventsError(f"cannot resolve host {host!r}")
@@ -120,7 +121,7 @@ class CollectorServer:
     ) -> None:
         self.collector = collector
         self.host = host
-        self._socket = _bind(host, port)
+        self._socket = bind_socket(host, port)
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             collector.app,

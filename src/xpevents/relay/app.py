@@ -279,7 +279,7 @@ class Relay:
                 415: "unsupported_encoding",
             }.get(rejected.status, "invalid_body")
             metrics.rejected.labels(reason).inc()
-            return rejected.response()
+            return _json(rejected.body(), rejected.status)
         try:
             return await run_in_threadpool(self._spool, body, region)
         except PayloadSchemaError as exc:

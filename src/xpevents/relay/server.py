@@ -21,7 +21,7 @@ from types import FrameType, TracebackType
 import uvicorn
 
 # The collector's socket helper is private there; see docs/relay.md.
-from xpevents.collector.server import _bind
+from xpevents.collector.server import bind_socket
 from xpevents.dispatch.stats import DispatchOutcome
 from xpevents.relay.app import Relay
 
@@ -75,7 +75,7 @@ class RelayServer:
     ) -> None:
         self.relay = relay
         self.host = host
-        self._socket = _bind(host, port)
+        self._socket = bind_socket(host, port)
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             relay.app,

@@ -1,0 +1,135 @@
+"""Reading an event API request body safely: size limits and bomb-proof gzip.
+
+Shared by the two services that accept event API requests, the collector and the
+relay. A body is refused before it is held in memory when its ``Content-Length`` is
+over the limit, while it streams in when it grows past the limit, and while it is
+inflated when a gzip body would decompress past the limit (a decompression bomb never
+gets more than ``max_body`` bytes of memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Callable
+from typing import Any, Final
+
+from starlette.requests import Request
+
+__all__ = ["BodyRejected", "GzipInflater", "read_body"]
+
+_EMPTY: Final = b""
+
+
+class BodyRejected(Exception):
+    """The request is refused with ``status`` and ``{"error": ..., "path": ...}``.
+
+    Attributes:
+        status: the HTTP status to answer (400, 408, 413, 415...).
+        error: what was wrong and how to fix it.
+        path: the JSON path of the first error in the payload, when there is one.
+    """
+
+    def __init__(self, status: int, error: str, path: str | None = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.path = path
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body."""
+        data: dict[str, Any] = {"error": self.error}
+        if self.path is not None:
+            data["path"] = self.path
+        return data
+
+
+class GzipInflater:
+    """Incremental gunzip that never holds more than ``limit`` decompressed bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.chunks: list[bytes] = []
+        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> None:
+        """Inflate ``data``; raises :class:`BodyRejected` (413 or 400)."""
+        try:
+            while data:
+                if self._z.eof:  # another gzip member follows (RFC 1952 allows several)
+                    self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                out = self._z.decompress(data, self.limit - self.size + 1)
+                self.size += len(out)
+                if self.size > self.limit:
+                    raise BodyRejected(
+                        413, f"gzip body inflates to more than the limit ({self.limit} bytes)"
+                    )
+                self.chunks.append(out)
+                data = self._z.unconsumed_tail or (self._z.unused_data if self._z.eof else _EMPTY)
+        except zlib.error as exc:
+            raise BodyRejected(400, f"invalid gzip body: {exc}", "$") from None
+
+    def finish(self) -> bytes:
+        """The whole inflated body; raises :class:`BodyRejected` for a truncated stream."""
+        if not self._z.eof:
+            raise BodyRejected(400, "invalid gzip body: truncated stream", "$")
+        return _EMPTY.join(self.chunks)
+
+
+async def read_body(
+    request: Request,
+    *,
+    max_body: int,
+    timeout: float | None = None,
+    on_chunk: Callable[[int], object] | None = None,
+) -> bytes:
+    """The request body, decompressed, at most ``max_body`` bytes either way.
+
+    Args:
+        request: the Starlette request.
+        max_body: largest body accepted, raw and after decompression.
+        timeout: seconds the whole body may take to arrive (``None``: no limit), so a
+            slow client cannot hold a worker forever.
+        on_chunk: called with the size of each raw chunk received (for byte counters).
+
+    Raises:
+        BodyRejected: 413 (too large, raw or inflated), 400 (bad gzip or
+            Content-Length), 415 (an encoding other than gzip), 408 (too slow).
+        starlette.requests.ClientDisconnect: the client went away.
+    """
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise BodyRejected(400, f"invalid Content-Length {length!r}") from None
+        if declared > max_body:
+            raise BodyRejected(413, f"body of {declared} bytes exceeds the limit ({max_body})")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    inflater: GzipInflater | None = None
+    if encoding in ("gzip", "x-gzip"):
+        inflater = GzipInflater(max_body)
+    elif encoding not in ("identity", ""):
+        raise BodyRejected(415, f"unsupported Content-Encoding {encoding!r} (use gzip)")
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                if not chunk:
+                    continue
+                received += len(chunk)
+                if on_chunk is not None:
+                    on_chunk(len(chunk))
+                if received > max_body:
+                    raise BodyRejected(413, f"body exceeds the limit ({max_body} bytes)")
+                if inflater is None:
+                    chunks.append(chunk)
+                else:
+                    inflater.feed(chunk)
+    except TimeoutError:
+        raise BodyRejected(408, f"body not received within {timeout} s") from None
+    if inflater is not None:
+        return inflater.finish()
+    return chunks[0] if len(chunks) == 1 else _EMPTY.join(chunks)
