@@ -12,6 +12,7 @@ from xpevents.decide import (
     OptimizelyDecision,
     UnknownKeyError,
 )
+from xpevents.dispatch.aio import AsyncDispatcher
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.dispatch.default import DefaultEventDispatcher
 from xpevents.dispatch.protocol import EventDispatcher, EventLike
@@ -39,6 +40,7 @@ __all__ = [
     "EVENTS_URL",
     "EVENTS_URL_EU",
     "SYNC_RETRY",
+    "AsyncDispatcher",
     "BatchDispatcher",
     "Client",
     "ConfigError",

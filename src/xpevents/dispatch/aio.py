@@ -1,0 +1,511 @@
+"""The asyncio dispatcher: the same batching, retries, spool and stats, on the event loop.
+
+:class:`AsyncDispatcher` is :class:`~xpevents.BatchDispatcher` for asyncio applications
+(FastAPI, Starlette, aiohttp). Both drive the same
+:class:`~xpevents.dispatch.core.DispatchCore`; here the senders are tasks on the running
+loop sharing one ``httpx.AsyncClient``, so no thread competes with the application for
+the GIL. ``dispatch_event`` is a plain (not ``async``) method: it encodes, appends to
+the bounded queue and returns, from the loop or from any other thread (the official
+SDK calls it from its own), waking the loop only when a batch is due.
+
+The loop never does SQLite or Redis I/O: a durable spool is group-committed by the
+spool's background writer thread (``durability="interval"``) and claims, acks and
+retries run on one spool thread.
+
+See ``docs/asyncio.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+import httpx
+
+from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
+from xpevents.dispatch.retry import BACKGROUND_RETRY, RetryPolicy
+from xpevents.dispatch.stats import DispatchOutcome, DispatchStats
+from xpevents.dispatch.validate import positive_int, positive_seconds
+from xpevents.errors import ConfigError, DispatchError
+from xpevents.spool.base import Spool
+
+__all__ = ["AsyncDispatcher"]
+
+logger = logging.getLogger("xpevents.dispatch")
+
+_T = TypeVar("_T")
+_GZIP_OFFLOAD_BYTES: Final = 64 * 1024
+"""Bodies larger than this are gzip-compressed in a worker thread, not on the loop."""
+_FLUSH_POLL: Final = 0.05
+
+_live: weakref.WeakSet[AsyncDispatcher] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for dispatcher in list(_live):
+        dispatcher._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class AsyncDispatcher:
+    """Queue events in memory, send them in batches from tasks on the event loop, retry.
+
+    Usage (Starlette/FastAPI lifespan)::
+
+        dispatcher = AsyncDispatcher()
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            async with dispatcher:          # starts the senders on this loop
+                yield                       # ...and flushes, then closes, at shutdown
+
+    ``dispatch_event(event)`` is a plain method: call it without ``await`` from the
+    loop (a handler), or from any thread (the official SDK's event processor). It never
+    blocks and never raises. The sender tasks start on the running loop at the first
+    ``dispatch_event`` made from it, at ``await start()``, ``await flush()`` or
+    ``async with``; events dispatched before that (from a thread with no running loop,
+    or before the app started) are queued and sent once the senders start.
+
+    Args:
+        endpoint, batch_size, flush_interval, max_batch_bytes, max_queue_events,
+        retry, gzip, lease, circuit_threshold, on_drop, on_success, on_failure,
+        commit_interval, on_spool_error, max_spool_events, max_spool_bytes,
+        max_event_age: as :class:`~xpevents.BatchDispatcher` (same defaults).
+        overflow: ``"drop_newest"`` (default) or ``"drop_oldest"``. ``"block"`` is
+            refused (``ConfigError``): waiting for room would block the event loop.
+        max_concurrent_requests: sender tasks (requests in flight at most). Default 2.
+        timeout: seconds; per request (connect, write, read, pool). Default 10.
+        http_client: an ``httpx.AsyncClient`` of yours (not closed by :meth:`aclose`);
+            it must be used on the loop the dispatcher runs on.
+        spool: ``None`` / ``"memory://"`` (default), a durable spool URL
+            (``"sqlite:///path.db"``, ``"redis://..."``), a ``pathlib.Path`` or a
+            :class:`~xpevents.spool.Spool` object.
+        durability: ``"interval"`` (the default and the only mode: visitors are
+            committed by the spool's writer thread every ``commit_interval``
+            seconds; ``"always"`` would commit on the loop and is refused).
+
+    Callbacks run on the event loop with the memory spool, on the spool thread with a
+    durable spool (``on_drop`` for an event refused at enqueue runs in the caller).
+
+    Raises:
+        ConfigError: an argument is invalid; the message names it and the fix.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        batch_size: int = 100,
+        flush_interval: float = 1.0,
+        max_batch_bytes: int = 1_048_576,
+        max_queue_events: int = 10_000,
+        overflow: str = "drop_newest",
+        max_concurrent_requests: int = 2,
+        timeout: float = 10.0,
+        retry: RetryPolicy = BACKGROUND_RETRY,
+        http_client: httpx.AsyncClient | None = None,
+        gzip: bool = False,
+        lease: float = 30.0,
+        circuit_threshold: int = 5,
+        on_drop: Callable[[Any, str], object] | None = None,
+        on_success: Callable[[list[bytes]], object] | None = None,
+        on_failure: Callable[[list[bytes], DispatchError], object] | None = None,
+        spool: str | os.PathLike[str] | Spool | None = None,
+        durability: str = "interval",
+        commit_interval: float = 0.005,
+        on_spool_error: str = "memory",
+        max_spool_events: int | None = None,
+        max_spool_bytes: int | None = None,
+        max_event_age: float | None = None,
+    ) -> None:
+        owner = type(self).__name__
+        self._workers = positive_int(
+            "max_concurrent_requests", max_concurrent_requests, owner=owner
+        )
+        if self._workers > 64:
+            raise ConfigError(
+                f"{owner}(max_concurrent_requests={max_concurrent_requests!r}): must be at "
+                "most 64; batches grow with load, so a few senders are enough"
+            )
+        self._timeout = positive_seconds("timeout", timeout, owner=owner)
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigError(
+                f"{owner}(http_client={http_client!r}): expected an httpx.AsyncClient "
+                "(an httpx.Client belongs to BatchDispatcher)"
+            )
+        self._core = core = DispatchCore(
+            owner=owner,
+            endpoint=endpoint,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_batch_bytes=max_batch_bytes,
+            max_queue_events=max_queue_events,
+            overflow=overflow,
+            block_timeout=0.0,
+            retry=retry,
+            gzip=gzip,
+            lease=lease,
+            circuit_threshold=circuit_threshold,
+            on_drop=on_drop,
+            on_success=on_success,
+            on_failure=on_failure,
+            spool=spool,
+            durability=durability,
+            commit_interval=commit_interval,
+            on_spool_error=on_spool_error,
+            max_spool_events=max_spool_events,
+            max_spool_bytes=max_spool_bytes,
+            max_event_age=max_event_age,
+            caller_io=False,
+        )
+        self._enqueue = core.enqueue
+        # Every spool but the memory one does I/O (or may): run it on the spool thread.
+        self._offload = core.mem is None
+        self._user_client = http_client
+        self._init_runtime()
+        core.set_hooks(wake=self._wake, settled=self._on_settled)
+        _live.add(self)
+
+    def _init_runtime(self) -> None:
+        """State bound to one event loop (and one process)."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake_event: asyncio.Event | None = None
+        self._settled_event: asyncio.Event | None = None
+        self._client: httpx.AsyncClient | None = self._user_client
+        self._io: concurrent.futures.ThreadPoolExecutor | None = None
+        self._flushing = 0
+        self._stopping = False
+        self._attach_lock = threading.Lock()
+
+    def _reset_after_fork(self) -> None:
+        # The parent's loop, tasks, threads and sockets are not ours: start afresh
+        # and empty (the parent sends what it queued).
+        self._core.reset_after_fork()
+        self._init_runtime()
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str | None:
+        """The ``endpoint`` option (``None``: each event's own URL)."""
+        return self._core.router.endpoint
+
+    @property
+    def spool(self) -> Spool:
+        """The spool the senders read from."""
+        return self._core.store
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the senders run on (``None`` until they start)."""
+        return self._loop
+
+    def dispatch_event(self, event: Any) -> None:
+        """Queue ``event``'s visitors for sending; return at once. Never raises, never blocks.
+
+        Call it without ``await``, from the event loop or from any thread. The event is
+        not modified; its visitors are encoded now.
+        """
+        if self._loop is None:
+            self._attach_from_caller()
+        self._enqueue(event)
+
+    async def start(self) -> None:
+        """Start the sender tasks on the running loop now. Idempotent.
+
+        Raises:
+            ConfigError: the dispatcher already runs on another loop that is running.
+        """
+        self._attach(asyncio.get_running_loop())
+
+    def stats(self) -> DispatchStats:
+        """A snapshot of the counters (see :class:`~xpevents.DispatchStats`).
+
+        With a durable spool this reads the store's counters (a short query): call it
+        off the loop (``await asyncio.to_thread(d.stats)``) if that matters.
+        """
+        return self._core.snapshot()
+
+    async def flush(self, timeout: float = 10.0) -> DispatchOutcome:
+        """Send everything enqueued before this call; wait at most ``timeout`` seconds.
+
+        Returns what happened meanwhile; ``pending`` counts visitors enqueued before the
+        call and still unsettled (retrying, in flight or waiting) at the deadline.
+        """
+        seconds = finite_timeout("flush", timeout)
+        deadline = time.monotonic() + seconds
+        if not self._core.closed:
+            self._attach(asyncio.get_running_loop())
+        return await self._flush_until(deadline)
+
+    async def aclose(self, timeout: float = 10.0) -> DispatchOutcome:
+        """Flush, then stop the senders; everything within ``timeout`` seconds. Idempotent.
+
+        Later ``dispatch_event`` calls drop their event (reason ``"closed"``). With the
+        memory spool, visitors still unsent at the deadline are lost: reported in
+        ``pending`` and counted as dropped (``"unsent_at_close"``). Requests still in
+        flight at the deadline are cancelled.
+        """
+        seconds = finite_timeout("aclose", timeout)
+        deadline = time.monotonic() + seconds
+        core = self._core
+        if core.closed:
+            return DispatchOutcome()
+        if self._loop is None or self._loop.is_closed():
+            self._attach(asyncio.get_running_loop())
+        core.closed = True
+        _live.discard(self)
+        outcome = await self._flush_until(deadline)
+        self._stopping = True
+        self._wake_now()
+        tasks = [task for task in self._tasks if not task.done()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+        pending = max(outcome.pending, core.discard_unsent())
+        if self._offload:
+            await self._in_io(core.close_spool, deadline - time.monotonic())
+        else:
+            core.close_spool(0.0)
+        if self._io is not None:
+            self._io.shutdown(wait=False)
+        if self._user_client is None and self._client is not None:
+            await self._client.aclose()
+        return replace(outcome, pending=pending)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(endpoint={self.endpoint!r}, "
+            f"batch_size={self._core.batch_size}, spool={self._core.store.url!r})"
+        )
+
+    # -- loop binding and wake-ups ---------------------------------------------------------
+
+    def _attach_from_caller(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: queue; start at the next chance
+            return
+        try:
+            self._attach(loop)
+        except Exception:  # never raise from dispatch_event
+            logger.exception("AsyncDispatcher could not start its senders")
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind to ``loop`` (the running loop of this thread) and start the senders."""
+        with self._attach_lock:
+            current = self._loop
+            if current is loop and self._tasks and not all(t.done() for t in self._tasks):
+                return
+            if self._core.closed:
+                return
+            if current is not None and current is not loop:
+                if current.is_running() and not current.is_closed():
+                    raise ConfigError(
+                        f"{self!r} runs on another event loop that is still running; "
+                        "use one AsyncDispatcher per loop"
+                    )
+                # The old loop is gone: its client's connections died with it.
+                if self._user_client is None:
+                    self._client = None
+            self._loop = loop
+            self._loop_thread = threading.get_ident()
+            self._wake_event = asyncio.Event()
+            self._settled_event = asyncio.Event()
+            self._stopping = False
+            if self._client is None:
+                self._client = httpx.AsyncClient(
+                    timeout=httpx.Timeout(self._timeout),
+                    limits=httpx.Limits(
+                        max_connections=self._workers + 2,
+                        max_keepalive_connections=self._workers + 2,
+                    ),
+                )
+            if self._offload and self._io is None:
+                self._io = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="xpevents-aio-spool"
+                )
+            self._tasks = [
+                loop.create_task(self._sender(), name=f"xpevents-aio-sender-{index}")
+                for index in range(self._workers)
+            ]
+
+    def _wake(self) -> None:
+        """The core's wake-up: a batch is due or the queue was empty (any thread)."""
+        loop = self._loop
+        event = self._wake_event
+        if loop is None or event is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            event.set()
+        else:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop is closed; the next start() picks them up
+                pass
+
+    def _wake_now(self) -> None:
+        event = self._wake_event
+        if event is not None:
+            event.set()
+
+    def _on_settled(self) -> None:
+        loop = self._loop
+        event = self._settled_event
+        if loop is None or event is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            event.set()
+        else:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:
+                pass
+
+    async def _in_io(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run a spool call on the spool thread (never on the loop)."""
+        loop = asyncio.get_running_loop()
+        if self._io is None:
+            self._io = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="xpevents-aio-spool"
+            )
+        return await loop.run_in_executor(self._io, function, *args)
+
+    # -- flush ------------------------------------------------------------------------------
+
+    async def _pending_since(self, when: float) -> int:
+        if self._offload:
+            return await self._in_io(self._core.pending_since, when)
+        return self._core.pending_since(when)
+
+    async def _flush_until(self, deadline: float) -> DispatchOutcome:
+        core = self._core
+        before = core.totals()
+        called_at = time.time()
+        pending = await self._pending_since(called_at)
+        self._flushing += 1
+        self._wake_now()
+        settled = self._settled_event
+        try:
+            while pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._tasks or settled is None:
+                    break
+                settled.clear()
+                core.flush_waiters += 1
+                try:
+                    async with asyncio.timeout(min(remaining, _FLUSH_POLL)):
+                        await settled.wait()
+                except TimeoutError:
+                    pass
+                finally:
+                    core.flush_waiters -= 1
+                pending = await self._pending_since(called_at)
+        finally:
+            self._flushing -= 1
+        return core.outcome_since(before, pending)
+
+    # -- the sender tasks -----------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        event = self._wake_event
+        assert event is not None
+        while not self._stopping:
+            event.clear()
+            try:
+                pause = await self._step()
+            except Exception:  # a bug must not kill the sender; leases expire and retry
+                logger.exception("AsyncDispatcher sender error; continuing")
+                pause = 0.1
+            if pause > 0 and not self._stopping:
+                try:
+                    async with asyncio.timeout(pause):
+                        await event.wait()
+                except TimeoutError:
+                    pass
+
+    def _poll_plan(self, now: float, flushing: bool, stopping: bool) -> float | list[Request]:
+        core = self._core
+        item = core.poll(now, flushing=flushing, stopping=stopping)
+        if isinstance(item, float):
+            return item
+        return core.plan(item, now)
+
+    async def _step(self) -> float:
+        """Send one batch if one is due; else return how long to wait."""
+        now = time.time()
+        flushing = bool(self._flushing)
+        if self._offload:
+            result = await self._in_io(self._poll_plan, now, flushing, self._stopping)
+        else:
+            result = self._poll_plan(now, flushing, self._stopping)
+        if isinstance(result, float):
+            return result
+        for request in result:
+            await self._send(request)
+        return 0.0
+
+    async def _send(self, request: Request) -> None:
+        """POST one request and settle it (and the halves of a 413, depth first)."""
+        core = self._core
+        client = self._client
+        assert client is not None
+        if core.gzip and request.content is None and len(request.body) > _GZIP_OFFLOAD_BYTES:
+            await asyncio.get_running_loop().run_in_executor(None, core.compress, request)
+        core.begin(request)
+        response: httpx.Response | None = None
+        error: BaseException | None = None
+        try:
+            if request.method == "GET":
+                response = await client.get(
+                    request.url,
+                    params=request.params(),
+                    headers=request.headers,
+                    timeout=self._timeout,
+                )
+            else:
+                response = await client.post(
+                    request.url,
+                    content=request.content,
+                    headers=request.headers,
+                    timeout=self._timeout,
+                )
+        except Exception as exc:
+            error = exc
+        except BaseException:  # cancelled at aclose(): the lease expires, nothing lost
+            core.abandon(request)
+            raise
+        if self._offload:
+            follow_ups = await self._in_io(core.settle, request, response, error)
+        else:
+            follow_ups = core.settle(request, response, error)
+        for follow_up in follow_ups:
+            await self._send(follow_up)
