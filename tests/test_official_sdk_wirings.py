@@ -575,3 +575,37 @@ def test_default_event_dispatcher_to_relay_synchronously_in_the_caller(
         finally:
             sdk.close()
             dispatcher.close()
+
+
+def test_batch_dispatcher_to_a_relay_requiring_a_token(
+    collector: CollectorHandle, datafile_text: str, tmp_path: Path
+) -> None:
+    """``--token``: the header comes from your own httpx client (kept on every request)."""
+    import httpx
+
+    with run_relay(
+        spool=f"sqlite:///{tmp_path}/relay.db",
+        upstream=collector.events_url,
+        upstream_eu=collector.eu_events_url,
+        flush_interval=0.05,
+        token="s3cret",
+    ) as relay:
+        http = httpx.Client(headers={"Authorization": "Bearer s3cret"}, timeout=10)
+        dispatcher = BatchDispatcher(endpoint=relay.base_url, http_client=http, flush_interval=0.05)
+        refused = BatchDispatcher(endpoint=relay.base_url, flush_interval=0.05)
+        sdk = forwarding_wiring(datafile_text, dispatcher)
+        try:
+            for i in range(100):
+                sdk.activate(EXPERIMENT, f"user-{i}")
+            assert dispatcher.flush(10).pending == 0
+            assert collector.wait_for(unique_events=100, timeout=20)["unique_events"] == 100
+            no_token = forwarding_wiring(datafile_text, refused)
+            no_token.activate(EXPERIMENT, "user-x")
+            no_token.close()
+            refused.flush(5)
+            assert refused.stats().failed == {"http_401": 1}  # permanent: dead-lettered
+        finally:
+            sdk.close()
+            dispatcher.close(5)
+            refused.close(1)
+            http.close()
