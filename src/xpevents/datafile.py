@@ -449,7 +449,7 @@ def _experiment(
 
 
 def _with_everyone_else(experiment: Experiment, everyone_else: Variation) -> Experiment:
-    """Inject a flag's "everyone else" variation into a ``feature_rollout`` experiment."""
+    """Inject a flag's "everyone else" variation into a feature rollout (type ``fr``) experiment."""
     by_key = dict(experiment.variations_by_key)
     by_id = dict(experiment.variations_by_id)
     by_key[everyone_else.key] = everyone_else
@@ -567,12 +567,12 @@ class _Builder:
                     fatal=True,
                 )
             # Feature rollouts: the flag's "everyone else" variation joins every
-            # experiment of type feature_rollout (as the official SDK does at load).
+            # experiment of type "fr" (feature rollout), as the official SDK does at load.
             everyone_else = self._everyone_else(wf.rollout_id)
             if everyone_else is not None:
                 for exp_id in wf.experiment_ids:
                     exp = by_id.get(exp_id)
-                    if exp is not None and exp.type == "feature_rollout":
+                    if exp is not None and exp.type == "fr":
                         by_id[exp_id] = _with_everyone_else(exp, everyone_else)
 
         # compile audience checks once every experiment is final

@@ -321,10 +321,10 @@ def datafiles(draw: st.DrawFn) -> dict[str, Any]:
                 "variables": defs,
             }
         )
-    # feature_rollout experiments get the flag's "everyone else" variation injected
+    # "fr" (feature rollout) experiments get the flag's "everyone else" variation injected
     for exp in experiments:
         if draw(st.integers(0, 9)) == 0:
-            exp["type"] = "feature_rollout"
+            exp["type"] = draw(st.sampled_from(("fr", "fr", "feature_rollout", "ab", "td")))
 
     events = [
         {"id": new_id(), "key": f"event_{i}", "experimentIds": [e["id"] for e in experiments[:i]]}
