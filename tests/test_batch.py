@@ -408,9 +408,15 @@ def test_memory_is_bounded_under_a_dead_endpoint(overflow: str) -> None:
         "drop_oldest": "queue_full_oldest",
         "block": "block_timeout",
     }[overflow]
-    assert set(stats.dropped) == {reason}
     if overflow == "drop_oldest":
-        assert all(isinstance(item, bytes) for item, _ in drops)
+        # Evicting the oldest needs something queued that is not in flight; when every
+        # held visitor is being sent at that instant, the newest is refused instead.
+        assert reason in stats.dropped
+        assert set(stats.dropped) <= {reason, "queue_full"}
+    else:
+        assert set(stats.dropped) == {reason}
+    if overflow == "drop_oldest":
+        assert all(isinstance(item, bytes) for item, r in drops if r == reason)
         # the newest were kept
         kept = msgspec.json.encode(events[-1].params["visitors"][0])
         assert kept not in {item for item, _ in drops}

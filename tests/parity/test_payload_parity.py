@@ -444,27 +444,12 @@ def test_parity_on_engine_strategies() -> None:
     def check(
         datafile: dict[str, Any], people: list[tuple[str, dict[str, Any]]], seed: int
     ) -> None:
-        if _has_typed_experiment(datafile):
-            return  # see test_feature_rollout_type_is_fr_only (a known engine discrepancy)
         counted.append(_compare(datafile, people, random.Random(seed)))
 
     check()
     assert sum(counted) >= 500
 
 
-def _has_typed_experiment(datafile: dict[str, Any]) -> bool:
-    everything = datafile["experiments"] + [
-        e for g in datafile.get("groups", []) for e in g["experiments"]
-    ]
-    return any(e.get("type") for e in everything)
-
-
-@pytest.mark.xfail(
-    reason="engine: datafile.py injects the 'everyone else' variation into experiments of "
-    "type 'feature_rollout'; optimizely-sdk 5.7.0 does it only for type 'fr' "
-    "(enums.ExperimentTypes.fr)",
-    strict=False,
-)
 def test_feature_rollout_type_is_fr_only() -> None:
     datafile = make_datafile(3)
     flag = datafile["featureFlags"][0]
