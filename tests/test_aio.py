@@ -678,7 +678,9 @@ def test_starlette_app_under_load_keeps_the_loop_responsive(collector: Collector
     assert collector.wait_for(unique_events=requests, timeout=20)["unique_events"] == requests
     stats = dispatcher.stats()
     assert stats.delivered == requests and stats.dropped == {}
-    assert max(lags) < 0.1, max(lags)  # gross bound; bench/aio.py measures the real figure
+    # Gross bound only (bench/aio.py measures the real figure): a loop blocked by the
+    # dispatcher (a send, a spool write) would stall for a request timeout, seconds.
+    assert max(lags) < 1.0, max(lags)
 
 
 def test_both_dispatchers_share_one_core() -> None:

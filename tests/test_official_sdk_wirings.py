@@ -336,15 +336,6 @@ def test_durable_spool_keeps_sdk_events_while_the_endpoint_fails(
             dispatcher.close(5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "library bug: a durable spool stores each record's target URL resolved with the "
-        "endpoint= of the dispatcher that enqueued it, so a restarted BatchDispatcher "
-        "with another endpoint= keeps sending the backlog to the old (dead) endpoint "
-        "until max_retry_age dead-letters it; docs say endpoint= receives everything"
-    ),
-)
 def test_restart_with_a_new_endpoint_sends_the_spooled_backlog_there(
     collector: CollectorHandle, datafile_text: str, tmp_path: Path
 ) -> None:

@@ -143,9 +143,7 @@ def recover_and_check(
         retry=FAST_RETRY,
         atexit_timeout=None,
     ) as recovery:
-        # BatchDispatcher starts its senders lazily (first dispatch_event or flush); a
-        # restarted process with a backlog and no new traffic needs this kick.
-        recovery.flush(timeout=0.01)
+        # No kick needed: a dispatcher opened on a spool with a backlog starts sending it.
         deadline = time.monotonic() + 60
         while True:
             seen = delivered_uuids(collector)

@@ -199,6 +199,17 @@ class BatchDispatcher:
         self._client = http_client if http_client is not None else self._new_client()
         self._init_runtime()
         _live.add(self)
+        if self._mem is None and self._has_backlog():
+            # A durable spool left with events by an earlier process: deliver them now,
+            # not only after the next dispatch_event.
+            self._start()
+
+    def _has_backlog(self) -> bool:
+        try:
+            return self._store.next_due_at(now=time.time()) is not None
+        except Exception:  # a failing store is reported by its own front; senders retry
+            logger.warning("could not read the spool's backlog at start", exc_info=True)
+            return True
 
     def _new_client(self) -> httpx.Client:
         return httpx.Client(

@@ -1,7 +1,8 @@
 """Envelopes and request bodies for batching dispatchers.
 
 A visitor is encoded once, at enqueue, and kept as bytes. Visitors whose payloads
-share an *envelope* (the target URL plus every top-level key of the payload except
+share an *envelope* (the event's own URL, to which the dispatcher applies its
+``endpoint`` when sending, plus every top-level key of the payload except
 ``visitors``: account_id, project_id, revision, client_name, client_version,
 anonymize_ip, enrich_decisions and anything else present) may share one request, whose
 body is ``prefix + b",".join(visitors) + suffix``: the visitors are wrapped, never

@@ -461,7 +461,9 @@ class DispatchCore:
             return None
         assert isinstance(url, str)
         try:
-            envelope = batch_envelope(self.router.route(url), params)
+            # The event's own URL is stored; `endpoint` is applied when sending, so a
+            # spooled backlog follows a changed endpoint after a restart.
+            envelope = batch_envelope(url, params)
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
             self.refuse(event, visitors, "serialize", exc)
             return None
@@ -492,7 +494,7 @@ class DispatchCore:
         except (AttributeError, TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
             self.refuse(event, 1, "serialize", exc)
             return None, []
-        return raw_envelope(method, self.router.route(url), header_map), [body]
+        return raw_envelope(method, url, header_map), [body]
 
     def _append_to_store(self, event: Any, envelope: bytes, encoded: list[bytes]) -> None:
         """The path for a spool that is not the memory spool (durable or custom)."""
@@ -649,6 +651,9 @@ class DispatchCore:
                 parsed = parse_envelope(envelope)
             except ValueError:
                 return None
+            target = self.router.route(parsed.url)
+            if target != parsed.url:
+                parsed = replace(parsed, url=target)
             if len(self._parsed) >= 256:
                 self._parsed.clear()
             self._parsed[envelope] = parsed

@@ -60,8 +60,6 @@ DEFAULT_UPSTREAM_EU: Final = "https://eu.logx.optimizely.com/v1/events"
 _JSON: Final = "application/json"
 _encode = msgspec.json.Encoder().encode
 _WAKE_EVERY: Final = 0.02
-_OLD_START: Final = "_start"  # BatchDispatcher before start()/notify()
-_OLD_WAKE: Final = "_wake"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,19 +185,12 @@ class Relay:
     # -- forwarding -----------------------------------------------------------------
 
     def _start_senders(self) -> None:
-        # BatchDispatcher starts its senders on the first dispatch_event; the relay
-        # never calls it (it appends to the spool itself), so it starts them here.
-        # start()/notify() are BatchDispatcher's public hooks for this; the private
-        # fallbacks serve a BatchDispatcher that predates them.
-        start = getattr(self.dispatcher, "start", None) or getattr(self.dispatcher, _OLD_START)
-        start()
+        # The relay never calls dispatch_event (it appends to the spool itself), so it
+        # starts the dispatcher's senders explicitly.
+        self.dispatcher.start()
 
     def _wake_senders(self) -> None:
-        notify = getattr(self.dispatcher, "notify", None)
-        if notify is not None:
-            notify()
-        else:
-            getattr(self.dispatcher, _OLD_WAKE).set()
+        self.dispatcher.notify()
 
     def _written(self, n: int) -> None:
         # Wake the senders when a batch is full or at most every 20 ms: they know the
