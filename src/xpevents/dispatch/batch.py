@@ -398,6 +398,8 @@ class BatchDispatcher:
             try:
                 pause = self._step()
             except Exception:  # a bug must not kill the sender; leases expire and retry
+                if self._stopping:  # close() gave up waiting and closed the spool under us
+                    break
                 logger.exception("BatchDispatcher sender error; continuing")
                 pause = 0.1
             if pause > 0 and not self._stopping:
