@@ -63,7 +63,7 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -504,7 +504,7 @@ class RedisSpool:
 
     def __init__(
         self,
-        client: redis.Redis[bytes],
+        client: redis.Redis,
         *,
         stream: str = DEFAULT_STREAM,
         group: str = DEFAULT_GROUP,
@@ -576,7 +576,7 @@ class RedisSpool:
         }
         params.update(options)
 
-        def factory() -> redis.Redis[bytes]:
+        def factory() -> redis.Redis:
             try:
                 return redis.Redis.from_url(
                     redis_url,
@@ -613,7 +613,7 @@ class RedisSpool:
                 "fix the host, port or password in the URL"
             ) from error
         try:
-            kind = _text(self._client.type(self.stream))  # type: ignore[no-untyped-call]
+            kind = _text(self._client.type(self.stream))
             if kind not in ("stream", "none"):
                 raise SpoolError(
                     f"Redis spool {self.url}: key {self.stream!r} holds a {kind}, not a "
@@ -645,17 +645,13 @@ class RedisSpool:
         # Consumers named after dead processes accumulate; drop those idle for a day
         # with nothing pending (a consumer with pending entries keeps them reclaimable).
         with contextlib.suppress(redis.RedisError):
-            for info in self._client.xinfo_consumers(  # type: ignore[no-untyped-call]
-                self.stream, self.group
-            ):
+            for info in self._client.xinfo_consumers(self.stream, self.group):
                 if int(info.get("pending", 0)) == 0 and int(info.get("idle", 0)) > (
                     _STALE_CONSUMER_MS
                 ):
-                    self._client.xgroup_delconsumer(  # type: ignore[no-untyped-call]
-                        self.stream, self.group, info["name"]
-                    )
+                    self._client.xgroup_delconsumer(self.stream, self.group, info["name"])
 
-    def _client_now(self) -> redis.Redis[bytes]:
+    def _client_now(self) -> redis.Redis:
         """This process's client (checked under the lock; used without it)."""
         with self._lock:
             self._check_pid()
@@ -894,10 +890,13 @@ class RedisSpool:
         """The oldest ``limit`` entries of the dead-letter stream."""
         client = self._client_now()
         with self._guard("dead_letters"):
-            entries = client.xrange(self.dead_stream, "-", "+", limit)
+            entries = cast(
+                "list[tuple[bytes, dict[bytes, bytes]]]",
+                client.xrange(self.dead_stream, "-", "+", limit),
+            )
             digests = sorted({bytes(f[b"e"]) for _, f in entries} - self._envelopes.keys())
             if digests:
-                bodies = client.hmget(self._keys[1], digests)
+                bodies = cast("list[bytes | None]", client.hmget(self._keys[1], digests))
                 for digest, body in zip(digests, bodies, strict=True):
                     self._envelopes[digest] = bytes(body or b"")
         return [
