@@ -5,6 +5,7 @@ The public API lives here; import from ``xpevents`` rather than from submodules.
 
 from xpevents._version import __version__
 from xpevents.client import Client
+from xpevents.datafile import ProjectConfig, load_config
 from xpevents.decide import (
     Decision,
     InvalidInputError,
@@ -63,9 +64,11 @@ __all__ = [
     "OptimizelyForcedDecision",
     "OptimizelyUserContext",
     "PayloadError",
+    "ProjectConfig",
     "RetryPolicy",
     "SpoolError",
     "UnknownKeyError",
     "XpeventsError",
     "__version__",
+    "load_config",
 ]
