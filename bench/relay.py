@@ -157,7 +157,7 @@ def ingest() -> list[tuple[Any, ...]]:
                             int(result["non_2xx"]),
                         )
                     )
-                    print(rows[-1], flush=True)
+                    print("  done:", *rows[-1][:3], flush=True)
     return rows
 
 

@@ -36,6 +36,17 @@ logger = logging.getLogger("xpevents.relay")
 _LOG_EVERY: Final = 10.0
 
 
+class _Batch:
+    """Entries of concurrent requests committed together (see ``_group_append``)."""
+
+    __slots__ = ("done", "entries", "error")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[bytes, bytes]] = []
+        self.done = False
+        self.error: BaseException | None = None
+
+
 class SpoolFull(Exception):
     """The spool holds as much as the relay may admit; the client should retry later."""
 
@@ -76,6 +87,9 @@ class SpoolWriter:
         self._on_written = on_written
         self._memory = store if isinstance(store, MemorySpool) else None
         self._lock = threading.Lock()
+        self._batch_lock = threading.Lock()  # guards _open
+        self._commit_lock = threading.Lock()  # one store.append at a time
+        self._open: _Batch | None = None  # entries waiting for the next commit
         self._read_at = float("-inf")  # monotonic time of the last depth reading
         self._depth = 0  # last reading
         self._bytes = 0
@@ -108,7 +122,7 @@ class SpoolWriter:
             return
         self._admit(n, size)
         try:
-            self.store.append([(envelope, visitor) for visitor in visitors], now=now)
+            self._group_append([(envelope, visitor) for visitor in visitors], now)
         except BaseException as exc:
             with self._lock:
                 self._pending -= n
@@ -117,6 +131,33 @@ class SpoolWriter:
                 self._failed(exc)
             raise
         self._written(n, size, reserved=True)
+
+    def _group_append(self, entries: list[tuple[bytes, bytes]], now: float) -> None:
+        """Append ``entries`` in one transaction shared with concurrent requests.
+
+        Group commit: requests that arrive while a write is in progress join the next
+        batch; the first of them to get the commit lock writes the whole batch at once
+        and the others wait for its outcome. Every request still returns only after
+        its own entries are committed (or raises the batch's error).
+        """
+        with self._batch_lock:
+            batch = self._open
+            if batch is None:
+                batch = self._open = _Batch()
+            batch.entries.extend(entries)
+        with self._commit_lock:
+            if not batch.done:
+                with self._batch_lock:
+                    if self._open is batch:
+                        self._open = None
+                try:
+                    self.store.append(batch.entries, now=now)
+                except BaseException as exc:
+                    batch.error = exc
+                finally:
+                    batch.done = True
+        if batch.error is not None:
+            raise batch.error
 
     def _admit(self, n: int, size: int) -> None:
         with self._lock:
