@@ -161,6 +161,13 @@ class MemorySpool:
         n = len(visitors)
         if n > self.max_events or n == 0:
             return 0
+        if (
+            self.overflow == "drop_newest"
+            and len(self._incoming) + self._incoming_extra + self._held + n > self.max_events
+        ):
+            # Full: refuse without the lock, so a producer that keeps calling while the
+            # queue is full never contends with the senders for it.
+            return 0
         evicted: list[bytes] = []
         with self._lock:
             room = self.max_events - n
