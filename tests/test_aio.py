@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import itertools
 import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,53 +28,10 @@ from xpevents import (
 from xpevents.dispatch.core import DispatchCore
 from xpevents.testing import CollectorHandle, run_collector
 
+from payloads import FAST_RETRY, event
 from servers import Reply, closed_port_url, scripted_server, silent_server
 
 T = TypeVar("T")
-FAST_RETRY = RetryPolicy(
-    max_attempts=None, backoff_base=0.01, backoff_max=0.2, max_retry_after=5.0, max_retry_age=60.0
-)
-_counter = itertools.count()
-
-
-def visitor(*, pad: int = 0) -> dict[str, Any]:
-    n = next(_counter)
-    attributes: list[dict[str, Any]] = []
-    if pad:
-        attributes.append({"entity_id": "a1", "key": "pad", "type": "custom", "value": "x" * pad})
-    return {
-        "visitor_id": f"user-{n}",
-        "attributes": attributes,
-        "snapshots": [
-            {
-                "decisions": [{"campaign_id": "11", "experiment_id": "22", "variation_id": "33"}],
-                "events": [
-                    {
-                        "entity_id": "11",
-                        "uuid": str(uuid.uuid4()),
-                        "timestamp": int(time.time() * 1000),
-                        "key": "campaign_activated",
-                    }
-                ],
-            }
-        ],
-    }
-
-
-def event(url: str = "https://logx.optimizely.com/v1/events", n: int = 1, **head: Any) -> LogEvent:
-    pad = head.pop("pad", 0)
-    params: dict[str, Any] = {
-        "account_id": "1001",
-        "project_id": "2002",
-        "revision": "7",
-        "client_name": "python-sdk",
-        "client_version": "5.7.0",
-        "anonymize_ip": False,
-        "enrich_decisions": True,
-    }
-    params.update(head)
-    params["visitors"] = [visitor(pad=pad) for _ in range(n)]
-    return LogEvent(url, params)
 
 
 def run(coro_fn: Callable[[], Awaitable[T]], timeout: float = 120.0) -> T:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
 import threading
 import time
-import uuid
 from typing import Any
 
 import msgspec
@@ -17,56 +15,8 @@ from xpevents import ConfigError, DispatchError, LogEvent, RetryPolicy
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.testing import CollectorHandle, run_collector
 
+from payloads import FAST_RETRY, event, payload, visitor
 from servers import Reply, closed_port_url, scripted_server, silent_server
-
-FAST_RETRY = RetryPolicy(
-    max_attempts=None, backoff_base=0.01, backoff_max=0.2, max_retry_after=5.0, max_retry_age=60.0
-)
-_counter = itertools.count()
-
-
-def visitor(i: int | None = None, *, pad: int = 0) -> dict[str, Any]:
-    n = next(_counter) if i is None else i
-    attributes: list[dict[str, Any]] = []
-    if pad:
-        attributes.append({"entity_id": "a1", "key": "pad", "type": "custom", "value": "x" * pad})
-    return {
-        "visitor_id": f"user-{n}",
-        "attributes": attributes,
-        "snapshots": [
-            {
-                "decisions": [{"campaign_id": "11", "experiment_id": "22", "variation_id": "33"}],
-                "events": [
-                    {
-                        "entity_id": "11",
-                        "uuid": str(uuid.uuid4()),
-                        "timestamp": int(time.time() * 1000),
-                        "key": "campaign_activated",
-                    }
-                ],
-            }
-        ],
-    }
-
-
-def payload(visitors: list[dict[str, Any]], **head: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "account_id": "1001",
-        "project_id": "2002",
-        "revision": "7",
-        "client_name": "python-sdk",
-        "client_version": "5.7.0",
-        "anonymize_ip": False,
-        "enrich_decisions": True,
-    }
-    params.update(head)
-    params["visitors"] = visitors
-    return params
-
-
-def event(url: str = "https://logx.optimizely.com/v1/events", n: int = 1, **kw: Any) -> LogEvent:
-    pad = kw.pop("pad", 0)
-    return LogEvent(url, payload([visitor(pad=pad) for _ in range(n)], **kw))
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> None:
