@@ -34,7 +34,7 @@ import httpx
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
 from xpevents.dispatch.retry import BACKGROUND_RETRY, RetryPolicy
 from xpevents.dispatch.stats import DispatchOutcome, DispatchStats
-from xpevents.dispatch.validate import positive_int, positive_seconds
+from xpevents.dispatch.validate import positive_seconds, sender_count
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.spool.base import Spool
 
@@ -148,14 +148,7 @@ class BatchDispatcher:
         max_event_age: float | None = None,
     ) -> None:
         owner = type(self).__name__
-        self._workers = positive_int(
-            "max_concurrent_requests", max_concurrent_requests, owner=owner
-        )
-        if self._workers > 64:
-            raise ConfigError(
-                f"{owner}(max_concurrent_requests={max_concurrent_requests!r}): must be at "
-                "most 64; batches grow with load, so a few senders are enough"
-            )
+        self._workers = sender_count(max_concurrent_requests, owner=owner)
         self._timeout = positive_seconds("timeout", timeout, owner=owner)
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise ConfigError(

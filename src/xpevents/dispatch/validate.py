@@ -38,3 +38,14 @@ def optional_callable(name: str, value: object, *, owner: str) -> Callable[..., 
             f"{owner}({name}={value!r}): expected a callable or None, got {type(value).__name__}"
         )
     return value
+
+
+def sender_count(value: object, *, owner: str) -> int:
+    """``max_concurrent_requests``: an int from 1 to 64."""
+    count = positive_int("max_concurrent_requests", value, owner=owner)
+    if count > 64:
+        raise ConfigError(
+            f"{owner}(max_concurrent_requests={value!r}): must be at most 64; batches grow "
+            "with load, so a few senders are enough"
+        )
+    return count
