@@ -7,7 +7,6 @@ times because Redis measures leases with the server's clock.
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import time
 import uuid
@@ -20,20 +19,10 @@ import pytest
 from xpevents.spool.base import Spool, SpoolRecord
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
-HAS_MEMORY = importlib.util.find_spec("xpevents.spool.memory") is not None
 
 Factory = Callable[..., Spool]
 
-BACKENDS = [
-    pytest.param(
-        "memory",
-        marks=pytest.mark.skipif(
-            not HAS_MEMORY, reason="xpevents.spool.memory (BATCH's MemorySpool) not there yet"
-        ),
-    ),
-    "sqlite",
-    "redis",
-]
+BACKENDS = ["memory", "sqlite", "redis"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Final
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.audiences")
 
 __all__ = [
     "CONDITION_TYPES",

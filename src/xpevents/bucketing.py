@@ -16,7 +16,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import mmh3
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.bucketing")
 
 __all__ = [
     "BUCKETING_ID_ATTRIBUTE",

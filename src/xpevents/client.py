@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Client"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("xpevents.client")
 
 _FLAG_KEY_INVALID: Final = 'No flag was found for key "{}".'
 _SDK_NOT_READY: Final = "Optimizely SDK not configured properly yet."
@@ -69,8 +69,8 @@ _EMPTY: Final[Mapping[Any, Any]] = {}
 def _default_dispatcher(event_endpoint: str | None) -> EventDispatcher:
     """The dispatcher a client creates (and owns) when none is given.
 
-    A :class:`~xpevents.BatchDispatcher` with its defaults: the seed's own advice for
-    production (queue, batch, retry; ``activate`` never waits on the network).
+    A :class:`~xpevents.BatchDispatcher` with its defaults: Optimizely's own advice
+    for production (queue, batch, retry; ``activate`` never waits on the network).
     """
     from xpevents.dispatch.batch import BatchDispatcher
 

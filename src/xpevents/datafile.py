@@ -31,7 +31,7 @@ Warnings
 Fields we do not use (``cmab``, ``holdouts``, ``integrations``, ...) are accepted and
 ignored.
 
-Deviations from the engine contract (``/tmp/contract.md``):
+Where the model differs from the official SDK's ``ProjectConfig``:
 
 * :attr:`ProjectConfig.experiments` is keyed like the official SDK's
   ``experiment_key_map``: it holds top-level experiments, group experiments *and*
@@ -62,7 +62,7 @@ from xpevents.audiences import (
 )
 from xpevents.errors import DatafileError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.datafile")
 
 __all__ = [
     "SUPPORTED_VERSIONS",
@@ -82,7 +82,6 @@ __all__ = [
 
 SUPPORTED_VERSIONS: Final = ("2", "3", "4")
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 # --------------------------------------------------------------------------- wire format
 

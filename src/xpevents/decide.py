@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from xpevents.errors import XpeventsError
+from xpevents.errors import InvalidInputError, UnknownKeyError
 
 if TYPE_CHECKING:
     from xpevents.user_context import OptimizelyUserContext
@@ -27,19 +27,7 @@ __all__ = [
     "parse_decide_options",
 ]
 
-logger = logging.getLogger(__name__)
-
-
-class InvalidInputError(XpeventsError, ValueError):
-    """An argument of a client call is invalid (raised only with ``Client(strict=True)``).
-
-    Without ``strict`` the client logs the same message and returns ``None``, ``False``
-    or a disabled :class:`Decision`, as the official SDK does.
-    """
-
-
-class UnknownKeyError(InvalidInputError):
-    """An experiment, flag, variable or event key is not in the datafile (``strict=True`` only)."""
+logger = logging.getLogger("xpevents.decide")
 
 
 class OptimizelyDecideOption(enum.StrEnum):

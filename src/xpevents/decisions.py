@@ -44,7 +44,7 @@ from xpevents.bucketing import (
 )
 from xpevents.datafile import Experiment, Flag, ProjectConfig, VariableDef, Variation
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.decisions")
 
 __all__ = [
     "SOURCE_FEATURE_TEST",

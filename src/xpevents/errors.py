@@ -1,10 +1,40 @@
-"""The xpevents exception hierarchy.
+"""The xpevents exception hierarchy: everything xpevents raises on purpose.
 
-Every exception raised on purpose by xpevents derives from :class:`XpeventsError`.
-Messages say what was wrong, where, and what to do about it.
+::
+
+    XpeventsError
+    ├── ConfigError (also ValueError)        a constructor or function argument is invalid
+    ├── DatafileError (also ValueError)      a datafile cannot be decoded or is unusable
+    ├── InvalidInputError (also ValueError)  a client call's argument (Client(strict=True))
+    │   └── UnknownKeyError                  an experiment/flag/event key not in the datafile
+    ├── PayloadError (also ValueError)       an event payload is not serialisable or invalid
+    │   └── PayloadSchemaError               not an event API payload (names the JSON path)
+    ├── DispatchError                        an event could not be delivered
+    ├── SpoolError                           a spool cannot be opened or used
+    ├── SpoolFull                            the relay's spool admits nothing more for now
+    └── BodyRejected                         a service refuses a request body (status + why)
+
+Messages say what was wrong, where, and what to do about it. The ``ValueError`` bases
+keep code that guards input with ``except ValueError`` working.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BodyRejected",
+    "ConfigError",
+    "DatafileError",
+    "DispatchError",
+    "InvalidInputError",
+    "PayloadError",
+    "PayloadSchemaError",
+    "SpoolError",
+    "SpoolFull",
+    "UnknownKeyError",
+    "XpeventsError",
+]
 
 
 class XpeventsError(Exception):
@@ -24,8 +54,38 @@ class DatafileError(XpeventsError, ValueError):
     """The datafile could not be decoded; the message names the JSON path of the problem."""
 
 
+class InvalidInputError(XpeventsError, ValueError):
+    """An argument of a client call is invalid (raised only with ``Client(strict=True)``).
+
+    Without ``strict`` the client logs the same message and returns ``None``, ``False``
+    or a disabled :class:`~xpevents.Decision`, as the official SDK does.
+    """
+
+
+class UnknownKeyError(InvalidInputError):
+    """An experiment, flag, variable or event key is not in the datafile (``strict=True`` only)."""
+
+
 class PayloadError(XpeventsError, ValueError):
     """An event payload is invalid (not serialisable, or not in the event API format)."""
+
+
+class PayloadSchemaError(PayloadError):
+    """A body is not valid JSON or not a valid event API payload.
+
+    Attributes:
+        path: JSON path of the first error (``"$"`` for the document itself, e.g.
+            malformed JSON), such as ``"$.visitors[0].snapshots[0].events[0].uuid"``.
+        detail: what was wrong there, e.g. ``"Expected `int`, got `str`"``.
+    """
+
+    def __init__(self, detail: str, path: str = "$") -> None:
+        super().__init__(f"invalid event payload at {path}: {detail}")
+        self.path = path
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (PayloadSchemaError, (self.detail, self.path))
 
 
 class DispatchError(XpeventsError):
@@ -87,3 +147,33 @@ def _rebuild_dispatch_error(
 
 class SpoolError(XpeventsError):
     """A spool (the durable queue behind a dispatcher) cannot be opened or used."""
+
+
+class SpoolFull(XpeventsError):
+    """The spool holds as much as the relay may admit; the client should retry later."""
+
+
+class BodyRejected(XpeventsError):
+    """A service refuses a request with ``status`` and ``{"error": ..., "path": ...}``.
+
+    Attributes:
+        status: the HTTP status to answer (400, 408, 413, 415...).
+        error: what was wrong and how to fix it.
+        path: the JSON path of the first error in the payload, when there is one.
+    """
+
+    def __init__(self, status: int, error: str, path: str | None = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (BodyRejected, (self.status, self.error, self.path))
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body."""
+        data: dict[str, Any] = {"error": self.error}
+        if self.path is not None:
+            data["path"] = self.path
+        return data

@@ -44,7 +44,7 @@ from typing import Any, Final
 
 __all__ = ["NotificationCenter", "NotificationType"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.notifications")
 
 
 class NotificationType(enum.StrEnum):

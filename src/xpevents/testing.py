@@ -40,7 +40,7 @@ import httpx
 
 __all__ = ["CollectorHandle", "run_collector"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.testing")
 
 STARTUP_TIMEOUT: Final = 15.0
 """Seconds to wait for the collector's "listening on" line."""

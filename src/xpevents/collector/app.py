@@ -43,7 +43,7 @@ from xpevents.events.schema import (
 
 __all__ = ["ABORT_EXTENSION", "DEFAULT_MAX_BODY", "Collector"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.collector.app")
 
 DEFAULT_MAX_BODY: Final = 3_500_000
 """The event API's request size limit, in bytes (also applied after decompression)."""
@@ -51,7 +51,6 @@ DEFAULT_MAX_BODY: Final = 3_500_000
 ABORT_EXTENSION: Final = "xpevents.abort"
 """ASGI scope extension holding ``{"abort": callable}`` that closes the connection."""
 
-_EMPTY: Final = b""
 _JSON: Final = "application/json"
 _encode = msgspec.json.Encoder().encode
 

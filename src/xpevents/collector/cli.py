@@ -15,7 +15,7 @@ from xpevents.errors import ConfigError
 
 __all__ = ["collector_command"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.collector.cli")
 
 _RATE = click.FloatRange(0.0, 1.0)
 

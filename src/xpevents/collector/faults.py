@@ -27,7 +27,7 @@ from xpevents.errors import ConfigError
 
 __all__ = ["Fault", "FaultInjector", "FaultSettings", "FaultUpdate"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.collector.faults")
 
 
 class Fault(enum.Enum):

@@ -25,7 +25,7 @@ from xpevents.serving import AppServer, bind_socket  # bind_socket: re-exported
 
 __all__ = ["CollectorServer", "DropCapableH11Protocol", "bind_socket"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.collector.server")
 
 
 class DropCapableH11Protocol(H11Protocol):

@@ -22,7 +22,7 @@ from xpevents.events.schema import Payload, Snapshot, SnapshotEvent
 
 __all__ = ["EventStore", "StoredEvent"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.collector.store")
 
 EventKey = tuple[str, str, int]
 """The de-duplication key of an event: ``(entity_id, uuid, timestamp)``."""

@@ -23,7 +23,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
@@ -31,10 +30,11 @@ from typing import Any, Final, Self, TypeVar
 
 import httpx
 
+from xpevents._internal import forking
+from xpevents._internal.validate import positive_seconds, sender_count
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
 from xpevents.dispatch.retry import BACKGROUND_RETRY, RetryPolicy
 from xpevents.dispatch.stats import DispatchOutcome, DispatchStats
-from xpevents.dispatch.validate import positive_seconds, sender_count
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.spool.base import Spool
 
@@ -46,16 +46,6 @@ _T = TypeVar("_T")
 _GZIP_OFFLOAD_BYTES: Final = 64 * 1024
 """Bodies larger than this are gzip-compressed in a worker thread, not on the loop."""
 _FLUSH_POLL: Final = 0.05
-
-_live: weakref.WeakSet[AsyncDispatcher] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for dispatcher in list(_live):
-        dispatcher._reset_after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class AsyncDispatcher:
@@ -168,7 +158,7 @@ class AsyncDispatcher:
         self._user_client = http_client
         self._init_runtime()
         core.set_hooks(wake=self._wake, settled=self._on_settled)
-        _live.add(self)
+        forking.track(self, forking.Stage.DISPATCHER)
 
     def _init_runtime(self) -> None:
         """State bound to one event loop (and one process)."""
@@ -260,7 +250,7 @@ class AsyncDispatcher:
         if self._loop is None or self._loop.is_closed():
             self._attach(asyncio.get_running_loop())
         core.closed = True
-        _live.discard(self)
+        forking.untrack(self)
         outcome = await self._flush_until(deadline)
         self._stopping = True
         self._wake_now()

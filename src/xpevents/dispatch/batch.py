@@ -31,10 +31,11 @@ from typing import Any, Self
 
 import httpx
 
+from xpevents._internal import forking
+from xpevents._internal.validate import positive_seconds, sender_count
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
 from xpevents.dispatch.retry import BACKGROUND_RETRY, RetryPolicy
 from xpevents.dispatch.stats import DispatchOutcome, DispatchStats
-from xpevents.dispatch.validate import positive_seconds, sender_count
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.spool.base import Spool
 
@@ -48,12 +49,6 @@ _abandoned: list[httpx.Client] = []
 (closing could shut down sockets the parent still uses)."""
 
 
-def _after_fork_in_child() -> None:
-    _abandoned.clear()
-    for dispatcher in list(_live):
-        dispatcher._reset_after_fork()
-
-
 def _close_all_at_exit() -> None:
     for dispatcher in list(_live):
         timeout = dispatcher._atexit_timeout
@@ -64,7 +59,7 @@ def _close_all_at_exit() -> None:
                 logger.exception("closing %r at exit failed", dispatcher)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forking.at_fork(_abandoned.clear, forking.Stage.DISPATCHER)
 atexit.register(_close_all_at_exit)
 
 
@@ -192,6 +187,7 @@ class BatchDispatcher:
         self._client = http_client if http_client is not None else self._new_client()
         self._init_runtime()
         _live.add(self)
+        forking.track(self, forking.Stage.DISPATCHER)
         if self._mem is None and self._has_backlog():
             # A durable spool left with events by an earlier process: deliver them now,
             # not only after the next dispatch_event.
@@ -298,6 +294,7 @@ class BatchDispatcher:
                 return DispatchOutcome()
             core.closed = True
         _live.discard(self)
+        forking.untrack(self)
         outcome = self._flush_until(deadline)
         self._stopping = True
         self._wake.set()
@@ -328,10 +325,6 @@ class BatchDispatcher:
         )
 
     # -- lifecycle ------------------------------------------------------------------------
-
-    @property
-    def _closed(self) -> bool:
-        return self._core.closed
 
     def _start(self) -> None:
         with self._lifecycle:

@@ -43,6 +43,9 @@ from typing import Any, Final
 import httpx
 import msgspec
 
+from xpevents._internal.cache import BoundedCache
+from xpevents._internal.ratelimit import LogEvery
+from xpevents._internal.validate import choice, optional_callable, positive_int, positive_seconds
 from xpevents.dispatch.batching import (
     API_MAX_BYTES,
     Envelope,
@@ -55,7 +58,6 @@ from xpevents.dispatch.endpoint import EndpointRouter, validate_url
 from xpevents.dispatch.retry import Outcome, RetryPolicy, classify_status
 from xpevents.dispatch.retry import parse_retry_after as _parse_retry_after
 from xpevents.dispatch.stats import DispatchOutcome, DispatchStats, StatsRecorder
-from xpevents.dispatch.validate import optional_callable, positive_int, positive_seconds
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.events.model import DEFAULT_HEADERS
 from xpevents.spool.base import Spool, SpoolRecord
@@ -230,11 +232,7 @@ class DispatchCore:
                 f"{API_MAX_BYTES} (the event API's request limit)"
             )
         self.max_queue_events = positive_int("max_queue_events", max_queue_events, owner=owner)
-        if overflow not in OVERFLOW_POLICIES:
-            raise ConfigError(
-                f"{owner}(overflow={overflow!r}): expected one of "
-                f"{', '.join(repr(p) for p in OVERFLOW_POLICIES)}"
-            )
+        choice("overflow", overflow, OVERFLOW_POLICIES, owner=owner)
         if overflow == "block" and not caller_io:
             raise ConfigError(
                 f"{owner}(overflow='block'): dispatch_event runs on the event loop and "
@@ -273,8 +271,8 @@ class DispatchCore:
             max_event_age=max_event_age,
         )
         self.max_records = max(self.batch_size, self.max_queue_events)
-        self._envelopes: dict[tuple[Any, ...], tuple[bytes, Any, Any]] = {}
-        self._parsed: dict[bytes, Envelope] = {}
+        self._envelopes: BoundedCache[tuple[Any, ...], tuple[bytes, Any, Any]] = BoundedCache(256)
+        self._parsed: BoundedCache[bytes, Envelope] = BoundedCache(256)
         self.closed = False
         self.init_runtime()
 
@@ -364,7 +362,7 @@ class DispatchCore:
         self.flush_waiters = 0
         self._circuit_lock = threading.Lock()
         self._circuits: dict[str, _Circuit] = {}
-        self._drop_logged: dict[str, float] = {}
+        self._drop_log = LogEvery(_DROP_LOG_EVERY)
 
     def reset_after_fork(self) -> None:
         """In a forked child: zero the counters and start with an empty memory queue."""
@@ -468,9 +466,7 @@ class DispatchCore:
             self.refuse(event, visitors, "serialize", exc)
             return None
         if key is not None:
-            if len(self._envelopes) >= 256:
-                self._envelopes.clear()
-            self._envelopes[key] = (envelope, key[1][5], key[1][6])
+            self._envelopes.put(key, (envelope, key[1][5], key[1][6]))
         return envelope
 
     def _raw(
@@ -538,10 +534,8 @@ class DispatchCore:
 
     def _log_drop(self, reason: str, exc: Exception | None) -> None:
         """One warning per reason and episode (at most one per 10 s), not per event."""
-        now = time.monotonic()
-        if now - self._drop_logged.get(reason, -_DROP_LOG_EVERY) < _DROP_LOG_EVERY:
+        if not self._drop_log.due(reason):
             return
-        self._drop_logged[reason] = now
         detail = f": {exc}" if exc is not None else ""
         logger.warning(
             "event dropped (%s)%s; drops are counted in stats().dropped (logged at most "
@@ -654,9 +648,7 @@ class DispatchCore:
             target = self.router.route(parsed.url)
             if target != parsed.url:
                 parsed = replace(parsed, url=target)
-            if len(self._parsed) >= 256:
-                self._parsed.clear()
-            self._parsed[envelope] = parsed
+            self._parsed.put(envelope, parsed)
         return parsed
 
     # -- claim -> requests --------------------------------------------------------------

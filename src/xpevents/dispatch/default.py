@@ -1,6 +1,6 @@
 """The synchronous dispatcher: one POST per event, in the caller's thread.
 
-This is the seed's out-of-the-box dispatcher, done properly: a pooled keep-alive
+Optimizely's documented out-of-the-box dispatcher, done properly: a pooled keep-alive
 client, retries that do fire for POST, ``Retry-After`` honoured, one deadline for the
 whole call, and every failure counted and reported. It blocks the caller for as long
 as the endpoint takes; production code wants :class:`~xpevents.BatchDispatcher`.
@@ -10,37 +10,27 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
+from xpevents._internal import forking
+from xpevents._internal.validate import optional_callable, positive_seconds
 from xpevents.dispatch.encode import encode_json, visitor_count
 from xpevents.dispatch.endpoint import EndpointRouter, validate_url
 from xpevents.dispatch.retry import SYNC_RETRY, Outcome, RetryPolicy, classify_status
 from xpevents.dispatch.retry import parse_retry_after as _parse_retry_after
 from xpevents.dispatch.stats import DispatchOutcome, DispatchStats, StatsRecorder
-from xpevents.dispatch.validate import optional_callable, positive_seconds
 from xpevents.errors import ConfigError, DispatchError, PayloadError
 from xpevents.events.model import DEFAULT_HEADERS
 
 logger = logging.getLogger("xpevents.dispatch")
 
 _EXCERPT = 500
-_live: weakref.WeakSet[DefaultEventDispatcher] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for dispatcher in list(_live):
-        dispatcher._reset_after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class DefaultEventDispatcher:
@@ -104,7 +94,7 @@ class DefaultEventDispatcher:
         self._executor_lock = threading.Lock()
         self._stats = StatsRecorder()
         self._closed = False
-        _live.add(self)
+        forking.track(self, forking.Stage.DISPATCHER)
 
     # -- public API ----------------------------------------------------------------
 
@@ -165,7 +155,7 @@ class DefaultEventDispatcher:
             executor.shutdown(wait=False, cancel_futures=True)
         if self._own_client:
             self._client.close()
-        _live.discard(self)
+        forking.untrack(self)
         return DispatchOutcome()
 
     def __enter__(self) -> Self:

@@ -14,6 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from xpevents._internal.validate import number
 from xpevents.errors import ConfigError
 
 
@@ -67,20 +68,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return seconds
 
 
-def _check_number(name: str, value: float | None, *, allow_none: bool, minimum: float) -> None:
-    if value is None:
-        if not allow_none:
-            raise ConfigError(f"RetryPolicy({name}=None): a number is required")
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(
-            f"RetryPolicy({name}={value!r}): expected a number of seconds/attempts, "
-            f"got {type(value).__name__}"
-        )
-    if not math.isfinite(value) or value < minimum:
-        raise ConfigError(f"RetryPolicy({name}={value!r}): must be a finite number >= {minimum:g}")
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How transient failures (408, 429, 5xx, network errors) are retried.
@@ -117,10 +104,20 @@ class RetryPolicy:
                 f"RetryPolicy(max_attempts={self.max_attempts!r}): must be an int >= 1 "
                 "(1 = never retry) or None (no limit)"
             )
-        _check_number("backoff_base", self.backoff_base, allow_none=False, minimum=0.0)
-        _check_number("backoff_max", self.backoff_max, allow_none=False, minimum=0.0)
-        _check_number("max_retry_after", self.max_retry_after, allow_none=False, minimum=0.0)
-        _check_number("max_retry_age", self.max_retry_age, allow_none=True, minimum=0.0)
+        number(
+            "backoff_base", self.backoff_base, owner="RetryPolicy", minimum=0.0, allow_none=False
+        )
+        number("backoff_max", self.backoff_max, owner="RetryPolicy", minimum=0.0, allow_none=False)
+        number(
+            "max_retry_after",
+            self.max_retry_after,
+            owner="RetryPolicy",
+            minimum=0.0,
+            allow_none=False,
+        )
+        number(
+            "max_retry_age", self.max_retry_age, owner="RetryPolicy", minimum=0.0, allow_none=True
+        )
         if self.max_attempts is None and self.max_retry_age is None:
             raise ConfigError(
                 "RetryPolicy(max_attempts=None, max_retry_age=None): retries would never "

@@ -12,36 +12,15 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from starlette.requests import Request
+
+from xpevents.errors import BodyRejected
 
 __all__ = ["BodyRejected", "GzipInflater", "read_body"]
 
 _EMPTY: Final = b""
-
-
-class BodyRejected(Exception):
-    """The request is refused with ``status`` and ``{"error": ..., "path": ...}``.
-
-    Attributes:
-        status: the HTTP status to answer (400, 408, 413, 415...).
-        error: what was wrong and how to fix it.
-        path: the JSON path of the first error in the payload, when there is one.
-    """
-
-    def __init__(self, status: int, error: str, path: str | None = None) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.path = path
-
-    def body(self) -> dict[str, Any]:
-        """The JSON error body."""
-        data: dict[str, Any] = {"error": self.error}
-        if self.path is not None:
-            data["path"] = self.path
-        return data
 
 
 class GzipInflater:

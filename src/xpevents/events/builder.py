@@ -62,7 +62,7 @@ __all__ = [
     "normalize_variation_id",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("xpevents.events.builder")
 
 ACTIVATE_EVENT_KEY: Final = "campaign_activated"
 BOT_FILTERING_KEY: Final = "$opt_bot_filtering"

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from xpevents.errors import PayloadError
+from xpevents.errors import PayloadSchemaError
 
 __all__ = [
     "ACTIVATE_EVENT_KEY",
@@ -147,24 +147,6 @@ class Payload(_Struct):
     client_version: str | None = None
     anonymize_ip: bool | None = None
     enrich_decisions: bool | None = None
-
-
-class PayloadSchemaError(PayloadError):
-    """A body is not valid JSON or not a valid event API payload.
-
-    Attributes:
-        path: JSON path of the first error (``"$"`` for the document itself, e.g.
-            malformed JSON), such as ``"$.visitors[0].snapshots[0].events[0].uuid"``.
-        detail: what was wrong there, e.g. ``"Expected `int`, got `str`"``.
-    """
-
-    def __init__(self, detail: str, path: str = "$") -> None:
-        super().__init__(f"invalid event payload at {path}: {detail}")
-        self.path = path
-        self.detail = detail
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (PayloadSchemaError, (self.detail, self.path))
 
 
 _DECODER: Final = msgspec.json.Decoder(Payload)

@@ -23,6 +23,8 @@ import random
 import threading
 from typing import Final
 
+from xpevents._internal import forking
+
 __all__ = ["uuid4_hex", "uuid4_str"]
 
 _VERSION_MASK: Final = ~(0xF000 << 64) & ~(0xC000 << 48) & ((1 << 128) - 1)
@@ -40,13 +42,8 @@ def _reseed() -> None:
     _pid = os.getpid()
 
 
-def _reseed_after_fork() -> None:  # pragma: no cover - runs in forked children
-    _reseed()
-
-
 _reseed()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reseed_after_fork)
+forking.at_fork(_reseed, forking.Stage.IDS)
 
 
 def uuid4_str() -> str:

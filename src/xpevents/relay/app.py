@@ -37,9 +37,10 @@ from starlette.routing import Route
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.dispatch.retry import RetryPolicy
 from xpevents.dispatch.stats import DispatchOutcome
-from xpevents.errors import ConfigError, SpoolError
+from xpevents.errors import BodyRejected, ConfigError, SpoolError
+from xpevents.events.body import read_body
 from xpevents.events.schema import PayloadSchemaError
-from xpevents.relay.ingest import Rejected, read_body, split_payload
+from xpevents.relay.ingest import split_payload
 from xpevents.relay.metrics import RelayMetrics, TimedTransport
 from xpevents.relay.writer import SpoolFull, SpoolWriter
 from xpevents.spool.base import Spool
@@ -263,7 +264,7 @@ class Relay:
             body = await read_body(
                 request, max_body=settings.max_body, timeout=settings.read_timeout
             )
-        except Rejected as rejected:
+        except BodyRejected as rejected:
             reason = {
                 413: "too_large",
                 408: "read_timeout",

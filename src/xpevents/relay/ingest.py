@@ -17,15 +17,10 @@ from typing import Final
 import msgspec
 
 from xpevents.dispatch.batching import batch_envelope
-from xpevents.events.body import BodyRejected, read_body
-from xpevents.events.schema import PayloadSchemaError, decode_payload, schema_error
+from xpevents.events.schema import decode_payload
 
-__all__ = ["Rejected", "read_body", "split_payload"]
+__all__ = ["split_payload"]
 
-Rejected = BodyRejected
-"""A request answered with ``status`` and ``{"error": ..., "path": ...}``."""
-
-_EMPTY: Final = b""
 _TOP: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _VISITORS: Final = msgspec.json.Decoder(list[msgspec.Raw])
 
@@ -41,14 +36,7 @@ def split_payload(body: bytes, url: str) -> tuple[bytes, list[bytes]]:
         PayloadSchemaError: not JSON, or not an event API payload (``.path`` names
             the first offending JSON path).
     """
-    decode_payload(body)
-    try:
-        top = _TOP.decode(body)
-        visitors = _VISITORS.decode(top.pop("visitors"))
-    except (msgspec.MsgspecError, KeyError) as exc:  # pragma: no cover - validated above
-        raise (
-            schema_error(exc)
-            if isinstance(exc, msgspec.MsgspecError)
-            else PayloadSchemaError("missing visitors")
-        ) from None
+    decode_payload(body)  # PayloadSchemaError naming the first offending JSON path
+    top = _TOP.decode(body)  # cannot fail: the body was just validated
+    visitors = _VISITORS.decode(top.pop("visitors"))
     return batch_envelope(url, top), [bytes(visitor) for visitor in visitors]

@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from xpevents.errors import SpoolError
+from xpevents._internal.ratelimit import LogEvery
+from xpevents.errors import SpoolError, SpoolFull
 from xpevents.spool.base import Spool
 from xpevents.spool.memory import MemorySpool
 
@@ -45,10 +46,6 @@ class _Batch:
         self.entries: list[tuple[bytes, bytes]] = []
         self.done = False
         self.error: BaseException | None = None
-
-
-class SpoolFull(Exception):
-    """The spool holds as much as the relay may admit; the client should retry later."""
 
 
 def store_bounds(max_events: int, max_bytes: int) -> tuple[int, int]:
@@ -100,7 +97,7 @@ class SpoolWriter:
         self.last_error: str | None = None
         self.last_error_at: float | None = None  # wall clock
         self.last_write_at: float | None = None
-        self._logged_at = float("-inf")
+        self._error_log = LogEvery(_LOG_EVERY)
 
     # -- the write path ---------------------------------------------------------------
 
@@ -210,9 +207,7 @@ class SpoolWriter:
         now = time.time()
         self.last_error = str(exc)
         self.last_error_at = now
-        clock = time.monotonic()
-        if clock - self._logged_at >= _LOG_EVERY:
-            self._logged_at = clock
+        if self._error_log.due():
             logger.error(
                 "spool %s: write failed: %s; requests are answered 503 with Retry-After "
                 "until it recovers (logged at most every %d s)",

@@ -56,17 +56,11 @@ def open_spool(spec: str | os.PathLike[str] | Spool | None, **options: Any) -> S
     if isinstance(spec, Spool):
         return spec
     if spec is None or spec == "memory://":
-        from xpevents.spool.memory import MemorySpool
-
         return MemorySpool(**options)
     if isinstance(spec, os.PathLike):
-        from xpevents.spool.sqlite import SqliteSpool
-
         return SqliteSpool(os.fspath(spec), **options)
     if isinstance(spec, str):
         if spec.startswith("sqlite://"):
-            from xpevents.spool.sqlite import SqliteSpool
-
             return SqliteSpool.from_url(spec, **options)
         if spec.startswith(("redis://", "rediss://", "unix://")):
             from xpevents.spool.redis import RedisSpool

@@ -40,13 +40,14 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Literal
 
-from xpevents.dispatch.validate import optional_callable, positive_int, positive_seconds
+from xpevents._internal import forking
+from xpevents._internal.ratelimit import LogEvery
+from xpevents._internal.validate import optional_callable, positive_int, positive_seconds
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool.base import DeadLetter, Spool, SpoolRecord, SpoolStats
 
@@ -54,16 +55,6 @@ logger = logging.getLogger("xpevents.spool.front")
 
 _COMMIT_CHUNK = 10_000
 _LOG_EVERY = 10.0
-
-_live: weakref.WeakSet[SpoolFront] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for front in list(_live):
-        front._reset_after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class SpoolFront:
@@ -137,7 +128,7 @@ class SpoolFront:
         self._held = 0
         self._committed = 0
         self._init_runtime()
-        _live.add(self)
+        forking.track(self, forking.Stage.FRONT)
 
     def _init_runtime(self) -> None:
         self._lock = threading.Lock()
@@ -151,7 +142,7 @@ class SpoolFront:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self._last_op_log = 0.0
+        self._op_log = LogEvery(_LOG_EVERY)
 
     def _reset_after_fork(self) -> None:
         # The parent's thread does not exist here and its buffer belongs to the parent
@@ -414,9 +405,7 @@ class SpoolFront:
     # -- the rest of the Spool interface, made safe ------------------------------------
 
     def _op_failed(self, action: str, error: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._last_op_log >= _LOG_EVERY:
-            self._last_op_log = now
+        if self._op_log.due():
             logger.warning(
                 "spool %s: %s failed: %s (records stay leased until the lease expires, "
                 "then are sent again)",
@@ -548,7 +537,7 @@ class SpoolFront:
             self.store.close()
         except Exception:
             logger.exception("closing spool %s failed", self.url)
-        _live.discard(self)
+        forking.untrack(self)
 
     def __enter__(self) -> SpoolFront:
         return self

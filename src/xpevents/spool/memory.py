@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from xpevents.dispatch.validate import positive_int, positive_seconds
-from xpevents.errors import ConfigError
+from xpevents._internal.validate import choice, optional_callable, positive_int, positive_seconds
 from xpevents.spool.base import DeadLetter, SpoolRecord, SpoolStats
 
 __all__ = ["OVERFLOW_POLICIES", "Claim", "MemorySpool"]
@@ -99,21 +98,14 @@ class MemorySpool:
     ) -> None:
         owner = type(self).__name__
         self.max_events = positive_int("max_events", max_events, owner=owner)
-        if overflow not in OVERFLOW_POLICIES:
-            raise ConfigError(
-                f"{owner}(overflow={overflow!r}): expected one of "
-                f"{', '.join(repr(p) for p in OVERFLOW_POLICIES)}"
-            )
-        self.overflow = overflow
+        self.overflow = choice("overflow", overflow, OVERFLOW_POLICIES, owner=owner)
         self.block_timeout = positive_seconds(
             "block_timeout", block_timeout, owner=owner, allow_zero=True
         )
         self.max_dead_letters = positive_int(
             "max_dead_letters", max_dead_letters, owner=owner, minimum=0
         )
-        if on_evict is not None and not callable(on_evict):
-            raise ConfigError(f"{owner}(on_evict={on_evict!r}): expected a callable or None")
-        self.on_evict = on_evict
+        self.on_evict = optional_callable("on_evict", on_evict, owner=owner)
         self._init_state()
 
     def _init_state(self) -> None:

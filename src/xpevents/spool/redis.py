@@ -55,12 +55,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 import os
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from types import MappingProxyType
 from typing import Any, cast
@@ -71,6 +69,9 @@ from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
+from xpevents._internal import forking
+from xpevents._internal.cache import BoundedCache
+from xpevents._internal.validate import positive_int, positive_number
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool.base import DeadLetter, SpoolRecord, SpoolStats
 
@@ -83,18 +84,8 @@ DEFAULT_GROUP = "xpevents"
 
 _CHUNK = 1000
 _AGE_CHECK_EVERY = 1.0
-_LOG_EVERY = 10.0
 _STALE_CONSUMER_MS = 24 * 3600 * 1000
 
-_live: weakref.WeakSet[RedisSpool] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for spool in list(_live):
-        spool._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # Shared Lua helpers. KEYS layout for every script:
 # 1 stream, 2 envelopes, 3 meta, 4 retry zset, 5 retry:age zset, 6 retry:data hash, 7 dead.
@@ -433,16 +424,6 @@ def _default_consumer() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _check_positive(name: str, value: object, *, integer: bool) -> None:
-    kind = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(
-            f"RedisSpool({name}={value!r}): expected {'an int' if integer else 'a number'}"
-        )
-    if (not integer and not math.isfinite(float(value))) or value <= 0:
-        raise ConfigError(f"RedisSpool({name}={value!r}): must be > 0")
-
-
 def split_url(url: str) -> tuple[str, dict[str, str]]:
     """Separate the spool's own query parameters from the ones for redis-py.
 
@@ -517,10 +498,10 @@ class RedisSpool:
         url: str | None = None,
         client_factory: Any = None,
     ) -> None:
-        _check_positive("max_spool_events", max_spool_events, integer=True)
-        _check_positive("max_spool_bytes", max_spool_bytes, integer=True)
-        _check_positive("max_event_age", max_event_age, integer=False)
-        _check_positive("max_dead_letters", max_dead_letters, integer=True)
+        positive_int("max_spool_events", max_spool_events, owner="RedisSpool")
+        positive_int("max_spool_bytes", max_spool_bytes, owner="RedisSpool")
+        positive_number("max_event_age", max_event_age, owner="RedisSpool")
+        positive_int("max_dead_letters", max_dead_letters, owner="RedisSpool")
         for name, value in (("stream", stream), ("group", group)):
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"RedisSpool({name}={value!r}): expected a non-empty str")
@@ -547,14 +528,14 @@ class RedisSpool:
         self._client_factory = client_factory
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._digests: dict[bytes, bytes] = {}
+        self._digests: BoundedCache[bytes, bytes] = BoundedCache(4096)
         self._envelopes: dict[bytes, bytes] = {}
         self._last_age_check = 0.0
         self._lease_ms = 30_000
         self._closed = False
         self._register_scripts()
         self._setup()
-        _live.add(self)
+        forking.track(self, forking.Stage.STORE)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisSpool:
@@ -707,9 +688,7 @@ class RedisSpool:
         digest = self._digests.get(envelope)
         if digest is None:
             digest = _digest(envelope)
-            if len(self._digests) > 4096:
-                self._digests.clear()
-            self._digests[envelope] = digest
+            self._digests.put(envelope, digest)
         return digest
 
     # -- the Spool interface --------------------------------------------------------
@@ -965,6 +944,10 @@ class RedisSpool:
         with self._guard("delete_all"):
             client.delete(*self._keys)
 
+    def _reset_after_fork(self) -> None:
+        # The parent may have held the lock at fork time; the child gets a free one.
+        self._lock = threading.Lock()
+
     def close(self) -> None:
         """Close this process's connections. Idempotent."""
         with self._lock:
@@ -974,7 +957,7 @@ class RedisSpool:
             if self._pid == os.getpid():
                 with contextlib.suppress(redis.RedisError):
                     self._client.close()
-        _live.discard(self)
+        forking.untrack(self)
 
     def __enter__(self) -> RedisSpool:
         return self

@@ -43,19 +43,21 @@ import errno
 import hashlib
 import json
 import logging
-import math
 import os
 import sqlite3
 import stat
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from xpevents._internal import forking
+from xpevents._internal.cache import BoundedCache
+from xpevents._internal.ratelimit import LogEvery
+from xpevents._internal.validate import positive_int, positive_number
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool.base import DeadLetter, SpoolRecord, SpoolStats
 
@@ -79,15 +81,6 @@ _LOG_EVERY = 10.0
 # collection never closes them in the child (closing could checkpoint or delete the
 # parent's WAL).
 _abandoned: list[sqlite3.Connection] = []
-_live: weakref.WeakSet[SqliteSpool] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for spool in list(_live):
-        spool._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _SCHEMA_V2 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -171,16 +164,6 @@ def path_from_url(url: str) -> tuple[str, dict[str, str]]:
     return path, options
 
 
-def _check_positive(name: str, value: object, *, integer: bool) -> None:
-    kind = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(
-            f"SqliteSpool({name}={value!r}): expected {'an int' if integer else 'a number'}"
-        )
-    if (not integer and not math.isfinite(float(value))) or value <= 0:
-        raise ConfigError(f"SqliteSpool({name}={value!r}): must be > 0")
-
-
 class SqliteSpool:
     """A durable spool in one SQLite file (WAL mode), shared by local processes.
 
@@ -223,11 +206,11 @@ class SqliteSpool:
         busy_timeout: float = 10.0,
         create: bool = True,
     ) -> None:
-        _check_positive("max_spool_events", max_spool_events, integer=True)
-        _check_positive("max_spool_bytes", max_spool_bytes, integer=True)
-        _check_positive("max_event_age", max_event_age, integer=False)
-        _check_positive("max_dead_letters", max_dead_letters, integer=True)
-        _check_positive("busy_timeout", busy_timeout, integer=False)
+        positive_int("max_spool_events", max_spool_events, owner="SqliteSpool")
+        positive_int("max_spool_bytes", max_spool_bytes, owner="SqliteSpool")
+        positive_number("max_event_age", max_event_age, owner="SqliteSpool")
+        positive_int("max_dead_letters", max_dead_letters, owner="SqliteSpool")
+        positive_number("busy_timeout", busy_timeout, owner="SqliteSpool")
         if sync not in ("normal", "full"):
             raise ConfigError(f"SqliteSpool(sync={sync!r}): expected 'normal' or 'full'")
         self.path = Path(os.fspath(path))
@@ -240,14 +223,14 @@ class SqliteSpool:
         self.sync = sync
         self.busy_timeout = float(busy_timeout)
         self._lock = threading.Lock()
-        self._envelope_ids: dict[bytes, int] = {}
-        self._envelope_bodies: dict[int, bytes] = {}
+        self._envelope_ids: BoundedCache[bytes, int] = BoundedCache(4096)
+        self._envelope_bodies: BoundedCache[int, bytes] = BoundedCache(4096)
         self._last_age_check = 0.0
-        self._evict_log: dict[str, tuple[float, int]] = {}
+        self._evict_log = LogEvery(_LOG_EVERY)
         self._closed = False
         self._pid = os.getpid()
         self._db = self._open(create=create)
-        _live.add(self)
+        forking.track(self, forking.Stage.STORE)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteSpool:
@@ -557,10 +540,8 @@ class SqliteSpool:
         envelope_id = int(
             db.execute("SELECT id FROM envelopes WHERE digest = ?", (digest,)).fetchone()[0]
         )
-        if len(self._envelope_ids) > 4096:
-            self._envelope_ids.clear()
-        self._envelope_ids[envelope] = envelope_id
-        self._envelope_bodies[envelope_id] = envelope
+        self._envelope_ids.put(envelope, envelope_id)
+        self._envelope_bodies.put(envelope_id, envelope)
         return envelope_id
 
     def _envelope_body(self, db: sqlite3.Connection, envelope_id: int) -> bytes:
@@ -568,9 +549,7 @@ class SqliteSpool:
         if body is None:
             row = db.execute("SELECT body FROM envelopes WHERE id = ?", (envelope_id,)).fetchone()
             body = bytes(row[0])
-            if len(self._envelope_bodies) > 4096:
-                self._envelope_bodies.clear()
-            self._envelope_bodies[envelope_id] = body
+            self._envelope_bodies.put(envelope_id, body)
         return body
 
     # -- the Spool interface --------------------------------------------------------
@@ -671,20 +650,15 @@ class SqliteSpool:
             "ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count",
             (reason, count),
         )
-        last, pending = self._evict_log.get(reason, (0.0, 0))
-        pending += count
-        now = time.monotonic()
-        if now - last >= _LOG_EVERY:
+        evicted = self._evict_log.tally(reason, count)
+        if evicted is not None:
             logger.warning(
                 "SQLite spool %s: evicted %d oldest record(s) (%s); raise the bound or "
                 "fix delivery",
                 self.path,
-                pending,
+                evicted,
                 reason,
             )
-            self._evict_log[reason] = (now, 0)
-        else:
-            self._evict_log[reason] = (last, pending)
 
     def claim(
         self, *, max_records: int, max_bytes: int, lease: float, now: float
@@ -943,6 +917,10 @@ class SqliteSpool:
         """The schema version of the open file (``PRAGMA user_version``)."""
         return int(self._read("schema_version", "PRAGMA user_version")[0][0])
 
+    def _reset_after_fork(self) -> None:
+        # The parent may have held the lock at fork time; the child gets a free one.
+        self._lock = threading.Lock()
+
     def close(self) -> None:
         """Close the connection (never the one inherited from a parent). Idempotent."""
         with self._lock:
@@ -952,7 +930,7 @@ class SqliteSpool:
             if self._pid == os.getpid():
                 with contextlib.suppress(sqlite3.Error):
                     self._db.close()
-        _live.discard(self)
+        forking.untrack(self)
 
     def __enter__(self) -> SqliteSpool:
         return self

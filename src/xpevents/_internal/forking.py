@@ -1,0 +1,85 @@
+"""One at-fork registry: what must be reset in a forked child, in a fixed order.
+
+A child process inherits a copy of every object but none of the parent's threads, and
+shares the parent's sockets and file descriptors. Objects that own threads, locks,
+connections or queued work register here; after ``fork()`` the child resets them
+stage by stage, **lowest layer first**, so that each reset already sees the layers
+below it in their fresh state:
+
+1. :attr:`Stage.IDS`: the event-id generator is reseeded (two processes must never
+   produce the same uuids);
+2. :attr:`Stage.STORE`: spool backends (SQLite and Redis connections, their locks);
+3. :attr:`Stage.FRONT`: durable spool fronts (buffers and committer threads);
+4. :attr:`Stage.DISPATCHER`: dispatchers (queues, sender threads, HTTP clients).
+
+Within a stage, objects are reset in the order they registered. Registration holds
+only a weak reference: the registry never keeps an object alive.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import weakref
+from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["Resettable", "Stage", "at_fork", "track", "untrack"]
+
+logger = logging.getLogger("xpevents.fork")
+
+
+class Stage(enum.IntEnum):
+    """Reset order in a forked child (lowest first)."""
+
+    IDS = 1
+    STORE = 2
+    FRONT = 3
+    DISPATCHER = 4
+
+
+class Resettable(Protocol):
+    """An object that can start afresh in a forked child."""
+
+    def _reset_after_fork(self) -> None: ...
+
+
+_objects: dict[Stage, weakref.WeakKeyDictionary[Resettable, None]] = {
+    stage: weakref.WeakKeyDictionary() for stage in Stage
+}
+_functions: dict[Stage, list[Callable[[], object]]] = {stage: [] for stage in Stage}
+
+
+def track(obj: Resettable, stage: Stage) -> None:
+    """Call ``obj._reset_after_fork()`` in every forked child (until :func:`untrack`)."""
+    _objects[stage][obj] = None
+
+
+def untrack(obj: Resettable) -> None:
+    """Stop resetting ``obj`` (it was closed)."""
+    for registered in _objects.values():
+        registered.pop(obj, None)
+
+
+def at_fork(function: Callable[[], object], stage: Stage) -> None:
+    """Call ``function()`` in every forked child, with the other resets of ``stage``."""
+    _functions[stage].append(function)
+
+
+def _after_fork_in_child() -> None:
+    for stage in Stage:
+        for function in _functions[stage]:
+            _run(function)
+        for obj in list(_objects[stage].keys()):
+            _run(obj._reset_after_fork)
+
+
+def _run(function: Callable[[], object]) -> None:
+    try:
+        function()
+    except Exception:  # pragma: no cover - one failing reset must not skip the others
+        logger.exception("resetting %r in a forked child failed", function)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
