@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from optimizely.lib import pymmh3
 
-from xpevents.bucketing import Allocation, bucket_value, get_bucketing_id
+from xpevents.decide.bucketing import Allocation, bucket_value, get_bucketing_id
 
 
 def official_bucket(key: str) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from xpevents.datafile import load_config
+from xpevents.decide.datafile import load_config
 from xpevents.events.builder import (
     EventBuilder,
     get_numeric_value,

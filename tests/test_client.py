@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-import xpevents.client as client_module
+import xpevents.client.client as client_module
 from xpevents.client import Client
+from xpevents.client.user_context import OptimizelyDecisionContext, OptimizelyForcedDecision
 from xpevents.decide import (
     Decision,
     InvalidInputError,
@@ -21,7 +22,6 @@ from xpevents.decide import (
 )
 from xpevents.errors import DatafileError, DispatchError
 from xpevents.events.model import LogEvent
-from xpevents.user_context import OptimizelyDecisionContext, OptimizelyForcedDecision
 
 EXPERIMENT = "checkout_button_color"
 FLAG = "new_checkout"

@@ -19,7 +19,7 @@ import pytest
 
 from xpevents.collector import Collector, CollectorServer
 from xpevents.collector.cli import collector_command
-from xpevents.events.body import BodyRejected, GzipInflater
+from xpevents.serving.body import BodyRejected, GzipInflater
 from xpevents.testing import CollectorHandle
 
 DEFAULT_CONTROL = {

@@ -22,7 +22,7 @@ from optimizely.event.event_processor import ForwardingEventProcessor
 from optimizely.event.user_event_factory import UserEventFactory
 
 from xpevents.collector import Collector, CollectorServer
-from xpevents.events.schema import ACTIVATE_EVENT_KEY, Payload, decode_payload, encode_payload
+from xpevents.serving.schema import ACTIVATE_EVENT_KEY, Payload, decode_payload, encode_payload
 from xpevents.testing import CollectorHandle
 
 ATTRIBUTES = {"country": "US", "age": 30, "is_premium": True, "app_version": 1.5}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from xpevents.datafile import ProjectConfig, load_config
+from xpevents.decide.datafile import ProjectConfig, load_config
 from xpevents.errors import DatafileError, XpeventsError
 
 

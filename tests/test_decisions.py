@@ -5,8 +5,8 @@ from __future__ import annotations
 import timeit
 from typing import Any
 
-from xpevents.datafile import load_config
-from xpevents.decisions import Decider, cast_variable
+from xpevents.decide.datafile import load_config
+from xpevents.decide.decider import Decider, cast_variable
 
 
 def _exp(key: str, eid: str, **extra: Any) -> dict[str, Any]:

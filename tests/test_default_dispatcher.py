@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from xpevents.dispatch.default import DefaultEventDispatcher
-from xpevents.dispatch.retry import RetryPolicy
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.events.model import LogEvent
+from xpevents.send.retry import RetryPolicy
 
 from servers import Reply, closed_port_url, scripted_server, silent_server
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from xpevents.notifications import NotificationCenter, NotificationType
+from xpevents.client.notifications import NotificationCenter, NotificationType
 
 
 def test_add_send_remove() -> None:

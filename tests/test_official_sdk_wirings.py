@@ -35,8 +35,8 @@ import pytest
 
 from xpevents import DefaultEventDispatcher
 from xpevents.dispatch.batch import BatchDispatcher
-from xpevents.dispatch.retry import RetryPolicy
 from xpevents.relay.testing import run_relay
+from xpevents.send.retry import RetryPolicy
 from xpevents.testing import CollectorHandle, run_collector
 
 EXPERIMENT = "checkout_button_color"  # 100% traffic, no audience: every user buckets
@@ -354,7 +354,7 @@ SIGKILL_CHILD = textwrap.dedent(
     from optimizely import optimizely
     from optimizely.event.event_processor import ForwardingEventProcessor
     from xpevents.dispatch.batch import BatchDispatcher
-    from xpevents.dispatch.retry import RetryPolicy
+    from xpevents.send.retry import RetryPolicy
 
     logging.getLogger("optimizely").setLevel(logging.CRITICAL)
     datafile, spool, endpoint, n, wiring = sys.argv[1:6]

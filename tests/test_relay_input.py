@@ -16,13 +16,13 @@ import msgspec
 import pytest
 
 from test_relay import FAST, payload_body, stored_uuids, wait_for_uuids
-from xpevents.dispatch.batching import batch_envelope
 from xpevents.errors import SpoolError
 from xpevents.relay.app import Relay, RelaySettings
 from xpevents.relay.cli import relay_command
 from xpevents.relay.ingest import split_payload
 from xpevents.relay.testing import RelayHandle, run_relay
 from xpevents.spool.base import SpoolRecord, SpoolStats
+from xpevents.spool.envelope import batch_envelope
 from xpevents.spool.sqlite import SqliteSpool
 from xpevents.testing import CollectorHandle, run_collector
 

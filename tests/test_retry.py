@@ -5,8 +5,9 @@ import random
 
 import pytest
 
-from xpevents.dispatch.endpoint import EndpointRouter, is_eu_url
-from xpevents.dispatch.retry import (
+from xpevents.errors import ConfigError
+from xpevents.send.endpoint import EndpointRouter, is_eu_url
+from xpevents.send.retry import (
     BACKGROUND_RETRY,
     SYNC_RETRY,
     Outcome,
@@ -14,7 +15,6 @@ from xpevents.dispatch.retry import (
     classify_status,
     parse_retry_after,
 )
-from xpevents.errors import ConfigError
 
 
 @pytest.mark.parametrize(

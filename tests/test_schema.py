@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from xpevents.errors import PayloadError
-from xpevents.events.schema import (
+from xpevents.serving.schema import (
     Decision,
     Payload,
     PayloadSchemaError,

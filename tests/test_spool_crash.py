@@ -26,7 +26,7 @@ import redis
 
 from spool_redis_server import free_port
 from xpevents.dispatch.batch import BatchDispatcher
-from xpevents.dispatch.retry import RetryPolicy
+from xpevents.send.retry import RetryPolicy
 from xpevents.testing import CollectorHandle, run_collector
 
 N_EVENTS = int(os.environ.get("XPEVENTS_CRASH_EVENTS", "5000"))
@@ -36,7 +36,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time, uuid
     from xpevents.dispatch.batch import BatchDispatcher
-    from xpevents.dispatch.retry import RetryPolicy
+    from xpevents.send.retry import RetryPolicy
     from xpevents.events.model import LogEvent
 
     spool, endpoint, n, durability, run = sys.argv[1:6]

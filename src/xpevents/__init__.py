@@ -5,7 +5,12 @@ The public API lives here; import from ``xpevents`` rather than from submodules.
 
 from xpevents._version import __version__
 from xpevents.client import Client
-from xpevents.datafile import ProjectConfig, load_config
+from xpevents.client.notifications import NotificationCenter, NotificationType
+from xpevents.client.user_context import (
+    OptimizelyDecisionContext,
+    OptimizelyForcedDecision,
+    OptimizelyUserContext,
+)
 from xpevents.decide import (
     Decision,
     InvalidInputError,
@@ -13,12 +18,11 @@ from xpevents.decide import (
     OptimizelyDecision,
     UnknownKeyError,
 )
+from xpevents.decide.datafile import ProjectConfig, load_config
 from xpevents.dispatch.aio import AsyncDispatcher
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.dispatch.default import DefaultEventDispatcher
 from xpevents.dispatch.protocol import EventDispatcher, EventLike
-from xpevents.dispatch.retry import BACKGROUND_RETRY, SYNC_RETRY, RetryPolicy
-from xpevents.dispatch.stats import DispatchOutcome, DispatchStats
 from xpevents.errors import (
     ConfigError,
     DatafileError,
@@ -29,12 +33,8 @@ from xpevents.errors import (
 )
 from xpevents.events.builder import EventBuilder
 from xpevents.events.model import EVENTS_URL, EVENTS_URL_EU, LogEvent
-from xpevents.notifications import NotificationCenter, NotificationType
-from xpevents.user_context import (
-    OptimizelyDecisionContext,
-    OptimizelyForcedDecision,
-    OptimizelyUserContext,
-)
+from xpevents.send.retry import BACKGROUND_RETRY, SYNC_RETRY, RetryPolicy
+from xpevents.stats import DispatchOutcome, DispatchStats
 
 __all__ = [
     "BACKGROUND_RETRY",

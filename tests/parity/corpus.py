@@ -16,7 +16,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from xpevents.bucketing import bucket_value
+from xpevents.decide.bucketing import bucket_value
 
 __all__ = ["BOUNDARY", "CORPUS", "MAIN", "CorpusCase"]
 

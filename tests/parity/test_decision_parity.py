@@ -24,8 +24,8 @@ from optimizely.event.event_processor import ForwardingEventProcessor
 from optimizely.helpers.sdk_settings import OptimizelySdkSettings
 from optimizely.optimizely_user_context import OptimizelyUserContext
 
-from xpevents.datafile import ProjectConfig, load_config
-from xpevents.decisions import Decider
+from xpevents.decide.datafile import ProjectConfig, load_config
+from xpevents.decide.decider import Decider
 
 from parity.corpus import CORPUS, CorpusCase
 from parity.strategies import datafiles, users

@@ -30,7 +30,7 @@ from optimizely.decision.optimizely_decide_option import (  # noqa: E402
 from optimizely.event.event_processor import ForwardingEventProcessor  # noqa: E402
 from optimizely.optimizely_user_context import OptimizelyUserContext as OfficialContext  # noqa: E402
 
-from xpevents.user_context import OptimizelyDecisionContext, OptimizelyForcedDecision  # noqa: E402
+from xpevents.client.user_context import OptimizelyDecisionContext, OptimizelyForcedDecision  # noqa: E402
 
 DATAFILES = 120
 USERS_PER_DATAFILE = 30

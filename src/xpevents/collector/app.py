@@ -5,7 +5,7 @@ Routes:
 * ``POST /v1/events`` (region ``us``) and ``POST /eu/v1/events`` (region ``eu``):
   fault injection first, then the body is read (``Content-Encoding: gzip`` accepted,
   size-limited before and after decompression), validated against
-  :mod:`xpevents.events.schema`, de-duplicated and stored; ``204`` on success.
+  :mod:`xpevents.serving.schema`, de-duplicated and stored; ``204`` on success.
 * ``GET /stats``, ``GET /events?limit=&offset=``, ``GET|POST /control``,
   ``POST /reset``, ``GET /healthz``.
 
@@ -33,8 +33,8 @@ from xpevents.collector.faults import Fault, FaultInjector, FaultSettings, Fault
 from xpevents.collector.stats import NULL_VARIATION, CollectorStats
 from xpevents.collector.store import EventStore
 from xpevents.errors import ConfigError
-from xpevents.events.body import BodyRejected, read_body
-from xpevents.events.schema import (
+from xpevents.serving.body import BodyRejected, read_body
+from xpevents.serving.schema import (
     ACTIVATE_EVENT_KEY,
     PayloadSchemaError,
     decode_payload,

@@ -21,7 +21,7 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from xpevents.collector.app import ABORT_EXTENSION, Collector
-from xpevents.serving import AppServer, bind_socket  # bind_socket: re-exported
+from xpevents.serving.server import AppServer, bind_socket  # bind_socket: re-exported
 
 __all__ = ["CollectorServer", "DropCapableH11Protocol", "bind_socket"]
 

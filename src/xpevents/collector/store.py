@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import msgspec
 
-from xpevents.events.schema import Payload, Snapshot, SnapshotEvent
+from xpevents.serving.schema import Payload, Snapshot, SnapshotEvent
 
 __all__ = ["EventStore", "StoredEvent"]
 

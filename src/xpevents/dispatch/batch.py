@@ -34,10 +34,10 @@ import httpx
 from xpevents._internal import forking
 from xpevents._internal.validate import positive_seconds, sender_count
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
-from xpevents.dispatch.retry import BACKGROUND_RETRY, RetryPolicy
-from xpevents.dispatch.stats import DispatchOutcome, DispatchStats
 from xpevents.errors import ConfigError, DispatchError
+from xpevents.send.retry import BACKGROUND_RETRY, RetryPolicy
 from xpevents.spool.base import Spool
+from xpevents.stats import DispatchOutcome, DispatchStats
 
 __all__ = ["BatchDispatcher"]
 

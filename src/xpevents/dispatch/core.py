@@ -46,7 +46,13 @@ import msgspec
 from xpevents._internal.cache import BoundedCache
 from xpevents._internal.ratelimit import LogEvery
 from xpevents._internal.validate import choice, optional_callable, positive_int, positive_seconds
-from xpevents.dispatch.batching import (
+from xpevents.errors import ConfigError, DispatchError
+from xpevents.events.model import DEFAULT_HEADERS
+from xpevents.send.endpoint import EndpointRouter, validate_url
+from xpevents.send.retry import Outcome, RetryPolicy, classify_status
+from xpevents.send.retry import parse_retry_after as _parse_retry_after
+from xpevents.spool.base import Claim, Spool, SpoolRecord
+from xpevents.spool.envelope import (
     API_MAX_BYTES,
     Envelope,
     batch_envelope,
@@ -54,14 +60,8 @@ from xpevents.dispatch.batching import (
     parse_envelope,
     raw_envelope,
 )
-from xpevents.dispatch.endpoint import EndpointRouter, validate_url
-from xpevents.dispatch.retry import Outcome, RetryPolicy, classify_status
-from xpevents.dispatch.retry import parse_retry_after as _parse_retry_after
-from xpevents.dispatch.stats import DispatchOutcome, DispatchStats, StatsRecorder
-from xpevents.errors import ConfigError, DispatchError
-from xpevents.events.model import DEFAULT_HEADERS
-from xpevents.spool.base import Spool, SpoolRecord
-from xpevents.spool.memory import OVERFLOW_POLICIES, Claim, MemorySpool
+from xpevents.spool.memory import OVERFLOW_POLICIES, MemorySpool
+from xpevents.stats import DispatchOutcome, DispatchStats, StatsRecorder
 
 __all__ = ["DispatchCore", "Request", "Totals", "count_visitors", "finite_timeout"]
 

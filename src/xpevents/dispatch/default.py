@@ -20,13 +20,13 @@ import httpx
 
 from xpevents._internal import forking
 from xpevents._internal.validate import optional_callable, positive_seconds
-from xpevents.dispatch.encode import encode_json, visitor_count
-from xpevents.dispatch.endpoint import EndpointRouter, validate_url
-from xpevents.dispatch.retry import SYNC_RETRY, Outcome, RetryPolicy, classify_status
-from xpevents.dispatch.retry import parse_retry_after as _parse_retry_after
-from xpevents.dispatch.stats import DispatchOutcome, DispatchStats, StatsRecorder
 from xpevents.errors import ConfigError, DispatchError, PayloadError
 from xpevents.events.model import DEFAULT_HEADERS
+from xpevents.send.endpoint import EndpointRouter, validate_url
+from xpevents.send.retry import SYNC_RETRY, Outcome, RetryPolicy, classify_status
+from xpevents.send.retry import parse_retry_after as _parse_retry_after
+from xpevents.spool.envelope import encode_json, visitor_count
+from xpevents.stats import DispatchOutcome, DispatchStats, StatsRecorder
 
 logger = logging.getLogger("xpevents.dispatch")
 

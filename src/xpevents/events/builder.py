@@ -51,7 +51,7 @@ from xpevents.events.model import EVENTS_URL, EVENTS_URL_EU, LogEvent
 from xpevents.events.uuids import uuid4_str
 
 if TYPE_CHECKING:
-    from xpevents.datafile import EventDef, Experiment, ProjectConfig, Variation
+    from xpevents.decide.datafile import EventDef, Experiment, ProjectConfig, Variation
 
 __all__ = [
     "ACTIVATE_EVENT_KEY",
@@ -177,7 +177,7 @@ class EventBuilder:
     """Turns impressions and conversions into :class:`~xpevents.LogEvent` objects.
 
     Args:
-        config: the project config (from :func:`xpevents.datafile.load_config`).
+        config: the project config (from :func:`xpevents.decide.datafile.load_config`).
         client_name: ``client_name`` of every payload.
         client_version: ``client_version`` of every payload.
         endpoint: where events are sent; default the event API for the datafile's region

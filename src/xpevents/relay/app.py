@@ -35,16 +35,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from xpevents.dispatch.batch import BatchDispatcher
-from xpevents.dispatch.retry import RetryPolicy
-from xpevents.dispatch.stats import DispatchOutcome
 from xpevents.errors import BodyRejected, ConfigError, SpoolError
-from xpevents.events.body import read_body
-from xpevents.events.schema import PayloadSchemaError
 from xpevents.relay.ingest import split_payload
 from xpevents.relay.metrics import RelayMetrics, TimedTransport
 from xpevents.relay.writer import SpoolFull, SpoolWriter
+from xpevents.send.retry import RetryPolicy
+from xpevents.serving.body import read_body
+from xpevents.serving.schema import PayloadSchemaError
 from xpevents.spool.base import Spool
 from xpevents.spool.memory import MemorySpool
+from xpevents.stats import DispatchOutcome
 
 __all__ = [
     "DEFAULT_UPSTREAM",

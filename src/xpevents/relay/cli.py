@@ -16,10 +16,10 @@ from typing import Any, Final
 
 import click
 
-from xpevents.dispatch.endpoint import validate_url
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.relay.app import DEFAULT_UPSTREAM, DEFAULT_UPSTREAM_EU, Relay, RelaySettings
 from xpevents.relay.writer import store_bounds
+from xpevents.send.endpoint import validate_url
 from xpevents.spool.base import Spool
 
 __all__ = ["DEFAULT_SPOOL", "ENV_PREFIX", "open_relay_spool", "relay_command"]

@@ -2,7 +2,7 @@
 
 A body is read with the collector's limits (raw and decompressed size, gzip that can
 not inflate past the limit), validated against the event API schema
-(:func:`xpevents.events.schema.decode_payload`), then split: each visitor's JSON text
+(:func:`xpevents.serving.schema.decode_payload`), then split: each visitor's JSON text
 is taken verbatim from the body (``msgspec.Raw``), so what the SDK sent is what the
 upstream receives. The project-level fields become the *envelope*, built exactly as
 :class:`~xpevents.BatchDispatcher` builds its own (:func:`batching.batch_envelope`),
@@ -16,8 +16,8 @@ from typing import Final
 
 import msgspec
 
-from xpevents.dispatch.batching import batch_envelope
-from xpevents.events.schema import decode_payload
+from xpevents.serving.schema import decode_payload
+from xpevents.spool.envelope import batch_envelope
 
 __all__ = ["split_payload"]
 

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from xpevents.dispatch.stats import DispatchStats
+from xpevents.stats import DispatchStats
 
 __all__ = ["RelayMetrics", "TimedTransport", "UpstreamState"]
 

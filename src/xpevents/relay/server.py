@@ -13,9 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from xpevents.dispatch.stats import DispatchOutcome
 from xpevents.relay.app import Relay
-from xpevents.serving import AppServer
+from xpevents.serving.server import AppServer
+from xpevents.stats import DispatchOutcome
 
 __all__ = ["RelayServer"]
 

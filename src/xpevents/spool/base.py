@@ -47,6 +47,27 @@ class SpoolRecord:
     first_attempt_at: float | None = None
 
 
+@dataclass(slots=True)
+class Claim:
+    """Visitors of one envelope leased together (what a sender works on).
+
+    Attributes:
+        envelope: the envelope bytes they were appended under.
+        ids: record ids, for ``ack`` / ``retry`` / ``dead_letter``.
+        visitors: the encoded visitors, oldest first (same order as ``ids``).
+        attempts: the most attempts any of them has had.
+        first_attempt_at: the earliest first attempt among them, or ``None``.
+        enqueued_at: ``enqueued_at`` of each record.
+    """
+
+    envelope: bytes
+    ids: list[int | str]
+    visitors: list[bytes]
+    attempts: int
+    first_attempt_at: float | None
+    enqueued_at: list[float]
+
+
 @dataclass(frozen=True, slots=True)
 class SpoolStats:
     """What a spool holds.

@@ -28,40 +28,18 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
 from xpevents._internal.validate import choice, optional_callable, positive_int, positive_seconds
-from xpevents.spool.base import DeadLetter, SpoolRecord, SpoolStats
+from xpevents.spool.base import Claim, DeadLetter, SpoolRecord, SpoolStats
 
-__all__ = ["OVERFLOW_POLICIES", "Claim", "MemorySpool"]
+__all__ = ["OVERFLOW_POLICIES", "MemorySpool"]
 
 OVERFLOW_POLICIES: Final = ("drop_newest", "drop_oldest", "block")
 
 # A ready/scheduled record: (id, visitor, enqueued_at, attempts, first_attempt_at)
 _Rec = tuple[int, bytes, float, int, float | None]
-
-
-@dataclass(slots=True)
-class Claim:
-    """Visitors of one envelope leased together by :meth:`MemorySpool.claim_batch`.
-
-    Attributes:
-        envelope: the envelope bytes they were appended under.
-        ids: record ids, for ``ack`` / ``retry`` / ``dead_letter``.
-        visitors: the encoded visitors, oldest first (same order as ``ids``).
-        attempts: the most attempts any of them has had.
-        first_attempt_at: the earliest first attempt among them, or ``None``.
-        enqueued_at: ``enqueued_at`` of each record.
-    """
-
-    envelope: bytes
-    ids: list[int | str]
-    visitors: list[bytes]
-    attempts: int
-    first_attempt_at: float | None
-    enqueued_at: list[float]
 
 
 class MemorySpool:

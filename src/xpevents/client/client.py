@@ -24,7 +24,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from xpevents._version import __version__
-from xpevents.datafile import load_config
+from xpevents.client.notifications import NotificationCenter, NotificationType
+from xpevents.client.user_context import OptimizelyUserContext
 from xpevents.decide import (
     Decision,
     InvalidInputError,
@@ -32,14 +33,13 @@ from xpevents.decide import (
     UnknownKeyError,
     parse_decide_options,
 )
-from xpevents.decisions import Decider
+from xpevents.decide.datafile import load_config
+from xpevents.decide.decider import Decider
 from xpevents.errors import ConfigError, DatafileError, DispatchError
 from xpevents.events.builder import EventBuilder
-from xpevents.notifications import NotificationCenter, NotificationType
-from xpevents.user_context import OptimizelyUserContext
 
 if TYPE_CHECKING:
-    from xpevents.datafile import Experiment, Flag, ProjectConfig, Variation
+    from xpevents.decide.datafile import Experiment, Flag, ProjectConfig, Variation
     from xpevents.dispatch.protocol import EventDispatcher
     from xpevents.events.model import LogEvent
 

@@ -15,7 +15,8 @@ thread, in the order they were added, with the arguments of the official optimiz
     ``decision_event_dispatched``, ``experiment_id``, ``variation_id``).
 ``activate`` — ``(experiment, user_id, attributes, variation, event)``
     sent for every impression; ``experiment`` and ``variation`` are the datafile
-    objects (:class:`~xpevents.datafile.Experiment`, :class:`~xpevents.datafile.Variation`),
+    objects (:class:`~xpevents.decide.datafile.Experiment`,
+    :class:`~xpevents.decide.datafile.Variation`),
     ``attributes`` may be ``None``, ``event`` is a dict with ``url``, ``params``,
     ``http_verb`` and ``headers``.
 ``track`` — ``(event_key, user_id, attributes, event_tags, event)``

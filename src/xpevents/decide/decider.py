@@ -1,6 +1,6 @@
 """Experiment and flag decisions, with the answers of optimizely-sdk 5.7.0.
 
-:class:`Decider` is built once per :class:`~xpevents.datafile.ProjectConfig`; it
+:class:`Decider` is built once per :class:`~xpevents.decide.datafile.ProjectConfig`; it
 precomputes, per experiment, everything a decision needs (whitelist resolved to
 variations, compiled audience check, compiled traffic allocation, group data), so a
 decision is a few dictionary lookups, one murmur3 hash and one binary search.
@@ -34,15 +34,15 @@ from typing import Any, Final
 
 import msgspec
 
-from xpevents.audiences import AudienceCheck
-from xpevents.bucketing import (
+from xpevents.decide.audiences import AudienceCheck
+from xpevents.decide.bucketing import (
     BUCKETING_ID_ATTRIBUTE,
     HASH_SEED,
     MAX_TRAFFIC_VALUE,
     Allocation,
     get_bucketing_id,
 )
-from xpevents.datafile import Experiment, Flag, ProjectConfig, VariableDef, Variation
+from xpevents.decide.datafile import Experiment, Flag, ProjectConfig, VariableDef, Variation
 
 logger = logging.getLogger("xpevents.decisions")
 

@@ -11,7 +11,7 @@ Errors
 
 Warnings
     Problems the official SDK (optimizely-sdk 5.7.0) tolerates or handles in a
-    specific way are logged on the ``xpevents.datafile`` logger and listed in
+    specific way are logged on the ``xpevents.decide.datafile`` logger and listed in
     :attr:`ProjectConfig.warnings`; they are then handled exactly as the official SDK
     handles them:
 
@@ -24,7 +24,7 @@ Warnings
     * an unsupported ``version``, a flag naming an experiment id or a rollout id
       that does not exist: the official SDK refuses such a datafile and then answers
       "no decision" for everything. We load it, set :attr:`ProjectConfig.usable` to
-      ``False``, and :class:`~xpevents.decisions.Decider` answers "no variation" for
+      ``False``, and :class:`~xpevents.decide.decider.Decider` answers "no variation" for
       every experiment and flag (a client should report flag decisions with no
       variables, as the official SDK does when it has no config).
 
@@ -54,7 +54,7 @@ from typing import Any, Final
 
 import msgspec
 
-from xpevents.audiences import (
+from xpevents.decide.audiences import (
     AttributePredicate,
     AudienceCheck,
     compile_audience_check,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from xpevents.errors import InvalidInputError, UnknownKeyError
 
 if TYPE_CHECKING:
-    from xpevents.user_context import OptimizelyUserContext
+    from xpevents.client.user_context import OptimizelyUserContext
 
 __all__ = [
     "Decision",
@@ -99,7 +99,7 @@ class Decision:
         user_id: the user asked about.
         reasons: human-readable reasons (filled with ``INCLUDE_REASONS``, and for errors
             such as an unknown flag key).
-        user_context: the :class:`~xpevents.user_context.OptimizelyUserContext` the
+        user_context: the :class:`~xpevents.client.user_context.OptimizelyUserContext` the
             decision was made for (``None`` when it came from ``Client.decide``); kept
             for compatibility with the official ``OptimizelyDecision``.
     """

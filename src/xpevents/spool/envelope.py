@@ -1,4 +1,4 @@
-"""Envelopes and request bodies for batching dispatchers.
+"""The spool's record format: envelopes, encoded visitors and request bodies.
 
 A visitor is encoded once, at enqueue, and kept as bytes. Visitors whose payloads
 share an *envelope* (the event's own URL, to which the dispatcher applies its
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
+
+from xpevents.errors import PayloadError
 
 API_MAX_BYTES: Final = 3_500_000
 """The event API's request size limit, in bytes."""
@@ -109,3 +111,28 @@ def parse_envelope(envelope: bytes) -> Envelope:
             raise ValueError(f"malformed raw envelope {envelope[:80]!r}") from None
         return Envelope(False, str(method), str(url), dict(headers), b"", b"")
     raise ValueError(f"unknown envelope {envelope[:80]!r}")
+
+
+def encode_json(params: Any) -> bytes:
+    """Encode ``params`` as compact JSON bytes (one request body, sent as it is).
+
+    Raises:
+        PayloadError: ``params`` holds something JSON cannot represent (a set, an
+            object, bytes, a non-string key...); the message says what.
+    """
+    try:
+        return encode(params)
+    except (TypeError, msgspec.EncodeError, ValueError, OverflowError) as exc:
+        raise PayloadError(
+            f"event params are not JSON-serialisable: {exc}; params must be made of "
+            "dict (str keys), list, str, int, float, bool and None"
+        ) from exc
+
+
+def visitor_count(params: Any) -> int:
+    """How many visitors an event API payload carries (1 when it is not one)."""
+    if isinstance(params, dict):
+        visitors = params.get("visitors")
+        if isinstance(visitors, list) and visitors:
+            return len(visitors)
+    return 1
