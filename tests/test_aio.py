@@ -644,7 +644,7 @@ def test_both_dispatchers_share_one_core() -> None:
     aio = AsyncDispatcher(endpoint=closed_port_url())
     try:
         assert type(sync._core) is type(aio._core) is DispatchCore
-        assert sync._core.caller_io and not aio._core.caller_io
+        assert not sync._core.options.on_event_loop and aio._core.options.on_event_loop
     finally:
         sync.close(0.1)
         run(lambda: aio.aclose(0.1))

@@ -7,14 +7,8 @@ import pytest
 
 from xpevents.errors import ConfigError
 from xpevents.send.endpoint import EndpointRouter, is_eu_url
-from xpevents.send.retry import (
-    BACKGROUND_RETRY,
-    SYNC_RETRY,
-    Outcome,
-    RetryPolicy,
-    classify_status,
-    parse_retry_after,
-)
+from xpevents.send.outcome import Outcome, classify_status, parse_retry_after
+from xpevents.send.retry import BACKGROUND_RETRY, SYNC_RETRY, RetryPolicy
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,24 @@
-"""Counters every dispatcher keeps, and the frozen snapshot ``stats()`` returns."""
+"""Counters every dispatcher keeps, and the frozen snapshots ``stats()`` and ``flush()`` return.
+
+:class:`StatsRecorder` is the one place where counters change: the dispatchers and the
+send state machine call its ``record_*`` methods (each takes the lock once), and user
+callbacks run through :meth:`StatsRecorder.run_callback`, which counts and logs what
+they raise instead of letting it reach a sender or the caller.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
+
+logger = logging.getLogger("xpevents.dispatch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,17 @@ class DispatchStats:
         }
 
 
+class Totals:
+    """Counters read at the start and end of a flush to report what it achieved."""
+
+    __slots__ = ("delivered", "dropped", "failed")
+
+    def __init__(self, delivered: int, failed: Counter[str], dropped: Counter[str]) -> None:
+        self.delivered = delivered
+        self.failed = failed
+        self.dropped = dropped
+
+
 class StatsRecorder:
     """Thread-safe mutable counters behind :class:`DispatchStats`."""
 
@@ -110,6 +130,87 @@ class StatsRecorder:
         self.callback_errors = 0
         self.last_error: str | None = None
         self.last_success_at: float | None = None
+
+    def reset(self) -> None:
+        """Zero every counter, with a fresh lock (a forked child)."""
+        self.__init__()  # type: ignore[misc]
+
+    def record_call(self, visitors: int) -> None:
+        """A ``dispatch_event`` call carrying ``visitors`` (accepted or not, decided later)."""
+        with self.lock:
+            self.calls += 1
+            self.visitors += visitors
+
+    def record_refused(self, visitors: int, reason: str, error: str | None = None) -> None:
+        """A call whose visitors were dropped at once (closed, invalid, queue full...)."""
+        with self.lock:
+            self.calls += 1
+            self.visitors += visitors
+            self.dropped[reason] += visitors
+            if error is not None:
+                self.last_error = error
+
+    def record_dropped(self, reason: str, visitors: int) -> None:
+        """Visitors dropped after they were accepted (evicted, lost at close...)."""
+        with self.lock:
+            self.dropped[reason] += visitors
+
+    def record_attempt(self, nbytes: int, *, retry: bool) -> None:
+        """A request is about to be sent (it is in flight until :meth:`record_done`)."""
+        with self.lock:
+            self.attempts += 1
+            self.retried += retry
+            self.bytes_sent += nbytes
+            self.in_flight += 1
+
+    def record_done(self) -> None:
+        """A request in flight ended (answered, failed or abandoned)."""
+        with self.lock:
+            self.in_flight -= 1
+
+    def record_delivered(self, visitors: int, *, now: float) -> None:
+        """One request delivered ``visitors``."""
+        with self.lock:
+            self.delivered += visitors
+            self.batches_sent += 1
+            self.last_success_at = now
+
+    def record_failed(self, reason: str, visitors: int, error: str) -> None:
+        """Visitors given up on (dead-lettered), with the error that ended them."""
+        with self.lock:
+            self.failed[reason] += visitors
+            self.last_error = error
+
+    def record_error(self, error: str) -> None:
+        """The latest failure, when nothing was lost (a retry is scheduled)."""
+        with self.lock:
+            self.last_error = error
+
+    def run_callback(self, callback: Callable[..., object] | None, *args: object) -> None:
+        """Call a user callback; what it raises is logged and counted, never raised."""
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            with self.lock:
+                self.callback_errors += 1
+            logger.exception("dispatcher callback %r raised; delivery goes on", callback)
+
+    def totals(self) -> Totals:
+        """The delivered/failed/dropped counters now."""
+        with self.lock:
+            return Totals(self.delivered, Counter(self.failed), Counter(self.dropped))
+
+    def outcome_since(self, before: Totals, pending: int) -> DispatchOutcome:
+        """What happened since ``before`` was read, as a :class:`DispatchOutcome`."""
+        after = self.totals()
+        return DispatchOutcome(
+            delivered=after.delivered - before.delivered,
+            failed=MappingProxyType(dict(after.failed - before.failed)),
+            dropped=MappingProxyType(dict(after.dropped - before.dropped)),
+            pending=pending,
+        )
 
     def snapshot(self, *, queue_depth: int = 0) -> DispatchStats:
         """Copy the counters into a frozen :class:`DispatchStats`."""

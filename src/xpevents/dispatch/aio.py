@@ -18,7 +18,6 @@ See ``docs/asyncio.md``.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
 import threading
@@ -31,8 +30,10 @@ from typing import Any, Final, Self, TypeVar
 import httpx
 
 from xpevents._internal import forking
-from xpevents._internal.validate import positive_seconds, sender_count
+from xpevents.dispatch._http import async_client, request_arguments
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
+from xpevents.dispatch.loop import Signals, SpoolThread
+from xpevents.dispatch.options import DispatchOptions
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.send.retry import BACKGROUND_RETRY, RetryPolicy
 from xpevents.spool.base import Spool
@@ -119,56 +120,32 @@ class AsyncDispatcher:
         max_spool_bytes: int | None = None,
         max_event_age: float | None = None,
     ) -> None:
-        owner = type(self).__name__
-        self._workers = sender_count(max_concurrent_requests, owner=owner)
-        self._timeout = positive_seconds("timeout", timeout, owner=owner)
+        # Every option by name; block_timeout is 0: nothing ever waits on the loop.
+        arguments = {**locals(), "block_timeout": 0.0}
+        options = DispatchOptions.from_arguments(type(self).__name__, arguments, on_event_loop=True)
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigError(
-                f"{owner}(http_client={http_client!r}): expected an httpx.AsyncClient "
-                "(an httpx.Client belongs to BatchDispatcher)"
+                f"{options.owner}(http_client={http_client!r}): expected an "
+                "httpx.AsyncClient (an httpx.Client belongs to BatchDispatcher)"
             )
-        self._core = core = DispatchCore(
-            owner=owner,
-            endpoint=endpoint,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            max_batch_bytes=max_batch_bytes,
-            max_queue_events=max_queue_events,
-            overflow=overflow,
-            block_timeout=0.0,
-            retry=retry,
-            gzip=gzip,
-            lease=lease,
-            circuit_threshold=circuit_threshold,
-            on_drop=on_drop,
-            on_success=on_success,
-            on_failure=on_failure,
-            spool=spool,
-            durability=durability,
-            commit_interval=commit_interval,
-            on_spool_error=on_spool_error,
-            max_spool_events=max_spool_events,
-            max_spool_bytes=max_spool_bytes,
-            max_event_age=max_event_age,
-            caller_io=False,
-        )
+        self._workers = options.max_concurrent_requests
+        self._timeout = options.timeout
+        self._core = core = DispatchCore(options)
         self._enqueue = core.enqueue
         # Every spool but the memory one does I/O (or may): run it on the spool thread.
-        self._offload = core.mem is None
+        self._offload = core.memory is None
+        self._io = SpoolThread(offload=self._offload)
         self._user_client = http_client
         self._init_runtime()
-        core.set_hooks(wake=self._wake, settled=self._on_settled)
+        core.set_hooks(wake=self._wake, settled=self._notify_settled)
         forking.track(self, forking.Stage.DISPATCHER)
 
     def _init_runtime(self) -> None:
         """State bound to one event loop (and one process)."""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
+        self._signals = Signals()
         self._tasks: list[asyncio.Task[None]] = []
-        self._wake_event: asyncio.Event | None = None
-        self._settled_event: asyncio.Event | None = None
         self._client: httpx.AsyncClient | None = self._user_client
-        self._io: concurrent.futures.ThreadPoolExecutor | None = None
+        self._io = SpoolThread(offload=self._offload)
         self._flushing = 0
         self._stopping = False
         self._attach_lock = threading.Lock()
@@ -194,7 +171,7 @@ class AsyncDispatcher:
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The event loop the senders run on (``None`` until they start)."""
-        return self._loop
+        return self._signals.loop
 
     def dispatch_event(self, event: Any) -> None:
         """Queue ``event``'s visitors for sending; return at once. Never raises, never blocks.
@@ -202,7 +179,7 @@ class AsyncDispatcher:
         Call it without ``await``, from the event loop or from any thread. The event is
         not modified; its visitors are encoded now.
         """
-        if self._loop is None:
+        if self._signals.loop is None:
             self._attach_from_caller()
         self._enqueue(event)
 
@@ -220,7 +197,7 @@ class AsyncDispatcher:
         With a durable spool this reads the store's counters (a short query): call it
         off the loop (``await asyncio.to_thread(d.stats)``) if that matters.
         """
-        return self._core.snapshot()
+        return self._core.snapshot(time.time())
 
     async def flush(self, timeout: float = 10.0) -> DispatchOutcome:
         """Send everything enqueued before this call; wait at most ``timeout`` seconds.
@@ -247,13 +224,14 @@ class AsyncDispatcher:
         core = self._core
         if core.closed:
             return DispatchOutcome()
-        if self._loop is None or self._loop.is_closed():
+        loop = self._signals.loop
+        if loop is None or loop.is_closed():
             self._attach(asyncio.get_running_loop())
         core.closed = True
         forking.untrack(self)
         outcome = await self._flush_until(deadline)
         self._stopping = True
-        self._wake_now()
+        self._signals.wake.set()
         tasks = [task for task in self._tasks if not task.done()]
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
@@ -262,12 +240,8 @@ class AsyncDispatcher:
             if late:
                 await asyncio.wait(late, timeout=1.0)
         pending = max(outcome.pending, core.discard_unsent())
-        if self._offload:
-            await self._in_io(core.close_spool, deadline - time.monotonic())
-        else:
-            core.close_spool(0.0)
-        if self._io is not None:
-            self._io.shutdown(wait=False)
+        await self._io.run(core.close_spool, max(0.0, deadline - time.monotonic()))
+        self._io.shutdown()
         if self._user_client is None and self._client is not None:
             await self._client.aclose()
         return replace(outcome, pending=pending)
@@ -287,7 +261,7 @@ class AsyncDispatcher:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(endpoint={self.endpoint!r}, "
-            f"batch_size={self._core.batch_size}, spool={self._core.store.url!r})"
+            f"batch_size={self._core.options.batch_size}, spool={self._core.store.url!r})"
         )
 
     # -- loop binding and wake-ups ---------------------------------------------------------
@@ -305,7 +279,7 @@ class AsyncDispatcher:
     def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind to ``loop`` (the running loop of this thread) and start the senders."""
         with self._attach_lock:
-            current = self._loop
+            current = self._signals.loop
             if current is loop and self._tasks and not all(t.done() for t in self._tasks):
                 return
             if self._core.closed:
@@ -319,88 +293,36 @@ class AsyncDispatcher:
                 # The old loop is gone: its client's connections died with it.
                 if self._user_client is None:
                     self._client = None
-            self._loop = loop
-            self._loop_thread = threading.get_ident()
-            self._wake_event = asyncio.Event()
-            self._settled_event = asyncio.Event()
+            self._signals.bind(loop)
             self._stopping = False
             if self._client is None:
-                self._client = httpx.AsyncClient(
-                    timeout=httpx.Timeout(self._timeout),
-                    limits=httpx.Limits(
-                        max_connections=self._workers + 2,
-                        max_keepalive_connections=self._workers + 2,
-                    ),
-                )
-            if self._offload and self._io is None:
-                self._io = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="xpevents-aio-spool"
-                )
+                self._client = async_client(self._workers, self._timeout)
+            self._io.start()
             self._tasks = [
                 loop.create_task(self._sender(), name=f"xpevents-aio-sender-{index}")
                 for index in range(self._workers)
             ]
 
     def _wake(self) -> None:
-        """The core's wake-up: a batch is due or the queue was empty (any thread)."""
-        loop = self._loop
-        event = self._wake_event
-        if loop is None or event is None:
-            return
-        if threading.get_ident() == self._loop_thread:
-            event.set()
-        else:
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # the loop is closed; the next start() picks them up
-                pass
+        self._signals.wake_senders()
 
-    def _wake_now(self) -> None:
-        event = self._wake_event
-        if event is not None:
-            event.set()
-
-    def _on_settled(self) -> None:
-        loop = self._loop
-        event = self._settled_event
-        if loop is None or event is None:
-            return
-        if threading.get_ident() == self._loop_thread:
-            event.set()
-        else:
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:
-                pass
-
-    async def _in_io(self, function: Callable[..., _T], *args: Any) -> _T:
-        """Run a spool call on the spool thread (never on the loop)."""
-        loop = asyncio.get_running_loop()
-        if self._io is None:
-            self._io = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="xpevents-aio-spool"
-            )
-        return await loop.run_in_executor(self._io, function, *args)
+    def _notify_settled(self) -> None:
+        self._signals.notify_settled()
 
     # -- flush ------------------------------------------------------------------------------
-
-    async def _pending_since(self, when: float) -> int:
-        if self._offload:
-            return await self._in_io(self._core.pending_since, when)
-        return self._core.pending_since(when)
 
     async def _flush_until(self, deadline: float) -> DispatchOutcome:
         core = self._core
         before = core.totals()
         called_at = time.time()
-        pending = await self._pending_since(called_at)
+        pending = await self._io.run(core.pending_since, called_at)
         self._flushing += 1
-        self._wake_now()
-        settled = self._settled_event
+        self._signals.wake.set()
+        settled = self._signals.settled
         try:
             while pending:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._tasks or settled is None:
+                if remaining <= 0 or not self._tasks:
                     break
                 settled.clear()
                 core.flush_waiters += 1
@@ -411,7 +333,7 @@ class AsyncDispatcher:
                     pass
                 finally:
                     core.flush_waiters -= 1
-                pending = await self._pending_since(called_at)
+                pending = await self._io.run(core.pending_since, called_at)
         finally:
             self._flushing -= 1
         return core.outcome_since(before, pending)
@@ -419,8 +341,7 @@ class AsyncDispatcher:
     # -- the sender tasks -----------------------------------------------------------------
 
     async def _sender(self) -> None:
-        event = self._wake_event
-        assert event is not None
+        event = self._signals.wake
         while not self._stopping:
             event.clear()
             try:
@@ -435,21 +356,11 @@ class AsyncDispatcher:
                 except TimeoutError:
                     pass
 
-    def _poll_plan(self, now: float, flushing: bool, stopping: bool) -> float | list[Request]:
-        core = self._core
-        item = core.poll(now, flushing=flushing, stopping=stopping)
-        if isinstance(item, float):
-            return item
-        return core.plan(item, now)
-
     async def _step(self) -> float:
         """Send one batch if one is due; else return how long to wait."""
         now = time.time()
         flushing = bool(self._flushing)
-        if self._offload:
-            result = await self._in_io(self._poll_plan, now, flushing, self._stopping)
-        else:
-            result = self._poll_plan(now, flushing, self._stopping)
+        result = await self._io.run(self._core.next_batch, now, flushing, self._stopping)
         if isinstance(result, float):
             return result
         for request in result:
@@ -461,34 +372,21 @@ class AsyncDispatcher:
         core = self._core
         client = self._client
         assert client is not None
-        if core.gzip and request.content is None and len(request.body) > _GZIP_OFFLOAD_BYTES:
+        gzip = core.options.gzip
+        if gzip and request.content is None and len(request.body) > _GZIP_OFFLOAD_BYTES:
             await asyncio.get_running_loop().run_in_executor(None, core.compress, request)
-        core.begin(request)
+        core.begin(request, time.time())
         response: httpx.Response | None = None
         error: BaseException | None = None
         try:
-            if request.method == "GET":
-                response = await client.get(
-                    request.url,
-                    params=request.params(),
-                    headers=request.headers,
-                    timeout=self._timeout,
-                )
-            else:
-                response = await client.post(
-                    request.url,
-                    content=request.content,
-                    headers=request.headers,
-                    timeout=self._timeout,
-                )
+            response = await client.request(
+                request.method, request.url, **request_arguments(request, self._timeout)
+            )
         except Exception as exc:
             error = exc
         except BaseException:  # cancelled at aclose(): the lease expires, nothing lost
             core.abandon(request)
             raise
-        if self._offload:
-            follow_ups = await self._in_io(core.settle, request, response, error)
-        else:
-            follow_ups = core.settle(request, response, error)
+        follow_ups = await self._io.run(core.settle, request, response, error, time.time())
         for follow_up in follow_ups:
             await self._send(follow_up)

@@ -32,8 +32,10 @@ from typing import Any, Self
 import httpx
 
 from xpevents._internal import forking
-from xpevents._internal.validate import positive_seconds, sender_count
+from xpevents._internal.validate import positive_seconds
+from xpevents.dispatch._http import request_arguments, sync_client
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
+from xpevents.dispatch.options import DispatchOptions
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.send.retry import BACKGROUND_RETRY, RetryPolicy
 from xpevents.spool.base import Spool
@@ -142,53 +144,28 @@ class BatchDispatcher:
         max_spool_bytes: int | None = None,
         max_event_age: float | None = None,
     ) -> None:
-        owner = type(self).__name__
-        self._workers = sender_count(max_concurrent_requests, owner=owner)
-        self._timeout = positive_seconds("timeout", timeout, owner=owner)
+        options = DispatchOptions.from_arguments(type(self).__name__, locals(), on_event_loop=False)
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise ConfigError(
-                f"{owner}(http_client={http_client!r}): expected an httpx.Client "
+                f"{options.owner}(http_client={http_client!r}): expected an httpx.Client "
                 "(an httpx.AsyncClient belongs to AsyncDispatcher)"
             )
         self._atexit_timeout = (
             None
             if atexit_timeout is None
-            else positive_seconds("atexit_timeout", atexit_timeout, owner=owner)
+            else positive_seconds("atexit_timeout", atexit_timeout, owner=options.owner)
         )
-        self._core = core = DispatchCore(
-            owner=owner,
-            endpoint=endpoint,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            max_batch_bytes=max_batch_bytes,
-            max_queue_events=max_queue_events,
-            overflow=overflow,
-            block_timeout=block_timeout,
-            retry=retry,
-            gzip=gzip,
-            lease=lease,
-            circuit_threshold=circuit_threshold,
-            on_drop=on_drop,
-            on_success=on_success,
-            on_failure=on_failure,
-            spool=spool,
-            durability=durability,
-            commit_interval=commit_interval,
-            on_spool_error=on_spool_error,
-            max_spool_events=max_spool_events,
-            max_spool_bytes=max_spool_bytes,
-            max_event_age=max_event_age,
-        )
+        self._workers = options.max_concurrent_requests
+        self._timeout = options.timeout
+        self._core = core = DispatchCore(options)
         self._enqueue = core.enqueue
-        self._batch_size = core.batch_size
         self._store = core.store
-        self._mem = core.mem
         self._own_client = http_client is None
         self._client = http_client if http_client is not None else self._new_client()
         self._init_runtime()
         _live.add(self)
         forking.track(self, forking.Stage.DISPATCHER)
-        if self._mem is None and self._has_backlog():
+        if core.memory is None and self._has_backlog():
             # A durable spool left with events by an earlier process: deliver them now,
             # not only after the next dispatch_event.
             self._start()
@@ -201,12 +178,7 @@ class BatchDispatcher:
             return True
 
     def _new_client(self) -> httpx.Client:
-        return httpx.Client(
-            timeout=httpx.Timeout(self._timeout),
-            limits=httpx.Limits(
-                max_connections=self._workers + 2, max_keepalive_connections=self._workers + 2
-            ),
-        )
+        return sync_client(self._workers, self._timeout)
 
     def _init_runtime(self) -> None:
         """State that does not survive a fork: threads, locks, events."""
@@ -267,7 +239,7 @@ class BatchDispatcher:
 
     def stats(self) -> DispatchStats:
         """A snapshot of the counters (see :class:`~xpevents.DispatchStats`)."""
-        return self._core.snapshot()
+        return self._core.snapshot(time.time())
 
     def flush(self, timeout: float = 10.0) -> DispatchOutcome:
         """Send everything enqueued before this call; wait at most ``timeout`` seconds.
@@ -320,7 +292,8 @@ class BatchDispatcher:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(endpoint={self.endpoint!r}, batch_size={self._batch_size}, "
+            f"{type(self).__name__}(endpoint={self.endpoint!r}, "
+            f"batch_size={self._core.options.batch_size}, "
             f"spool={self._store.url!r})"
         )
 
@@ -393,40 +366,27 @@ class BatchDispatcher:
 
     def _step(self) -> float:
         """Send one batch if one is due; else return how long to sleep."""
-        core = self._core
-        now = time.time()
-        item = core.poll(now, flushing=bool(self._flushing), stopping=self._stopping)
-        if isinstance(item, float):
-            return item
-        for request in core.plan(item, now):
+        batch = self._core.next_batch(time.time(), bool(self._flushing), self._stopping)
+        if isinstance(batch, float):
+            return batch
+        for request in batch:
             self._send(request)
         return 0.0
 
     def _send(self, request: Request) -> None:
         """POST one request and settle it (and the halves of a 413, depth first)."""
         core = self._core
-        core.begin(request)
+        core.begin(request, time.time())
         response: httpx.Response | None = None
         error: BaseException | None = None
         try:
-            if request.method == "GET":
-                response = self._client.get(
-                    request.url,
-                    params=request.params(),
-                    headers=request.headers,
-                    timeout=self._timeout,
-                )
-            else:
-                response = self._client.post(
-                    request.url,
-                    content=request.content,
-                    headers=request.headers,
-                    timeout=self._timeout,
-                )
+            response = self._client.request(
+                request.method, request.url, **request_arguments(request, self._timeout)
+            )
         except Exception as exc:
             error = exc
         except BaseException:
             core.abandon(request)
             raise
-        for follow_up in core.settle(request, response, error):
+        for follow_up in core.settle(request, response, error, time.time()):
             self._send(follow_up)

@@ -23,14 +23,12 @@ from xpevents._internal.validate import optional_callable, positive_seconds
 from xpevents.errors import ConfigError, DispatchError, PayloadError
 from xpevents.events.model import DEFAULT_HEADERS
 from xpevents.send.endpoint import EndpointRouter, validate_url
-from xpevents.send.retry import SYNC_RETRY, Outcome, RetryPolicy, classify_status
-from xpevents.send.retry import parse_retry_after as _parse_retry_after
+from xpevents.send.outcome import Outcome, Verdict, of_error, of_response
+from xpevents.send.retry import SYNC_RETRY, GiveUp, RetryPolicy
 from xpevents.spool.envelope import encode_json, visitor_count
 from xpevents.stats import DispatchOutcome, DispatchStats, StatsRecorder
 
 logger = logging.getLogger("xpevents.dispatch")
-
-_EXCERPT = 500
 
 
 class DefaultEventDispatcher:
@@ -110,20 +108,12 @@ class DefaultEventDispatcher:
         """
         started = time.monotonic()
         deadline = started + self._timeout
-        stats = self._stats
-        try:
-            params = event.params
-            visitors = visitor_count(params)
-        except AttributeError:
-            params, visitors = None, 1
-        with stats.lock:
-            stats.calls += 1
-            stats.visitors += visitors
+        visitors = visitor_count(getattr(event, "params", None))
         if self._closed:
-            with stats.lock:
-                stats.dropped["closed"] += visitors
+            self._stats.record_refused(visitors, "closed")
             logger.warning("event dropped: the dispatcher is closed")
             return
+        self._stats.record_call(visitors)
         try:
             request = self._prepare(event)
         except DispatchError as error:
@@ -241,73 +231,68 @@ class DefaultEventDispatcher:
     def _send(
         self, event: Any, request: _Request, visitors: int, started: float, deadline: float
     ) -> None:
-        stats = self._stats
         attempts = 0
         while True:
-            remaining = deadline - time.monotonic()
             attempts += 1
-            with stats.lock:
-                stats.attempts += 1
-                stats.retried += attempts > 1
-                stats.bytes_sent += len(request.body)
-                stats.in_flight += 1
-            status: int | None = None
-            excerpt = ""
-            retry_after: float | None = None
-            try:
-                response = self._attempt(request, remaining)
-            except concurrent.futures.TimeoutError:
-                reason, outcome = "timeout", Outcome.PERMANENT  # no time left at all
-                detail = f"no answer within the {self._timeout:g} s timeout"
-            except httpx.TimeoutException as exc:
-                reason, outcome, detail = "timeout", Outcome.TRANSIENT, f"timed out ({exc!r})"
-            except httpx.TransportError as exc:
-                reason, outcome, detail = "network", Outcome.TRANSIENT, f"network error ({exc!r})"
-            except Exception as exc:  # a user-supplied client or transport misbehaving
-                reason, outcome, detail = "error", Outcome.PERMANENT, f"unexpected error ({exc!r})"
-            else:
-                status = response.status_code
-                outcome = classify_status(status)
-                if outcome is Outcome.DELIVERED:
-                    with stats.lock:
-                        stats.in_flight -= 1
-                        stats.delivered += visitors
-                        stats.batches_sent += 1
-                        stats.last_success_at = time.time()
-                    self._callback(self._on_success, event)
-                    return
-                reason = f"http_{status}"
-                excerpt = response.text[:_EXCERPT]
-                detail = f"HTTP {status}"
-                if outcome is Outcome.TRANSIENT:
-                    retry_after = _parse_retry_after(response.headers.get("retry-after"))
-            with stats.lock:
-                stats.in_flight -= 1
-            if outcome is Outcome.TRANSIENT:
-                now = time.monotonic()
-                delay = self._retry.next_delay(
-                    attempts=attempts, first_attempt_at=started, now=now, retry_after=retry_after
-                )
-                if isinstance(delay, float) and now + delay < deadline:
-                    time.sleep(delay)
+            verdict = self._try(request, deadline, retry=attempts > 1)
+            if verdict.outcome is Outcome.DELIVERED:
+                self._stats.record_delivered(visitors, now=time.time())
+                self._stats.run_callback(self._on_success, event)
+                return
+            detail = verdict.detail
+            if verdict.outcome is Outcome.TRANSIENT:
+                wait, detail = self._next_wait(verdict, attempts, started, deadline)
+                if wait is not None:
+                    time.sleep(wait)
                     continue
-                if delay == "retry_after_too_long" or (
-                    retry_after is not None and now + retry_after >= deadline
-                ):
-                    detail += f"; Retry-After {retry_after:g} s is longer than the time left"
-                elif isinstance(delay, float):
-                    detail += "; no time left for another attempt before the timeout"
             error = DispatchError(
                 f"event to {request.url} failed after {attempts} attempt"
                 f"{'s' if attempts > 1 else ''}: {detail}",
-                reason=reason,
+                reason=verdict.reason,
                 url=request.url,
-                status=status,
-                response_excerpt=excerpt,
+                status=verdict.status,
+                response_excerpt=verdict.excerpt,
                 attempts=attempts,
             )
             self._give_up(event, error, visitors)
             return
+
+    def _try(self, request: _Request, deadline: float, *, retry: bool) -> Verdict:
+        """One attempt within what is left of the deadline, and what its answer means."""
+        self._stats.record_attempt(len(request.body), retry=retry)
+        try:
+            response = self._attempt(request, deadline - time.monotonic())
+        except concurrent.futures.TimeoutError:  # no time left at all
+            detail = f"no answer within the {self._timeout:g} s timeout"
+            return Verdict(Outcome.PERMANENT, "timeout", detail)
+        except Exception as exc:
+            # The caller waits: a client raising something unexpected is not retried.
+            return of_error(exc, unexpected=Outcome.PERMANENT)
+        finally:
+            self._stats.record_done()
+        return of_response(response, now=time.time())
+
+    def _next_wait(
+        self, verdict: Verdict, attempts: int, started: float, deadline: float
+    ) -> tuple[float | None, str]:
+        """Seconds to sleep before the next attempt (``None``: give up), and the detail."""
+        now = time.monotonic()
+        retry_after = verdict.retry_after
+        delay = self._retry.next_delay(
+            attempts=attempts, first_attempt_at=started, now=now, retry_after=retry_after
+        )
+        if isinstance(delay, float) and now + delay < deadline:
+            return delay, verdict.detail
+        if delay is GiveUp.RETRY_AFTER_TOO_LONG or (
+            retry_after is not None and now + retry_after >= deadline
+        ):
+            return (
+                None,
+                f"{verdict.detail}; Retry-After {retry_after:g} s is longer than the time left",
+            )
+        if isinstance(delay, float):
+            return None, f"{verdict.detail}; no time left for another attempt before the timeout"
+        return None, verdict.detail
 
     def _attempt(self, request: _Request, remaining: float) -> httpx.Response:
         if remaining <= 0:
@@ -330,23 +315,11 @@ class DefaultEventDispatcher:
         )
 
     def _give_up(self, event: Any, error: DispatchError, visitors: int) -> None:
-        with self._stats.lock:
-            self._stats.failed[error.reason] += visitors
-            self._stats.last_error = str(error)
+        self._stats.record_failed(error.reason, visitors, str(error))
         logger.warning("%s", error)
-        self._callback(self._on_failure, event, error)
+        self._stats.run_callback(self._on_failure, event, error)
         if self._raise:
             raise error
-
-    def _callback(self, callback: Callable[..., object] | None, *args: Any) -> None:
-        if callback is None:
-            return
-        try:
-            callback(*args)
-        except Exception:
-            with self._stats.lock:
-                self._stats.callback_errors += 1
-            logger.exception("dispatcher callback %r raised; delivery goes on", callback)
 
 
 class _Request:

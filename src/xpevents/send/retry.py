@@ -7,65 +7,34 @@ the batching ones).
 
 from __future__ import annotations
 
-import email.utils
 import enum
-import math
 import random
-import time
 from dataclasses import dataclass
 
 from xpevents._internal.validate import number
 from xpevents.errors import ConfigError
 
 
-class Outcome(enum.Enum):
-    """What an answer (or the lack of one) means for the events in the request."""
+class GiveUp(enum.StrEnum):
+    """Why a transient failure is not retried again (the reason counted in ``failed``).
 
-    DELIVERED = "delivered"
-    """Any 2xx: the events are delivered."""
-    TRANSIENT = "transient"
-    """408, 429, 5xx, timeouts and network errors: try again later."""
-    PERMANENT = "permanent"
-    """Any other answer (400, 401, 413, 3xx...): retrying cannot help."""
-
-
-_TRANSIENT_4XX = frozenset({408, 429})
-
-
-def classify_status(status: int) -> Outcome:
-    """Classify an HTTP status code."""
-    if 200 <= status < 300:
-        return Outcome.DELIVERED
-    if status in _TRANSIENT_4XX or 500 <= status < 600:
-        return Outcome.TRANSIENT
-    return Outcome.PERMANENT
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Parse a ``Retry-After`` header: delay in seconds, or an HTTP-date.
-
-    Returns the number of seconds to wait (never negative), or ``None`` when the header
-    is missing or unreadable.
+    A :class:`str` enum: ``GiveUp.ATTEMPTS_EXHAUSTED == "attempts_exhausted"``.
     """
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        current = time.time() if now is None else now
-        return max(0.0, when.timestamp() - current)
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return seconds
+
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+    """``max_attempts`` requests were made."""
+    RETRY_AGE_EXCEEDED = "retry_age_exceeded"
+    """The next attempt would come later than ``max_retry_age`` after the first."""
+    RETRY_AFTER_TOO_LONG = "retry_after_too_long"
+    """The server asked to wait longer than ``max_retry_after``."""
+
+    def explain(self, retry_after: float | None) -> str:
+        """A short human-readable reason."""
+        if self is GiveUp.ATTEMPTS_EXHAUSTED:
+            return "no attempts left"
+        if self is GiveUp.RETRY_AGE_EXCEEDED:
+            return "retrying longer than max_retry_age"
+        return f"Retry-After {retry_after} s is over max_retry_after"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,28 +107,31 @@ class RetryPolicy:
         now: float,
         retry_after: float | None = None,
         rng: random.Random | None = None,
-    ) -> float | str:
-        """Seconds to wait before the next attempt, or the reason to give up.
+    ) -> float | GiveUp:
+        """Seconds to wait before the next attempt, or why to give up.
 
         Args:
             attempts: attempts made so far (>= 1).
-            first_attempt_at: monotonic time of the first attempt.
-            now: monotonic time now.
+            first_attempt_at: time of the first attempt.
+            now: time now, on the same clock as ``first_attempt_at`` (the batching
+                dispatchers use the wall clock, stored with the visitors in the spool;
+                the synchronous one the monotonic clock).
             retry_after: the server's ``Retry-After`` in seconds, if it sent one.
 
         Returns:
-            A delay in seconds (never shorter than ``retry_after``), or a reason string:
-            ``"attempts_exhausted"``, ``"retry_age_exceeded"`` or ``"retry_after_too_long"``.
+            A delay in seconds (never shorter than ``retry_after``), or a
+            :class:`GiveUp` reason (a ``str``): ``"attempts_exhausted"``,
+            ``"retry_age_exceeded"`` or ``"retry_after_too_long"``.
         """
         if self.max_attempts is not None and attempts >= self.max_attempts:
-            return "attempts_exhausted"
+            return GiveUp.ATTEMPTS_EXHAUSTED
         if retry_after is not None and retry_after > self.max_retry_after:
-            return "retry_after_too_long"
+            return GiveUp.RETRY_AFTER_TOO_LONG
         delay = self.backoff(attempts, rng)
         if retry_after is not None:
             delay = max(delay, retry_after)
         if self.max_retry_age is not None and (now - first_attempt_at) + delay > self.max_retry_age:
-            return "retry_age_exceeded"
+            return GiveUp.RETRY_AGE_EXCEEDED
         return delay
 
 

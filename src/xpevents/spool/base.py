@@ -173,3 +173,45 @@ class Spool(Protocol):
     def close(self) -> None:
         """Release connections and files. Idempotent."""
         ...
+
+
+@runtime_checkable
+class BufferedSpool(Spool, Protocol):
+    """A spool that holds visitors in memory before they reach its store (SpoolFront)."""
+
+    @property
+    def buffered(self) -> int:
+        """Visitors in memory not yet committed to the store."""
+        ...
+
+    @property
+    def fallback_active(self) -> bool:
+        """True while the store fails and visitors are held in memory only."""
+        ...
+
+    def flush_buffer(self, timeout: float = 5.0) -> bool:
+        """Commit what is buffered; True when the buffer is empty within ``timeout``."""
+        ...
+
+
+@runtime_checkable
+class ClaimQueue(Protocol):
+    """The sender's view of a spool: what is waiting, and a batch of it to send.
+
+    :class:`~xpevents.spool.memory.MemorySpool` implements it natively (no per-record
+    objects); :class:`~xpevents.spool.queue.SpoolQueue` adapts any other spool.
+    """
+
+    def waiting(self, *, now: float) -> tuple[int, float | None, float | None]:
+        """``(visitors due now, enqueued_at of the oldest of them, next retry time)``."""
+        ...
+
+    def claim_batch(
+        self, *, max_records: int, max_bytes: int, lease: float, now: float
+    ) -> Claim | None:
+        """Lease the oldest due visitors of one envelope, or ``None`` when none is due."""
+        ...
+
+    def pending_since(self, when: float) -> int:
+        """Visitors held that were enqueued at or before ``when``."""
+        ...
