@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +43,6 @@ class Sent:
     impressions: int = 0
     decisions: int = 0
     conversions: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def events(self) -> int:
-        return self.impressions + self.conversions
 
 
 def _attributes(rng: random.Random) -> dict[str, Any]:
