@@ -32,12 +32,11 @@ from starlette.routing import Route
 from xpevents.collector.faults import Fault, FaultInjector, FaultSettings, FaultUpdate
 from xpevents.collector.stats import NULL_VARIATION, CollectorStats
 from xpevents.collector.store import EventStore
-from xpevents.errors import BodyRejected, ConfigError
+from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError
 from xpevents.serving.body import read_body
 from xpevents.serving.endpoints import event_api_routes, healthz, json_response, rejected
 from xpevents.serving.schema import (
     ACTIVATE_EVENT_KEY,
-    PayloadSchemaError,
     decode_payload,
     schema_error,
 )

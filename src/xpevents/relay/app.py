@@ -33,10 +33,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from xpevents.dispatch.batch import BatchDispatcher
-from xpevents.errors import BodyRejected, ConfigError, SpoolError
+from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, SpoolError, SpoolFull
 from xpevents.relay.ingest import split_payload
 from xpevents.relay.metrics import RelayMetrics, TimedTransport
-from xpevents.relay.writer import SpoolFull, SpoolWriter
+from xpevents.relay.writer import SpoolWriter
 from xpevents.send.retry import RetryPolicy
 from xpevents.serving.body import read_body
 from xpevents.serving.endpoints import (
@@ -46,7 +46,6 @@ from xpevents.serving.endpoints import (
     json_response,
     rejected,
 )
-from xpevents.serving.schema import PayloadSchemaError
 from xpevents.spool.base import Spool
 from xpevents.spool.memory import MemorySpool
 from xpevents.stats import DispatchOutcome
