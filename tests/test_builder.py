@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import enum
 import json
 import math
 import time
@@ -134,6 +135,42 @@ def test_attribute_values(value: Any, kept: bool, datafile: dict[str, Any]) -> N
             "type": "custom",
             "value": value,
         }
+
+
+def test_attribute_subclasses_are_sent_as_their_base_type(datafile: dict[str, Any]) -> None:
+    class Key(str):
+        pass
+
+    class Plan(enum.StrEnum):
+        PRO = "pro"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+        HUGE = 2**60
+
+    class Ratio(float):
+        pass
+
+    config = load_config(datafile)
+    first, second, third, fourth = list(config.attributes)[:4]
+    attrs = EventBuilder(config).visitor_attributes(
+        {
+            Key(first): Plan.PRO,
+            second: Level.HIGH,
+            third: Ratio(0.5),
+            fourth: Level.HUGE,
+            "$opt_nan": Ratio("nan"),
+            Key("$opt_ok"): True,
+        }
+    )
+    sent = [(a["key"], a["value"]) for a in attrs if a["key"] != "$opt_bot_filtering"]
+    assert sent == [(first, "pro"), (second, 3), (third, 0.5), ("$opt_ok", True)]
+    assert [(type(k), type(v)) for k, v in sent] == [
+        (str, str),
+        (str, int),
+        (str, float),
+        (str, bool),
+    ]
 
 
 def test_unknown_and_reserved_attributes_and_bot_filtering(datafile: dict[str, Any]) -> None:

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from xpevents.dispatch.protocol import EventDispatcher
+
+if TYPE_CHECKING:
+    from xpevents.client import Client
+    from xpevents.testing import CollectorHandle
 
 COUNTRIES = ("US", "CA", "GB", "DE", "FR", "BR", "IN", "JP")
 DEVICES = ("ios", "android", "desktop", "tablet")
@@ -39,11 +43,6 @@ class Sent:
     impressions: int = 0
     decisions: int = 0
     conversions: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def events(self) -> int:
-        return self.impressions + self.conversions
 
 
 def _attributes(rng: random.Random) -> dict[str, Any]:
@@ -90,50 +89,13 @@ def run(
         )
         dispatcher = make_dispatcher(dispatcher_kind, collector.base_url)
         client = Client(example_datafile(), event_dispatcher=dispatcher)
-        experiments = sorted(client.config.experiments)
-        flags = sorted(client.config.flags)
-        event_keys = sorted(client.config.events)
         started = time.perf_counter()
-        progress = Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:>7,.0f}/{task.total:,.0f}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
-        with progress:
-            task_users = progress.add_task("users", total=users)
-            for n in range(users):
-                user_id = f"user-{n}"
-                attributes = _attributes(rng)
-                for key in rng.sample(experiments, 3):
-                    sent.activates += 1
-                    if client.activate(key, user_id, attributes) is not None:
-                        sent.impressions += 1
-                for key in rng.sample(flags, 2):
-                    client.decide(user_id, key, attributes)
-                    sent.decisions += 1
-                if rng.random() < 0.3:
-                    tags: dict[str, Any] = {}
-                    if rng.random() < 0.5:
-                        tags["revenue"] = rng.randint(100, 20000)
-                    client.track(rng.choice(event_keys), user_id, attributes, tags or None)
-                    sent.conversions += 1
-                sent.users += 1
-                progress.advance(task_users)
+        with _progress(console) as progress:
+            _simulate(client, rng, users, sent, progress)
             produced = time.perf_counter() - started
             # decide() impressions are only sent for some rules; count what went out.
             expected = _dispatched_visitors(dispatcher)
-            task_delivered = progress.add_task("delivered", total=max(expected, 1))
-            deadline = time.monotonic() + 120
-            stats = collector.stats()
-            while time.monotonic() < deadline:
-                stats = collector.stats()
-                progress.update(task_delivered, completed=stats["unique_events"])
-                if stats["unique_events"] >= expected:
-                    break
-                time.sleep(0.1)
+            _await_delivery(collector, expected, progress)
         client.close(timeout=30)
         if hasattr(dispatcher, "close"):
             dispatcher.close(timeout=30)
@@ -154,6 +116,57 @@ def run(
     }
     _print_summary(console, summary)
     return summary
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:>7,.0f}/{task.total:,.0f}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _simulate(
+    client: Client, rng: random.Random, users: int, sent: Sent, progress: Progress
+) -> None:
+    """Each user activates 3 experiments, decides 2 flags and converts with p = 0.3."""
+    experiments = sorted(client.config.experiments)
+    flags = sorted(client.config.flags)
+    event_keys = sorted(client.config.events)
+    task_users = progress.add_task("users", total=users)
+    for n in range(users):
+        user_id = f"user-{n}"
+        attributes = _attributes(rng)
+        for key in rng.sample(experiments, 3):
+            sent.activates += 1
+            if client.activate(key, user_id, attributes) is not None:
+                sent.impressions += 1
+        for key in rng.sample(flags, 2):
+            client.decide(user_id, key, attributes)
+            sent.decisions += 1
+        if rng.random() < 0.3:
+            tags: dict[str, Any] = {}
+            if rng.random() < 0.5:
+                tags["revenue"] = rng.randint(100, 20000)
+            client.track(rng.choice(event_keys), user_id, attributes, tags or None)
+            sent.conversions += 1
+        sent.users += 1
+        progress.advance(task_users)
+
+
+def _await_delivery(collector: CollectorHandle, expected: int, progress: Progress) -> None:
+    """Show the collector's unique events until ``expected`` arrived (at most 120 s)."""
+    task_delivered = progress.add_task("delivered", total=max(expected, 1))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        stats = collector.stats()
+        progress.update(task_delivered, completed=stats["unique_events"])
+        if stats["unique_events"] >= expected:
+            break
+        time.sleep(0.1)
 
 
 def _dispatched_visitors(dispatcher: EventDispatcher) -> int:

@@ -30,13 +30,13 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import httpx
+
+from xpevents.serving.process import service_process
 
 __all__ = ["CollectorHandle", "run_collector"]
 
@@ -44,8 +44,6 @@ logger = logging.getLogger("xpevents.testing")
 
 STARTUP_TIMEOUT: Final = 15.0
 """Seconds to wait for the collector's "listening on" line."""
-
-_LISTENING: Final = "xpevents collector listening on "
 
 
 class CollectorHandle:
@@ -140,19 +138,6 @@ def _option_args(options: dict[str, Any]) -> list[str]:
     return args
 
 
-def _read_first_line(stream: IO[str], timeout: float) -> str | None:
-    """The first line of ``stream``, or ``None`` after ``timeout`` seconds / at EOF."""
-    result: list[str] = []
-    thread = threading.Thread(
-        target=lambda: result.append(stream.readline()),
-        name="xpevents-collector-startup",
-        daemon=True,
-    )
-    thread.start()
-    thread.join(timeout)
-    return result[0] if result and result[0] else None
-
-
 def _stop(process: subprocess.Popen[str], grace: float = 5.0) -> None:
     if process.poll() is None:
         process.terminate()
@@ -179,33 +164,18 @@ def run_collector(**options: Any) -> Iterator[CollectorHandle]:
     options = {"port": 0, **options}
     startup_timeout = float(options.pop("startup_timeout", STARTUP_TIMEOUT))
     command = [sys.executable, "-m", "xpevents", "collector", *_option_args(options)]
-    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env=env,
-        )
-        handle: CollectorHandle | None = None
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with service_process(
+        "collector",
+        command,
+        env=env,
+        startup_timeout=startup_timeout,
+        abandon=_stop,
+        stop=_stop,
+    ) as (process, base_url, _):
+        handle = CollectorHandle(base_url, process.pid)
+        logger.debug("collector pid %d at %s", process.pid, handle.base_url)
         try:
-            assert process.stdout is not None
-            line = _read_first_line(process.stdout, startup_timeout)
-            if line is None or not line.startswith(_LISTENING):
-                _stop(process)
-                stderr.seek(0)
-                raise RuntimeError(
-                    f"collector did not start ({' '.join(command)}; exit code "
-                    f"{process.returncode}); stdout: {line!r}; stderr:\n{stderr.read()}"
-                )
-            handle = CollectorHandle(line[len(_LISTENING) :].strip(), process.pid)
-            logger.debug("collector pid %d at %s", process.pid, handle.base_url)
             yield handle
         finally:
-            if handle is not None:
-                handle.close()
-            _stop(process)
-            if process.stdout is not None:
-                process.stdout.close()
+            handle.close()

@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 from starlette.applications import Starlette
@@ -32,11 +32,11 @@ from starlette.routing import Route
 from xpevents.collector.faults import Fault, FaultInjector, FaultSettings, FaultUpdate
 from xpevents.collector.stats import NULL_VARIATION, CollectorStats
 from xpevents.collector.store import EventStore
-from xpevents.errors import ConfigError
-from xpevents.serving.body import BodyRejected, read_body
+from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError
+from xpevents.serving.body import read_body
+from xpevents.serving.endpoints import event_api_routes, healthz, json_response, rejected
 from xpevents.serving.schema import (
     ACTIVATE_EVENT_KEY,
-    PayloadSchemaError,
     decode_payload,
     schema_error,
 )
@@ -51,9 +51,6 @@ DEFAULT_MAX_BODY: Final = 3_500_000
 ABORT_EXTENSION: Final = "xpevents.abort"
 """ASGI scope extension holding ``{"abort": callable}`` that closes the connection."""
 
-_JSON: Final = "application/json"
-_encode = msgspec.json.Encoder().encode
-
 
 class _RawVisitors(msgspec.Struct):
     """Second, cheap decode of a valid body: each visitor's JSON text, verbatim."""
@@ -63,10 +60,6 @@ class _RawVisitors(msgspec.Struct):
 
 _RAW_VISITORS: Final = msgspec.json.Decoder(_RawVisitors)
 _CONTROL: Final = msgspec.json.Decoder(FaultUpdate)
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(_encode(data), status, headers, media_type=_JSON)
 
 
 class Collector:
@@ -97,13 +90,12 @@ class Collector:
         self.faults = FaultInjector(faults)
         self.app = Starlette(
             routes=[
-                Route("/v1/events", self._us_events, methods=["POST"]),
-                Route("/eu/v1/events", self._eu_events, methods=["POST"]),
+                *event_api_routes(self._handle_events),
                 Route("/stats", self._stats, methods=["GET"]),
                 Route("/events", self._events, methods=["GET"]),
                 Route("/control", self._control, methods=["GET", "POST"]),
                 Route("/reset", self._reset, methods=["POST"]),
-                Route("/healthz", self._health, methods=["GET"]),
+                Route("/healthz", healthz, methods=["GET"]),
             ]
         )
 
@@ -112,12 +104,6 @@ class Collector:
         self.store.close()
 
     # -- event API ---------------------------------------------------------------
-
-    async def _us_events(self, request: Request) -> Response:
-        return await self._handle_events(request, "us")
-
-    async def _eu_events(self, request: Request) -> Response:
-        return await self._handle_events(request, "eu")
 
     async def _handle_events(self, request: Request, region: str) -> Response:
         stats = self.stats
@@ -130,13 +116,13 @@ class Collector:
         try:
             body = await self._read_body(request)
             response = self._accept(body, region)
-        except BodyRejected as rejected:
-            if rejected.status == 413:
+        except BodyRejected as exc:
+            if exc.status == 413:
                 stats.too_large += 1
             else:
                 stats.invalid_payloads += 1
-            logger.debug("rejected %s request: %s", region, rejected.error)
-            response = _json(rejected.body(), rejected.status)
+            logger.debug("rejected %s request: %s", region, exc.error)
+            response = rejected(exc)
         except ClientDisconnect:
             logger.debug("client went away while sending its body")
             return Response(status_code=400)  # nobody is listening
@@ -164,17 +150,19 @@ class Collector:
                 return Response(status_code=500)  # never sent: the connection is gone
             logger.warning("drop_rate needs the collector's own server; answering 500")
             stats.requests_by_status[500] += 1
-            return _json({"error": "injected fault: drop (unsupported by this server)"}, 500)
+            return json_response(
+                {"error": "injected fault: drop (unsupported by this server)"}, 500
+            )
         if fault is Fault.HTTP_429:
             stats.requests_by_status[429] += 1
-            return _json(
+            return json_response(
                 {"error": "injected fault: rate limited"},
                 429,
                 {"Retry-After": format(settings.retry_after, "g")},
             )
         status = 500 if fault is Fault.HTTP_500 else 503
         stats.requests_by_status[status] += 1
-        return _json({"error": f"injected fault: {status}"}, status)
+        return json_response({"error": f"injected fault: {status}"}, status)
 
     async def _discard_body(self, request: Request) -> None:
         received = 0
@@ -223,15 +211,15 @@ class Collector:
     # -- control -----------------------------------------------------------------
 
     async def _stats(self, request: Request) -> Response:
-        return _json(self.stats.snapshot())
+        return json_response(self.stats.snapshot())
 
     async def _events(self, request: Request) -> Response:
         try:
             limit = _query_int(request, "limit", 1000)
             offset = _query_int(request, "offset", 0)
-        except BodyRejected as rejected:
-            return _json(rejected.body(), rejected.status)
-        return _json(self.store.events(limit=limit, offset=offset))
+        except BodyRejected as exc:
+            return rejected(exc)
+        return json_response(self.store.events(limit=limit, offset=offset))
 
     async def _control(self, request: Request) -> Response:
         if request.method == "POST":
@@ -240,20 +228,17 @@ class Collector:
                 settings = update.apply(self.faults.settings)
             except msgspec.MsgspecError as exc:
                 error = schema_error(exc)
-                return _json({"error": error.detail, "path": error.path}, 400)
+                return json_response({"error": error.detail, "path": error.path}, 400)
             except ConfigError as exc:
-                return _json({"error": str(exc)}, 400)
+                return json_response({"error": str(exc)}, 400)
             self.faults.configure(settings, reseed=update.seed is not msgspec.UNSET)
-        return _json(self.faults.settings.to_dict())
+        return json_response(self.faults.settings.to_dict())
 
     async def _reset(self, request: Request) -> Response:
         self.store.clear()
         self.stats.reset()
         logger.info("events and stats reset")
-        return _json({"reset": True})
-
-    async def _health(self, request: Request) -> Response:
-        return _json({"status": "ok"})
+        return json_response({"reset": True})
 
 
 def _query_int(request: Request, name: str, default: int) -> int:

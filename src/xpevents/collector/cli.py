@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -12,12 +13,23 @@ from xpevents.collector.app import DEFAULT_MAX_BODY, Collector
 from xpevents.collector.faults import FaultSettings
 from xpevents.collector.server import CollectorServer
 from xpevents.errors import ConfigError
+from xpevents.serving.command import cannot_listen, configure_logging, log_level_option, serve
 
 __all__ = ["collector_command"]
 
 logger = logging.getLogger("xpevents.collector.cli")
 
 _RATE = click.FloatRange(0.0, 1.0)
+_FAULT_DEFAULTS = FaultSettings()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _fault(flag: str, type: click.ParamType[Any], help: str) -> Callable[[_F], _F]:
+    """An option for the :class:`FaultSettings` field of the same name, with its default."""
+    name = flag.removeprefix("--").replace("-", "_")
+    return click.option(
+        flag, name, default=getattr(_FAULT_DEFAULTS, name), show_default=True, type=type, help=help
+    )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,41 +54,22 @@ _RATE = click.FloatRange(0.0, 1.0)
     type=click.IntRange(min=1),
     help="Largest request body in bytes, raw and after gzip decompression (413 above).",
 )
-@click.option(
+@_fault(
     "--latency-ms",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(min=0.0),
-    help="Delay before each events request is answered.",
+    click.FloatRange(min=0.0),
+    "Delay before each events request is answered.",
 )
-@click.option(
-    "--fail-rate",
-    default=0.0,
-    show_default=True,
-    type=_RATE,
-    help="Share of events requests answered 500 or 503 (half each).",
-)
-@click.option(
-    "--rate-429",
-    "rate_429",
-    default=0.0,
-    show_default=True,
-    type=_RATE,
-    help="Share of events requests answered 429 with Retry-After.",
-)
-@click.option(
+@_fault("--fail-rate", _RATE, "Share of events requests answered 500 or 503 (half each).")
+@_fault("--rate-429", _RATE, "Share of events requests answered 429 with Retry-After.")
+@_fault(
     "--retry-after",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds sent in the Retry-After header of a 429 (fractions allowed, e.g. 0.2).",
+    click.FloatRange(min=0),
+    "Seconds sent in the Retry-After header of a 429 (fractions allowed, e.g. 0.2).",
 )
-@click.option(
+@_fault(
     "--drop-rate",
-    default=0.0,
-    show_default=True,
-    type=_RATE,
-    help="Share of events requests whose connection is closed with no response.",
+    _RATE,
+    "Share of events requests whose connection is closed with no response.",
 )
 @click.option(
     "--seed",
@@ -84,25 +77,15 @@ _RATE = click.FloatRange(0.0, 1.0)
     default=None,
     help="Seed of the fault generator (reproducible fault sequence).",
 )
-@click.option(
-    "--log-level",
-    default="warning",
-    show_default=True,
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-    help="Log level (logs go to stderr).",
-)
+@log_level_option(show_default=True)
 def collector_command(
     host: str,
     port: int,
     db: Path | None,
     max_body: int,
-    latency_ms: float,
-    fail_rate: float,
-    rate_429: float,
-    retry_after: float,
-    drop_rate: float,
     seed: int | None,
     log_level: str,
+    **faults: float,
 ) -> None:
     """Run an Optimizely-events-API-compatible sink: POST /v1/events and /eu/v1/events.
 
@@ -112,35 +95,21 @@ def collector_command(
     "xpevents collector listening on http://HOST:PORT", then serves until SIGINT or
     SIGTERM.
     """
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level)
     try:
-        faults = FaultSettings(
-            latency_ms=latency_ms,
-            fail_rate=fail_rate,
-            rate_429=rate_429,
-            retry_after=retry_after,
-            drop_rate=drop_rate,
-            seed=seed,
-        ).validate()
+        settings = FaultSettings(**faults, seed=seed).validate()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        collector = Collector(db=db, max_body=max_body, faults=faults)
+        collector = Collector(db=db, max_body=max_body, faults=settings)
     except Exception as exc:  # sqlite3 errors: unwritable path, not a database, ...
         raise click.ClickException(f"cannot open --db {db}: {exc}") from None
     try:
         try:
             server = CollectorServer(collector, host=host, port=port, log_level=log_level)
         except OSError as exc:
-            raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
-
-        def announce() -> None:
-            sys.stdout.write(f"xpevents collector listening on {server.url}\n")
-            sys.stdout.flush()
-
-        server.run(on_started=announce)
+            raise cannot_listen(host, port, exc) from None
+        serve(server, "collector")
     finally:
         collector.close()
     logger.info("collector stopped")

@@ -15,17 +15,14 @@ thread (:meth:`CollectorServer.start` / context manager, handy in tests).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from xpevents.collector.app import ABORT_EXTENSION, Collector
-from xpevents.serving.server import AppServer, bind_socket  # bind_socket: re-exported
+from xpevents.serving.server import AppServer
 
-__all__ = ["CollectorServer", "DropCapableH11Protocol", "bind_socket"]
-
-logger = logging.getLogger("xpevents.collector.server")
+__all__ = ["CollectorServer", "DropCapableH11Protocol"]
 
 
 class DropCapableH11Protocol(H11Protocol):

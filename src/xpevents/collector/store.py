@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import msgspec
 
-from xpevents.serving.schema import Payload, Snapshot, SnapshotEvent
+from xpevents.serving.schema import Payload, Snapshot, SnapshotEvent, Visitor
 
 __all__ = ["EventStore", "StoredEvent"]
 
@@ -107,6 +107,32 @@ def _opt_bool(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
+def _row(
+    head: tuple[Any, ...],
+    visitor: Visitor,
+    event: SnapshotEvent,
+    decision_cols: tuple[Any, ...],
+    visitor_cols: tuple[Any, ...],
+) -> tuple[Any, ...]:
+    """One ``events`` row, in :data:`_COLUMNS` order."""
+    attributes, raw_text = visitor_cols
+    return (
+        *head,
+        visitor.visitor_id,
+        visitor.session_id,
+        event.entity_id,
+        event.uuid,
+        event.key,
+        event.timestamp,
+        event.revenue,
+        event.value,
+        None if event.tags is None else _encode(event.tags).decode(),
+        *decision_cols,
+        attributes,
+        raw_text,
+    )
+
+
 class EventStore:
     """Accepted events in SQLite (in memory by default, WAL mode when a file).
 
@@ -145,9 +171,8 @@ class EventStore:
         ``raw_visitors[i]`` is the JSON text of ``payload.visitors[i]`` as received,
         kept verbatim in the ``visitor`` column.
         """
-        received_at = time.time()
         head = (
-            received_at,
+            time.time(),
             region,
             payload.account_id,
             payload.project_id,
@@ -160,54 +185,39 @@ class EventStore:
         seen = self._seen
         rows: list[tuple[Any, ...]] = []
         stored: list[StoredEvent] = []
-        new_keys: list[EventKey] = []
-        batch_keys: set[EventKey] = set()
+        new_keys: set[EventKey] = set()
         for visitor, raw in zip(payload.visitors, raw_visitors, strict=True):
-            attributes: str | None = None
-            raw_text: str | None = None
+            # Encoded once per visitor and snapshot, and only when one of their events is new.
+            visitor_cols: tuple[Any, ...] | None = None
             for snapshot in visitor.snapshots:
                 decision_cols: tuple[Any, ...] | None = None
                 for event in snapshot.events:
                     key = (event.entity_id, event.uuid, event.timestamp)
-                    if key in seen or key in batch_keys:
+                    if key in seen or key in new_keys:
                         continue
-                    batch_keys.add(key)
-                    if attributes is None:
-                        attributes = _encode(visitor.attributes).decode()
-                        raw_text = str(raw, "utf-8")
+                    new_keys.add(key)
+                    if visitor_cols is None:
+                        visitor_cols = (_encode(visitor.attributes).decode(), str(raw, "utf-8"))
                     if decision_cols is None:
                         decision_cols = self._decision_columns(snapshot)
-                    rows.append(
-                        (
-                            *head,
-                            visitor.visitor_id,
-                            visitor.session_id,
-                            event.entity_id,
-                            event.uuid,
-                            event.key,
-                            event.timestamp,
-                            event.revenue,
-                            event.value,
-                            None if event.tags is None else _encode(event.tags).decode(),
-                            *decision_cols,
-                            attributes,
-                            raw_text,
-                        )
-                    )
+                    rows.append(_row(head, visitor, event, decision_cols, visitor_cols))
                     stored.append((snapshot, event))
-                    new_keys.append(key)
         if rows:
-            with self._lock:
-                db = self._db
-                db.execute("BEGIN")
-                try:
-                    db.executemany(_INSERT, rows)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
+            self._insert(rows)
             seen.update(new_keys)
         return stored
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` in one transaction."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                db.executemany(_INSERT, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     @staticmethod
     def _decision_columns(snapshot: Snapshot) -> tuple[Any, ...]:

@@ -38,17 +38,21 @@ and no payload shares a mutable container with another) and takes about 3 µs.
 
 from __future__ import annotations
 
-import json
-import logging
-import math
-import numbers
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from xpevents._version import __version__
 from xpevents.events.model import EVENTS_URL, EVENTS_URL_EU, LogEvent
 from xpevents.events.uuids import uuid4_str
+from xpevents.events.values import (
+    MAX_ATTRIBUTE_NUMBER,
+    get_numeric_value,
+    get_revenue_value,
+    normalize_campaign_id,
+    normalize_variation_id,
+    plain_attribute,
+    tags_payload,
+)
 
 if TYPE_CHECKING:
     from xpevents.decide.datafile import EventDef, Experiment, ProjectConfig, Variation
@@ -62,115 +66,9 @@ __all__ = [
     "normalize_variation_id",
 ]
 
-logger = logging.getLogger("xpevents.events.builder")
-
 ACTIVATE_EVENT_KEY: Final = "campaign_activated"
 BOT_FILTERING_KEY: Final = "$opt_bot_filtering"
 RESERVED_PREFIX: Final = "$opt_"
-_MAX_NUMBER: Final = 2**53
-_CLEANED_KEYS: Final = frozenset({"revenue", "value", "tags", "decisions"})
-_SIMPLE_TAG_TYPES: Final = frozenset({str, int, float, bool})
-
-
-def normalize_campaign_id(campaign_id: object, experiment_id: object) -> str:
-    """The layer id when it is a non-empty string, else the experiment id, else ``""``."""
-    if isinstance(campaign_id, str) and campaign_id:
-        return campaign_id
-    if isinstance(experiment_id, str) and experiment_id:
-        return experiment_id
-    return ""
-
-
-def normalize_variation_id(variation_id: object) -> str | None:
-    """The variation id when it is a non-empty string of ASCII digits, else ``None``."""
-    if isinstance(variation_id, str) and variation_id.isascii() and variation_id.isdigit():
-        return variation_id
-    return None
-
-
-def get_revenue_value(event_tags: object) -> int | None:
-    """The ``revenue`` tag when it is an integer (bools excluded), else ``None``."""
-    if not isinstance(event_tags, dict):
-        return None
-    raw = event_tags.get("revenue")
-    if type(raw) is int:
-        return raw
-    if raw is None or isinstance(raw, bool) or not isinstance(raw, numbers.Integral):
-        return None
-    return int(raw)
-
-
-def get_numeric_value(event_tags: object) -> float | None:
-    """``float(tags["value"])`` when the tag is a number or numeric string and finite."""
-    if not isinstance(event_tags, dict) or "value" not in event_tags:
-        return None
-    raw = event_tags["value"]
-    tv = type(raw)
-    if tv is float:
-        return None if raw != raw or raw in (math.inf, -math.inf) else raw
-    if tv is int:
-        try:
-            return float(raw)
-        except OverflowError:
-            return None
-    if isinstance(raw, bool) or not isinstance(raw, numbers.Integral | float | str):
-        return None
-    try:
-        number = float(raw)
-    except (ValueError, OverflowError):
-        return None
-    if math.isnan(number) or math.isinf(number):
-        return None
-    return number
-
-
-def _clean_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    return {k: v for k, v in pairs if not (v is None and k in _CLEANED_KEYS)}
-
-
-def _json_default(obj: Any) -> Any:
-    try:
-        return obj.__dict__
-    except AttributeError:
-        return str(obj)
-
-
-def _tags_payload(event_tags: Any) -> Any:
-    """The tags as the official SDK sends them (after its JSON encode/decode round trip)."""
-    if type(event_tags) is dict:
-        simple = True
-        drop = False
-        for k, v in event_tags.items():
-            if type(k) is not str:
-                simple = False
-                break
-            if v is None:
-                if k in _CLEANED_KEYS:
-                    drop = True
-            elif type(v) not in _SIMPLE_TAG_TYPES:
-                simple = False
-                break
-        if simple:
-            if drop:
-                return {
-                    k: v for k, v in event_tags.items() if v is not None or k not in _CLEANED_KEYS
-                }
-            return dict(event_tags)
-    try:
-        return json.loads(
-            json.dumps(event_tags, default=_json_default), object_pairs_hook=_clean_pairs
-        )
-    except (TypeError, ValueError) as exc:
-        logger.error(
-            "Event tags %r cannot be encoded as JSON (%s); sending them as strings.",
-            event_tags,
-            exc,
-        )
-        return (
-            {str(k): str(v) for k, v in dict(event_tags).items()}
-            if isinstance(event_tags, Mapping)
-            else None
-        )
 
 
 class EventBuilder:
@@ -222,12 +120,8 @@ class EventBuilder:
 
         campaign_ids: dict[str, str] = {}
         exp_variations: dict[str, dict[str, tuple[str | None, str]]] = {}
-        for experiment in config.experiments_by_id.values():
-            campaign_ids[experiment.id] = normalize_campaign_id(experiment.layer_id, experiment.id)
-            exp_variations[experiment.id] = {
-                v.id: (normalize_variation_id(v.id), v.key) for v in experiment.variations if v.id
-            }
-        for experiment in config.experiments.values():  # in case a key map holds more
+        # experiments_by_id first; the key map too, in case it holds more.
+        for experiment in (*config.experiments_by_id.values(), *config.experiments.values()):
             if experiment.id not in campaign_ids:
                 campaign_ids[experiment.id] = normalize_campaign_id(
                     experiment.layer_id, experiment.id
@@ -251,38 +145,29 @@ class EventBuilder:
             flag_variations[flag_key] = by_id
         self._flag_variations = flag_variations
 
-    # -- pieces -------------------------------------------------------------------------
-
     def visitor_attributes(self, attributes: Any) -> list[dict[str, Any]]:
         """The ``attributes`` list of a visitor, by the official rules (see module doc)."""
         result: list[dict[str, Any]] = []
         if attributes and isinstance(attributes, dict):
             ids = self._attribute_ids
             for key, value in attributes.items():
+                # Inline for the plain types every caller sends: this runs per attribute
+                # of every impression and conversion.
                 tv = type(value)
-                if tv is str or tv is bool:
+                if type(key) is str and (tv is str or tv is bool):
                     pass
-                elif tv is int or tv is float:
-                    if value != value or value > _MAX_NUMBER or value < -_MAX_NUMBER:
-                        continue
-                elif isinstance(value, str):
-                    value = str.__str__(value)
-                elif isinstance(value, bool):
-                    value = bool(value)
-                elif isinstance(value, numbers.Integral):
-                    value = int(value)
-                    if abs(value) > _MAX_NUMBER:
-                        continue
-                elif isinstance(value, float):
-                    value = float(value)
-                    if value != value or abs(value) > _MAX_NUMBER:
+                elif type(key) is str and (tv is int or tv is float):
+                    if (
+                        value != value
+                        or value > MAX_ATTRIBUTE_NUMBER
+                        or value < -MAX_ATTRIBUTE_NUMBER
+                    ):
                         continue
                 else:
-                    continue
-                if type(key) is not str:
-                    if not isinstance(key, str):
+                    item = plain_attribute(key, value)
+                    if item is None:
                         continue
-                    key = str.__str__(key)
+                    key, value = item
                 entity_id = ids.get(key)
                 if entity_id is None:
                     if not key.startswith(RESERVED_PREFIX):
@@ -379,7 +264,7 @@ class EventBuilder:
             value = get_numeric_value(event_tags)
             if value is not None:
                 snapshot_event["value"] = value
-            tags = _tags_payload(event_tags)
+            tags = tags_payload(event_tags)
             if tags is not None:
                 snapshot_event["tags"] = tags
         return {
@@ -401,8 +286,6 @@ class EventBuilder:
             "enrich_decisions": True,
             "visitors": visitors,
         }
-
-    # -- events -------------------------------------------------------------------------
 
     def impression(
         self,

@@ -21,12 +21,10 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Final
 
 import httpx
-import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -35,13 +33,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from xpevents.dispatch.batch import BatchDispatcher
-from xpevents.errors import BodyRejected, ConfigError, SpoolError
+from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, SpoolError, SpoolFull
 from xpevents.relay.ingest import split_payload
 from xpevents.relay.metrics import RelayMetrics, TimedTransport
-from xpevents.relay.writer import SpoolFull, SpoolWriter
+from xpevents.relay.writer import SpoolWriter
 from xpevents.send.retry import RetryPolicy
 from xpevents.serving.body import read_body
-from xpevents.serving.schema import PayloadSchemaError
+from xpevents.serving.endpoints import (
+    event_api_routes,
+    healthz,
+    invalid_payload,
+    json_response,
+    rejected,
+)
 from xpevents.spool.base import Spool
 from xpevents.spool.memory import MemorySpool
 from xpevents.stats import DispatchOutcome
@@ -58,9 +62,8 @@ logger = logging.getLogger("xpevents.relay")
 DEFAULT_UPSTREAM: Final = "https://logx.optimizely.com/v1/events"
 DEFAULT_UPSTREAM_EU: Final = "https://eu.logx.optimizely.com/v1/events"
 
-_JSON: Final = "application/json"
-_encode = msgspec.json.Encoder().encode
 _WAKE_EVERY: Final = 0.02
+_REJECTED_REASONS: Final = {413: "too_large", 408: "read_timeout", 415: "unsupported_encoding"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +101,6 @@ class RelaySettings:
         )
 
 
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(_encode(data), status, dict(headers or {}), media_type=_JSON)
-
-
 class Relay:
     """Ingest endpoint plus forwarding pipeline over one spool.
 
@@ -128,51 +127,28 @@ class Relay:
             raise ConfigError(f"max_body={settings.max_body!r}: must be >= 1")
         self.store = store
         self.routes_to = {"us": settings.upstream, "eu": settings.upstream_eu}
-        regions = {settings.upstream: "us", settings.upstream_eu: "eu"}
-        self.metrics = RelayMetrics(regions)
+        self.metrics = RelayMetrics({settings.upstream: "us", settings.upstream_eu: "eu"})
         self._token = settings.token.encode() if settings.token else None
-        inner = http_transport or httpx.HTTPTransport(
-            proxy=settings.proxy,
-            limits=httpx.Limits(
-                max_connections=settings.concurrency + 2,
-                max_keepalive_connections=settings.concurrency + 2,
-            ),
-        )
-        self._http = httpx.Client(
-            transport=TimedTransport(inner, self.metrics),
-            timeout=httpx.Timeout(settings.timeout),
-            trust_env=False,
-        )
-        self.dispatcher = BatchDispatcher(
-            spool=store,
-            http_client=self._http,
-            batch_size=settings.batch_size,
-            flush_interval=settings.flush_interval,
-            max_batch_bytes=settings.max_batch_bytes,
-            max_concurrent_requests=settings.concurrency,
-            timeout=settings.timeout,
-            retry=settings.retry_policy(),
-            gzip=settings.gzip,
-            lease=settings.lease,
-            atexit_timeout=None,
-        )
+        self._http = _upstream_client(settings, self.metrics, http_transport)
+        self.dispatcher = _forwarder(store, self._http, settings)
         self.writer = SpoolWriter(
             store,
             max_events=settings.max_spool_events,
             max_bytes=settings.max_spool_bytes,
             on_written=self._written,
         )
-        self.metrics.watch(self._dispatch_stats)
+        self.metrics.watch(self.dispatcher.stats)
         self._unsignalled = 0
         self._woken_at = 0.0
         self._closing = False
         self._closed = False
-        self._start_senders()
+        # The relay never calls dispatch_event (it appends to the spool itself), so it
+        # starts the dispatcher's senders explicitly.
+        self.dispatcher.start()
         self.app = Starlette(
             routes=[
-                Route("/v1/events", self._us_events, methods=["POST"]),
-                Route("/eu/v1/events", self._eu_events, methods=["POST"]),
-                Route("/healthz", self._healthz, methods=["GET"]),
+                *event_api_routes(self._ingest),
+                Route("/healthz", healthz, methods=["GET"]),
                 Route("/readyz", self._readyz, methods=["GET"]),
                 Route("/metrics", self._metrics, methods=["GET"]),
             ]
@@ -185,14 +161,6 @@ class Relay:
 
     # -- forwarding -----------------------------------------------------------------
 
-    def _start_senders(self) -> None:
-        # The relay never calls dispatch_event (it appends to the spool itself), so it
-        # starts the dispatcher's senders explicitly.
-        self.dispatcher.start()
-
-    def _wake_senders(self) -> None:
-        self.dispatcher.notify()
-
     def _written(self, n: int) -> None:
         # Wake the senders when a batch is full or at most every 20 ms: they know the
         # spool's due times otherwise, and idle ones poll it every second anyway.
@@ -201,10 +169,7 @@ class Relay:
         if self._unsignalled >= self.settings.batch_size or now - self._woken_at >= _WAKE_EVERY:
             self._unsignalled = 0
             self._woken_at = now
-            self._wake_senders()
-
-    def _dispatch_stats(self) -> Any:
-        return self.dispatcher.stats()
+            self.dispatcher.notify()
 
     def close(self, timeout: float | None = None) -> DispatchOutcome:
         """Forward what is due within ``timeout`` (default ``shutdown_timeout``), then stop.
@@ -234,12 +199,6 @@ class Relay:
 
     # -- ingest ---------------------------------------------------------------------
 
-    async def _us_events(self, request: Request) -> Response:
-        return await self._ingest(request, "us")
-
-    async def _eu_events(self, request: Request) -> Response:
-        return await self._ingest(request, "eu")
-
     async def _ingest(self, request: Request, region: str) -> Response:
         try:
             response = await self._handle(request, region)
@@ -252,7 +211,7 @@ class Relay:
         metrics = self.metrics
         if self._token is not None and not self._authorized(request):
             metrics.rejected.labels("unauthorized").inc()
-            return _json(
+            return json_response(
                 {"error": "missing or wrong token: send 'Authorization: Bearer <token>'"},
                 401,
                 {"WWW-Authenticate": 'Bearer realm="xpevents relay"'},
@@ -264,19 +223,14 @@ class Relay:
             body = await read_body(
                 request, max_body=settings.max_body, timeout=settings.read_timeout
             )
-        except BodyRejected as rejected:
-            reason = {
-                413: "too_large",
-                408: "read_timeout",
-                415: "unsupported_encoding",
-            }.get(rejected.status, "invalid_body")
-            metrics.rejected.labels(reason).inc()
-            return _json(rejected.body(), rejected.status)
+        except BodyRejected as exc:
+            metrics.rejected.labels(_REJECTED_REASONS.get(exc.status, "invalid_body")).inc()
+            return rejected(exc)
         try:
             return await run_in_threadpool(self._spool, body, region)
         except PayloadSchemaError as exc:
             metrics.rejected.labels("invalid_payload").inc()
-            return _json({"error": str(exc), "path": exc.path}, 400)
+            return invalid_payload(exc)
 
     def _authorized(self, request: Request) -> bool:
         assert self._token is not None
@@ -303,16 +257,13 @@ class Relay:
     def _busy(self, reason: str, message: str, visitors: int) -> Response:
         if visitors:
             self.metrics.refused.labels(reason).inc(visitors)
-        return _json(
+        return json_response(
             {"error": f"{message}; retry later", "reason": reason},
             503,
             {"Retry-After": str(self.settings.retry_after)},
         )
 
     # -- health and metrics ---------------------------------------------------------
-
-    async def _healthz(self, request: Request) -> Response:
-        return _json({"status": "ok"})
 
     async def _readyz(self, request: Request) -> Response:
         return await run_in_threadpool(self._readiness)
@@ -347,8 +298,43 @@ class Relay:
             },
             "upstream": self.metrics.upstream.as_dict(),
         }
-        return _json(body, 503 if problems else 200)
+        return json_response(body, 503 if problems else 200)
 
     async def _metrics(self, request: Request) -> Response:
         data = await run_in_threadpool(generate_latest, self.metrics.registry)
         return Response(data, 200, media_type=CONTENT_TYPE_LATEST)
+
+
+def _upstream_client(
+    settings: RelaySettings, metrics: RelayMetrics, transport: httpx.BaseTransport | None
+) -> httpx.Client:
+    """The client the dispatcher forwards with, timed by ``metrics``; never reads proxy env."""
+    inner = transport or httpx.HTTPTransport(
+        proxy=settings.proxy,
+        limits=httpx.Limits(
+            max_connections=settings.concurrency + 2,
+            max_keepalive_connections=settings.concurrency + 2,
+        ),
+    )
+    return httpx.Client(
+        transport=TimedTransport(inner, metrics),
+        timeout=httpx.Timeout(settings.timeout),
+        trust_env=False,
+    )
+
+
+def _forwarder(store: Spool, http: httpx.Client, settings: RelaySettings) -> BatchDispatcher:
+    """A BatchDispatcher reading ``store``: retries forever, dead-letters by age."""
+    return BatchDispatcher(
+        spool=store,
+        http_client=http,
+        batch_size=settings.batch_size,
+        flush_interval=settings.flush_interval,
+        max_batch_bytes=settings.max_batch_bytes,
+        max_concurrent_requests=settings.concurrency,
+        timeout=settings.timeout,
+        retry=settings.retry_policy(),
+        gzip=settings.gzip,
+        lease=settings.lease,
+        atexit_timeout=None,
+    )

@@ -9,17 +9,18 @@ Every option can also come from an environment variable ``XPEVENTS_RELAY_<OPTION
 from __future__ import annotations
 
 import logging
-import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import click
 
 from xpevents.errors import ConfigError, SpoolError
-from xpevents.relay.app import DEFAULT_UPSTREAM, DEFAULT_UPSTREAM_EU, Relay, RelaySettings
+from xpevents.relay.app import Relay, RelaySettings
 from xpevents.relay.writer import store_bounds
 from xpevents.send.endpoint import validate_url
+from xpevents.serving.command import cannot_listen, configure_logging, log_level_option, serve
 from xpevents.spool.base import Spool
 
 __all__ = ["DEFAULT_SPOOL", "ENV_PREFIX", "open_relay_spool", "relay_command"]
@@ -31,6 +32,7 @@ DEFAULT_SPOOL: Final = "sqlite:///xpevents-relay.db"
 """Relative to the working directory; production passes an absolute path."""
 
 _DEFAULTS = RelaySettings()
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _env(name: str) -> str:
@@ -96,196 +98,140 @@ def open_relay_spool(spec: str, *, max_events: int, max_bytes: int, max_event_ag
 _POSITIVE = click.FloatRange(min=0.0, min_open=True)
 
 
+def _option(flag: str, **kwargs: Any) -> Callable[[_F], _F]:
+    """An option that can also come from ``XPEVENTS_RELAY_<NAME>``."""
+    return click.option(flag, envvar=_env(_name(flag)), **kwargs)
+
+
+def _setting(flag: str, type: Any = None, **kwargs: Any) -> Callable[[_F], _F]:
+    """An option for the :class:`RelaySettings` field of the same name, with its default."""
+    return _option(flag, default=getattr(_DEFAULTS, _name(flag)), type=type, **kwargs)
+
+
+def _name(flag: str) -> str:
+    return flag.split("/")[0].removeprefix("--").replace("-", "_")
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option(
+@_option(
     "--config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar=_env("config"),
     is_eager=True,
     expose_value=False,
     callback=_load_config,
     help="TOML file with option values (keys: option names). CLI > env > file > defaults.",
 )
-@click.option("--host", default="127.0.0.1", envvar=_env("host"), help="Interface to bind.")
-@click.option(
+@_option("--host", default="127.0.0.1", help="Interface to bind.")
+@_option(
     "--port",
     default=8787,
     type=click.IntRange(0, 65535),
-    envvar=_env("port"),
     help="TCP port; 0 picks a free one (the real one is printed).",
 )
-@click.option(
+@_option(
     "--spool",
     default=DEFAULT_SPOOL,
-    envvar=_env("spool"),
     help="Where accepted events wait: sqlite:///relative.db, sqlite:////absolute.db, "
     "redis://host:port/db?stream=NAME (shared by several relays) or memory:// "
     "(NOT durable: a 204 then only means 'in memory').",
 )
-@click.option(
-    "--upstream",
-    default=DEFAULT_UPSTREAM,
-    envvar=_env("upstream"),
-    callback=_url,
-    help="Where POST /v1/events is forwarded.",
-)
-@click.option(
-    "--upstream-eu",
-    default=DEFAULT_UPSTREAM_EU,
-    envvar=_env("upstream_eu"),
-    callback=_url,
-    help="Where POST /eu/v1/events is forwarded.",
-)
-@click.option(
+@_setting("--upstream", callback=_url, help="Where POST /v1/events is forwarded.")
+@_setting("--upstream-eu", callback=_url, help="Where POST /eu/v1/events is forwarded.")
+@_setting(
     "--token",
-    default=None,
-    envvar=_env("token"),
     show_default=False,
     help="Require 'Authorization: Bearer <token>' on event requests (401 otherwise). "
     "Prefer the environment variable or the config file to the command line.",
 )
-@click.option(
+@_setting(
     "--max-body",
-    default=_DEFAULTS.max_body,
-    type=click.IntRange(min=1),
-    envvar=_env("max_body"),
+    click.IntRange(min=1),
     help="Largest request body in bytes, raw and after gzip decompression (413 above).",
 )
-@click.option(
+@_setting(
     "--read-timeout",
-    default=_DEFAULTS.read_timeout,
-    type=_POSITIVE,
-    envvar=_env("read_timeout"),
+    _POSITIVE,
     help="Seconds a client may take to send its body (408 after).",
 )
-@click.option(
+@_setting(
     "--max-spool-events",
-    default=_DEFAULTS.max_spool_events,
-    type=click.IntRange(min=1),
-    envvar=_env("max_spool_events"),
+    click.IntRange(min=1),
     help="Visitors the spool may hold; requests beyond get 503 + Retry-After.",
 )
-@click.option(
+@_setting(
     "--max-spool-bytes",
-    default=_DEFAULTS.max_spool_bytes,
-    type=click.IntRange(min=1),
-    envvar=_env("max_spool_bytes"),
+    click.IntRange(min=1),
     help="Visitor bytes the spool may hold; requests beyond get 503 + Retry-After.",
 )
-@click.option(
+@_option(
     "--max-event-age",
     default=7 * 86400.0,
     type=_POSITIVE,
-    envvar=_env("max_event_age"),
     help="Seconds after which an undelivered visitor is evicted from a durable spool.",
 )
-@click.option(
+@_setting(
     "--retry-after",
-    default=_DEFAULTS.retry_after,
-    type=click.IntRange(min=0),
-    envvar=_env("retry_after"),
+    click.IntRange(min=0),
     help="Seconds sent in Retry-After with a 503 (spool full or failing).",
 )
-@click.option(
+@_setting(
     "--batch-size",
-    default=_DEFAULTS.batch_size,
-    type=click.IntRange(min=1),
-    envvar=_env("batch_size"),
+    click.IntRange(min=1),
     help="Visitors that make an upstream request due at once.",
 )
-@click.option(
+@_setting(
     "--flush-interval",
-    default=_DEFAULTS.flush_interval,
-    type=_POSITIVE,
-    envvar=_env("flush_interval"),
+    _POSITIVE,
     help="Seconds the oldest waiting visitor waits for a batch to fill.",
 )
-@click.option(
+@_setting(
     "--max-batch-bytes",
-    default=_DEFAULTS.max_batch_bytes,
-    type=click.IntRange(1024, 3_500_000),
-    envvar=_env("max_batch_bytes"),
+    click.IntRange(1024, 3_500_000),
     help="Body size cap of one upstream request.",
 )
-@click.option(
+@_setting(
     "--concurrency",
-    default=_DEFAULTS.concurrency,
-    type=click.IntRange(1, 64),
-    envvar=_env("concurrency"),
+    click.IntRange(1, 64),
     help="Upstream requests in flight at most (sender threads).",
 )
-@click.option(
-    "--timeout",
-    default=_DEFAULTS.timeout,
-    type=_POSITIVE,
-    envvar=_env("timeout"),
-    help="Seconds per upstream request.",
-)
-@click.option(
-    "--gzip/--no-gzip",
-    default=_DEFAULTS.gzip,
-    envvar=_env("gzip"),
-    help="Compress upstream request bodies.",
-)
-@click.option(
+@_setting("--timeout", _POSITIVE, help="Seconds per upstream request.")
+@_setting("--gzip/--no-gzip", help="Compress upstream request bodies.")
+@_setting(
     "--lease",
-    default=_DEFAULTS.lease,
-    type=_POSITIVE,
-    envvar=_env("lease"),
+    _POSITIVE,
     help="Seconds a sender holds claimed visitors; after a crash they are sent again "
     "once it expires. Keep it above --timeout, and equal on relays sharing a spool.",
 )
-@click.option(
+@_setting(
     "--backoff-base",
-    default=_DEFAULTS.backoff_base,
-    type=_POSITIVE,
-    envvar=_env("backoff_base"),
+    _POSITIVE,
     help="Seconds; first retry waits up to this long (exponential, full jitter).",
 )
-@click.option(
-    "--backoff-max",
-    default=_DEFAULTS.backoff_max,
-    type=_POSITIVE,
-    envvar=_env("backoff_max"),
-    help="Longest wait between retries, in seconds.",
-)
-@click.option(
+@_setting("--backoff-max", _POSITIVE, help="Longest wait between retries, in seconds.")
+@_setting(
     "--max-retry-age",
-    default=_DEFAULTS.max_retry_age,
-    type=_POSITIVE,
-    envvar=_env("max_retry_age"),
+    _POSITIVE,
     help="Seconds after the first attempt when a failing visitor is dead-lettered.",
 )
-@click.option(
+@_setting(
     "--proxy",
-    default=None,
-    envvar=_env("proxy"),
     callback=_url,
     show_default=False,
     help="HTTP(S) proxy for upstream requests (HTTP_PROXY & co. are ignored).",
 )
-@click.option(
+@_setting(
     "--shutdown-timeout",
-    default=_DEFAULTS.shutdown_timeout,
-    type=click.FloatRange(min=0.0),
-    envvar=_env("shutdown_timeout"),
+    click.FloatRange(min=0.0),
     help="Seconds after SIGTERM to finish requests and forward what is due; the rest "
     "stays in the spool.",
 )
-@click.option(
+@_option(
     "--max-connections",
     default=1024,
     type=click.IntRange(min=1),
-    envvar=_env("max_connections"),
     help="Concurrent connections and requests; more are answered 503.",
 )
-@click.option(
-    "--log-level",
-    default="warning",
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-    envvar=_env("log_level"),
-    help="Log level (logs go to stderr).",
-)
+@log_level_option(envvar=_env("log_level"))
 def relay_command(
     host: str,
     port: int,
@@ -303,25 +249,11 @@ def relay_command(
     "xpevents relay listening on http://HOST:PORT" when ready; SIGTERM drains and
     flushes for --shutdown-timeout seconds, leaving the rest in the spool.
     """
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(log_level)
     settings = RelaySettings(**options)
     from xpevents.relay.server import RelayServer
 
-    try:
-        store = open_relay_spool(
-            spool,
-            max_events=settings.max_spool_events,
-            max_bytes=settings.max_spool_bytes,
-            max_event_age=max_event_age,
-        )
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--spool") from None
-    except SpoolError as exc:
-        raise click.ClickException(f"cannot open --spool {spool}: {exc}") from None
+    store = _open_store(spool, settings, max_event_age)
     try:
         relay = Relay(store, settings)
     except Exception:
@@ -333,7 +265,7 @@ def relay_command(
         )
     except OSError as exc:
         relay.close(timeout=0)
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+        raise cannot_listen(host, port, exc) from None
     logger.info(
         "relay spool %s (durable: %s); upstream %s, EU %s",
         store.url,
@@ -341,9 +273,19 @@ def relay_command(
         settings.upstream,
         settings.upstream_eu,
     )
+    serve(server, "relay")
 
-    def announce() -> None:
-        sys.stdout.write(f"xpevents relay listening on {server.url}\n")
-        sys.stdout.flush()
 
-    server.run(on_started=announce)
+def _open_store(spool: str, settings: RelaySettings, max_event_age: float) -> Spool:
+    """The ``--spool`` store; a bad URL is a usage error, a failing store a plain one."""
+    try:
+        return open_relay_spool(
+            spool,
+            max_events=settings.max_spool_events,
+            max_bytes=settings.max_spool_bytes,
+            max_event_age=max_event_age,
+        )
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--spool") from None
+    except SpoolError as exc:
+        raise click.ClickException(f"cannot open --spool {spool}: {exc}") from None

@@ -1,13 +1,14 @@
 """From one ``POST /v1/events`` request to spool entries, without altering a visitor.
 
-A body is read with the collector's limits (raw and decompressed size, gzip that can
-not inflate past the limit), validated against the event API schema
-(:func:`xpevents.serving.schema.decode_payload`), then split: each visitor's JSON text
-is taken verbatim from the body (``msgspec.Raw``), so what the SDK sent is what the
-upstream receives. The project-level fields become the *envelope*, built exactly as
-:class:`~xpevents.BatchDispatcher` builds its own (:func:`batching.batch_envelope`),
-with the URL set to the relay's configured upstream for the path: the relay is not an
-open proxy, and a URL inside a payload is never followed.
+A body is read by :func:`xpevents.serving.body.read_body` (raw and decompressed size
+limits, gzip that cannot inflate past the limit), validated against the event API
+schema (:func:`xpevents.serving.schema.decode_payload`), then split: each visitor's
+JSON text is taken verbatim from the body (``msgspec.Raw``), so what the SDK sent is
+what the upstream receives. The project-level fields become the *envelope*, built
+exactly as :class:`~xpevents.BatchDispatcher` builds its own
+(:func:`xpevents.spool.envelope.batch_envelope`), with the URL set to the relay's
+configured upstream for the path: the relay is not an open proxy, and a URL inside a
+payload is never followed.
 """
 
 from __future__ import annotations

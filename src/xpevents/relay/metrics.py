@@ -107,16 +107,10 @@ class RelayMetrics:
             registry=r,
         )
         self._dispatch_stats: Callable[[], DispatchStats] | None = None
-        self._extra: Callable[[], Mapping[str, float]] | None = None
 
-    def watch(
-        self,
-        dispatch_stats: Callable[[], DispatchStats],
-        extra: Callable[[], Mapping[str, float]] | None = None,
-    ) -> None:
+    def watch(self, dispatch_stats: Callable[[], DispatchStats]) -> None:
         """Read forwarding counters and spool gauges from ``dispatch_stats()`` at scrape."""
         self._dispatch_stats = dispatch_stats
-        self._extra = extra
         self.registry.register(_ForwardingCollector(self))
 
     def region(self, url: str) -> str:
@@ -139,6 +133,8 @@ class RelayMetrics:
 
 
 class _ForwardingCollector(Collector):
+    """The forwarding side's metrics, read from one ``DispatchStats`` per scrape."""
+
     def __init__(self, metrics: RelayMetrics) -> None:
         self._metrics = metrics
         self._lock = threading.Lock()
@@ -149,39 +145,48 @@ class _ForwardingCollector(Collector):
             return []
         with self._lock:
             stats = source()
-        out: list[Metric] = []
-        delivered = CounterMetricFamily(
-            "xpevents_relay_delivered_visitors", "Visitors the upstream accepted (2xx)."
-        )
-        delivered.add_metric([], stats.delivered)
-        out.append(delivered)
-        retried = CounterMetricFamily(
-            "xpevents_relay_retried_requests", "Upstream requests that were retries."
-        )
-        retried.add_metric([], stats.retried)
-        out.append(retried)
-        attempts = CounterMetricFamily(
-            "xpevents_relay_upstream_requests", "Upstream requests made (attempts)."
-        )
-        attempts.add_metric([], stats.attempts)
-        out.append(attempts)
-        for name, doc, counts in (
+        return [*_counters(stats), *_gauges(stats)]
+
+
+def _counters(stats: DispatchStats) -> list[Metric]:
+    out: list[Metric] = [
+        CounterMetricFamily(name, doc, value=value)
+        for name, doc, value in (
             (
-                "xpevents_relay_failed_visitors",
-                "Visitors given up on (dead-lettered), by reason.",
-                stats.failed,
+                "xpevents_relay_delivered_visitors",
+                "Visitors the upstream accepted (2xx).",
+                stats.delivered,
             ),
             (
-                "xpevents_relay_dropped_visitors",
-                "Visitors dropped without delivery, by reason.",
-                stats.dropped,
+                "xpevents_relay_retried_requests",
+                "Upstream requests that were retries.",
+                stats.retried,
             ),
-        ):
-            family = CounterMetricFamily(name, doc, labels=["reason"])
-            for reason, count in sorted(counts.items()):
-                family.add_metric([reason], count)
-            out.append(family)
-        gauges = (
+            (
+                "xpevents_relay_upstream_requests",
+                "Upstream requests made (attempts).",
+                stats.attempts,
+            ),
+        )
+    ]
+    failed = CounterMetricFamily(
+        "xpevents_relay_failed_visitors",
+        "Visitors given up on (dead-lettered), by reason.",
+        labels=["reason"],
+    )
+    dropped = CounterMetricFamily(
+        "xpevents_relay_dropped_visitors",
+        "Visitors dropped without delivery, by reason.",
+        labels=["reason"],
+    )
+    out += [_by_reason(failed, stats.failed), _by_reason(dropped, stats.dropped)]
+    return out
+
+
+def _gauges(stats: DispatchStats) -> list[Metric]:
+    out: list[Metric] = [
+        GaugeMetricFamily(name, doc, value=float(value))
+        for name, doc, value in (
             ("xpevents_relay_spool_depth", "Visitors in the spool.", stats.spool_depth),
             (
                 "xpevents_relay_spool_oldest_age_seconds",
@@ -204,25 +209,23 @@ class _ForwardingCollector(Collector):
                 int(stats.durability_suspended),
             ),
         )
-        for name, doc, value in gauges:
-            gauge = GaugeMetricFamily(name, doc)
-            gauge.add_metric([], float(value))
-            out.append(gauge)
-        dead = GaugeMetricFamily(
-            "xpevents_relay_dead_letters",
-            "Visitors in the spool's dead letters, by reason.",
-            labels=["reason"],
-        )
-        for reason, count in sorted(stats.dead_letters.items()):
-            dead.add_metric([reason], count)
-        out.append(dead)
-        extra = self._metrics._extra
-        if extra is not None:
-            for name, value in extra().items():
-                gauge = GaugeMetricFamily(name, name.replace("_", " "))
-                gauge.add_metric([], float(value))
-                out.append(gauge)
-        return out
+    ]
+    dead = GaugeMetricFamily(
+        "xpevents_relay_dead_letters",
+        "Visitors in the spool's dead letters, by reason.",
+        labels=["reason"],
+    )
+    out.append(_by_reason(dead, stats.dead_letters))
+    return out
+
+
+def _by_reason(
+    family: CounterMetricFamily | GaugeMetricFamily, counts: Mapping[str, int]
+) -> Metric:
+    """``family`` with one sample per reason, in reason order (a stable exposition)."""
+    for reason, count in sorted(counts.items()):
+        family.add_metric([reason], count)
+    return family
 
 
 class TimedTransport(httpx.BaseTransport):

@@ -18,16 +18,14 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 from collections.abc import Iterator
-from typing import IO, Any, Final
+from typing import IO, Any
 
 import httpx
 
-__all__ = ["RelayHandle", "run_relay"]
+from xpevents.serving.process import service_process
 
-_LISTENING: Final = "xpevents relay listening on "
+__all__ = ["RelayHandle", "run_relay"]
 
 
 class RelayHandle:
@@ -98,12 +96,20 @@ def _option_args(options: dict[str, Any]) -> list[str]:
     return args
 
 
-def _first_line(stream: IO[str], timeout: float) -> str | None:
-    result: list[str] = []
-    thread = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return result[0] if result and result[0] else None
+def _kill(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(10)
+
+
+def _terminate(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 @contextlib.contextmanager
@@ -122,39 +128,16 @@ def run_relay(
     """
     options = {"port": 0, **options}
     command = [sys.executable, "-m", "xpevents.relay", *_option_args(options)]
-    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-        handle: RelayHandle | None = None
+    with service_process(
+        "relay",
+        command,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        startup_timeout=startup_timeout,
+        abandon=_kill,
+        stop=_terminate,
+    ) as (process, base_url, stderr):
+        handle = RelayHandle(base_url, process, stderr)
         try:
-            assert process.stdout is not None
-            line = _first_line(process.stdout, startup_timeout)
-            if line is None or not line.startswith(_LISTENING):
-                if process.poll() is None:
-                    process.kill()
-                process.wait(10)
-                stderr.seek(0)
-                raise RuntimeError(
-                    f"relay did not start ({' '.join(command)}; exit code "
-                    f"{process.returncode}); stdout: {line!r}; stderr:\n{stderr.read()}"
-                )
-            handle = RelayHandle(line[len(_LISTENING) :].strip(), process, stderr)
             yield handle
         finally:
-            if handle is not None:
-                handle.close()
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(10)
-            if process.stdout is not None:
-                process.stdout.close()
+            handle.close()

@@ -77,20 +77,8 @@ async def read_body(
             Content-Length), 415 (an encoding other than gzip), 408 (too slow).
         starlette.requests.ClientDisconnect: the client went away.
     """
-    length = request.headers.get("content-length")
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            raise BodyRejected(400, f"invalid Content-Length {length!r}") from None
-        if declared > max_body:
-            raise BodyRejected(413, f"body of {declared} bytes exceeds the limit ({max_body})")
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    inflater: GzipInflater | None = None
-    if encoding in ("gzip", "x-gzip"):
-        inflater = GzipInflater(max_body)
-    elif encoding not in ("identity", ""):
-        raise BodyRejected(415, f"unsupported Content-Encoding {encoding!r} (use gzip)")
+    _check_length(request.headers.get("content-length"), max_body)
+    inflater = _inflater(request.headers.get("content-encoding", "identity"), max_body)
     chunks: list[bytes] = []
     received = 0
     try:
@@ -112,3 +100,25 @@ async def read_body(
     if inflater is not None:
         return inflater.finish()
     return chunks[0] if len(chunks) == 1 else _EMPTY.join(chunks)
+
+
+def _check_length(length: str | None, max_body: int) -> None:
+    """Refuse a declared ``Content-Length`` over the limit before reading anything."""
+    if length is None:
+        return
+    try:
+        declared = int(length)
+    except ValueError:
+        raise BodyRejected(400, f"invalid Content-Length {length!r}") from None
+    if declared > max_body:
+        raise BodyRejected(413, f"body of {declared} bytes exceeds the limit ({max_body})")
+
+
+def _inflater(content_encoding: str, max_body: int) -> GzipInflater | None:
+    """The gunzip a ``Content-Encoding`` asks for; ``None`` for an identity body."""
+    encoding = content_encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return GzipInflater(max_body)
+    if encoding not in ("identity", ""):
+        raise BodyRejected(415, f"unsupported Content-Encoding {encoding!r} (use gzip)")
+    return None
