@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mmh3
 
 from xpevents.decide.audiences import AudienceCheck
 from xpevents.decide.bucketing import HASH_SEED, MAX_TRAFFIC_VALUE, Allocation
-
-if TYPE_CHECKING:
-    from xpevents.decide.datafile import Experiment, ProjectConfig, Variation
+from xpevents.decide.datafile import Experiment, ProjectConfig, Variation
 
 logger = logging.getLogger("xpevents.decisions")
 
