@@ -120,14 +120,15 @@ class _Builder:
         logger.warning("datafile: %s", message)
 
     def build(self) -> ProjectConfig:
+        """Check and index the datafile, in the order the official SDK reads it."""
         self._check_version()
         audiences = self._audiences()
         # experiments by id, in the official precedence: top-level, rollout rules,
         # then group experiments (a later definition of the same id wins).
         by_id: dict[str, Experiment] = {}
-        for index, wire in enumerate(self.wire.experiments):
+        for index, w in enumerate(self.wire.experiments):
             path = f"$.experiments[{index}]"
-            by_id[wire.id] = self._check_experiment(to_experiment(wire), path, audiences)
+            by_id[w.id] = self._check_experiment(to_experiment(w), path, audiences)
         rollouts = self._rollouts(by_id, audiences)
         groups = self._groups(by_id, audiences)
         flags, experiment_flag_ids = self._flags(by_id, rollouts)
@@ -295,6 +296,7 @@ class _Builder:
         flags: dict[str, Flag],
         experiment_flag_ids: dict[str, str],
     ) -> ProjectConfig:
+        """The config, with the indexes by experiment key and by variation id."""
         wire = self.wire
         by_key: dict[str, Experiment] = {}
         variable_values: dict[str, Mapping[str, str]] = {}
