@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from optimizely.helpers.condition import CustomAttributeConditionEvaluator
 
-from xpevents.decide.audiences import compare_versions, compile_audience_check, compile_conditions
+from xpevents.decide.audiences import compile_audience_check, compile_conditions
+from xpevents.decide.semver import compare_versions
 
 
 def leaf(match: str | None, value: Any, name: str = "x", ctype: str = "custom_attribute") -> Any:

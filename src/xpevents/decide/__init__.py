@@ -2,8 +2,11 @@
 
 * :mod:`~xpevents.decide.datafile`: the datafile model and its loader
   (:func:`load_config` → :class:`ProjectConfig`);
-* :mod:`~xpevents.decide.audiences`: audience conditions compiled to predicates;
+* :mod:`~xpevents.decide.audiences`: audience conditions compiled to predicates
+  (:mod:`~xpevents.decide.semver` for the ``semver_*`` matches);
 * :mod:`~xpevents.decide.bucketing`: murmur3 bucketing and traffic allocations;
+* :mod:`~xpevents.decide.plan`: what a decision needs about one experiment or rule,
+  computed once;
 * :mod:`~xpevents.decide.decider`: :class:`~xpevents.decide.decider.Decider`, the
   official SDK's decision order for experiments, flags and rollouts;
 * :mod:`~xpevents.decide.options`: :class:`Decision`, :class:`OptimizelyDecideOption`
@@ -17,6 +20,7 @@ from xpevents.decide.options import (
     OptimizelyDecideOption,
     OptimizelyDecision,
     UnknownKeyError,
+    UserContextLike,
     parse_decide_options,
 )
 
@@ -26,5 +30,6 @@ __all__ = [
     "OptimizelyDecideOption",
     "OptimizelyDecision",
     "UnknownKeyError",
+    "UserContextLike",
     "parse_decide_options",
 ]

@@ -24,6 +24,7 @@ semantics are those of optimizely-sdk 5.7.0:
   missing or ``None``;
 * numbers are ``int``/``float`` but never ``bool``; a number that is NaN, infinite or
   whose absolute value exceeds 2**53 is unknown, on either side;
+* ``semver_*`` compares versions as :mod:`~xpevents.decide.semver` describes;
 * ``qualified`` (ODP segments) is ``False`` for a string value (we have no segments)
   and unknown otherwise.
 
@@ -36,8 +37,9 @@ import logging
 import math
 import numbers
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any, Final
+
+from xpevents.decide.semver import compare_versions
 
 logger = logging.getLogger("xpevents.audiences")
 
@@ -46,11 +48,9 @@ __all__ = [
     "MATCH_TYPES",
     "AttributePredicate",
     "AudienceCheck",
-    "compare_versions",
     "compile_audience_check",
     "compile_condition",
     "compile_conditions",
-    "parse_version",
 ]
 
 AttributePredicate = Callable[[Mapping[str, Any]], bool | None]
@@ -60,23 +60,6 @@ AudienceCheck = Callable[[Mapping[str, Any]], bool]
 """A compiled experiment audience check: attributes -> admitted or not."""
 
 CONDITION_TYPES: Final = frozenset({"custom_attribute", "third_party_dimension"})
-MATCH_TYPES: Final = frozenset(
-    {
-        "exact",
-        "exists",
-        "substring",
-        "gt",
-        "ge",
-        "lt",
-        "le",
-        "semver_eq",
-        "semver_lt",
-        "semver_le",
-        "semver_gt",
-        "semver_ge",
-        "qualified",
-    }
-)
 _OPERATORS: Final = ("and", "or", "not")
 _MAX_NUMBER: Final = 2**53
 
@@ -104,97 +87,6 @@ def _is_finite_number(value: Any) -> bool:
     return bool(abs(value) <= _MAX_NUMBER)
 
 
-# --------------------------------------------------------------------------- semver
-
-
-def _is_pre_release(version: str) -> bool:
-    dash = version.find("-")
-    if dash < 0:
-        return False
-    plus = version.find("+")
-    return plus < 0 or dash < plus
-
-
-def _is_build(version: str) -> bool:
-    plus = version.find("+")
-    if plus < 0:
-        return False
-    dash = version.find("-")
-    return dash < 0 or plus < dash
-
-
-@lru_cache(maxsize=4096)
-def parse_version(version: str) -> tuple[tuple[str, ...], bool, bool] | None:
-    """Split a version the way the official SDK does.
-
-    Returns ``(parts, is_pre_release, is_build)`` or ``None`` when the version is
-    invalid: it contains a space, has more than three dot-separated numeric parts
-    before the ``-``/``+`` suffix, or one of them is not all digits. The suffix after
-    the first ``-`` (pre-release) or ``+`` (build), whichever comes first, becomes one
-    extra part.
-    """
-    if " " in version:
-        return None
-    pre = _is_pre_release(version)
-    build = _is_build(version)
-    prefix = version
-    suffix: list[str] = []
-    if pre or build:
-        head, _, tail = version.partition("-" if pre else "+")
-        prefix = head
-        suffix = [tail]
-    if prefix.count(".") > 2:
-        return None
-    parts = prefix.split(".")
-    for part in parts:
-        if not part.isdigit():
-            return None
-    return (*parts, *suffix), pre, build
-
-
-def compare_versions(target: str, user: str) -> int | None:
-    """Compare a user version with a condition's target version.
-
-    Returns 0 (equal), 1 (user is greater), -1 (user is smaller) or ``None`` when
-    either version is invalid or the parts cannot be compared. Only the target's
-    parts are walked: ``"1.2"`` equals ``"1.2.9"``. A pre-release user version is
-    smaller than the same release target.
-    """
-    parsed_target = parse_version(target)
-    if parsed_target is None:
-        return None
-    parsed_user = parse_version(user)
-    if parsed_user is None:
-        return None
-    target_parts, target_pre, target_build = parsed_target
-    user_parts, user_pre, _ = parsed_user
-    n_user = len(user_parts)
-    for idx, target_part in enumerate(target_parts):
-        if idx >= n_user:
-            return 1 if (target_pre or target_build) else -1
-        user_part = user_parts[idx]
-        if not user_part.isdigit():
-            if user_part < target_part:
-                return 1 if (target_pre and not user_pre) else -1
-            if user_part > target_part:
-                return -1 if (not target_pre and user_pre) else 1
-            continue
-        try:
-            user_number = int(user_part)
-            target_number = int(target_part)
-        except ValueError:
-            # The official SDK raises here (a numeric user part against a textual
-            # target part); we answer "unknown" instead of failing the decision.
-            return None
-        if user_number > target_number:
-            return 1
-        if user_number < target_number:
-            return -1
-    if user_pre and not target_pre:
-        return -1
-    return 0
-
-
 # --------------------------------------------------------------------------- leaves
 
 
@@ -214,79 +106,80 @@ def compile_condition(condition: Any) -> AttributePredicate:
     match = condition.get("match")
     if match is None:
         match = "exact"
-    if not isinstance(match, str) or match not in MATCH_TYPES:
+    compile_match = _MATCHES.get(match) if isinstance(match, str) else None
+    if compile_match is None:
         return _unknown
-    name = condition.get("name")
-    value = condition.get("value")
-
-    if match == "exists":
-
-        def exists(attributes: Mapping[str, Any]) -> bool | None:
-            return _present(name, attributes) is not None
-
-        return exists
-
-    if match == "qualified":
-        result: bool | None = False if isinstance(value, str) else None
-
-        def qualified(attributes: Mapping[str, Any]) -> bool | None:
-            return result
-
-        return qualified
-
-    if match == "exact":
-        return _compile_exact(name, value)
-    if match in ("gt", "ge", "lt", "le"):
-        return _compile_numeric(name, value, match)
-    if match == "substring":
-        if not isinstance(value, str):
-            return _unknown
-        needle = value
-
-        def substring(attributes: Mapping[str, Any]) -> bool | None:
-            user = _present(name, attributes)
-            if isinstance(user, str):
-                return needle in user
-            return None
-
-        return substring
-    return _compile_semver(name, value, match)
+    return compile_match(condition.get("name"), condition.get("value"), match)
 
 
-def _compile_exact(name: Any, value: Any) -> AttributePredicate:
+def _compile_exists(name: Any, value: Any, match: str) -> AttributePredicate:
+    def exists(attributes: Mapping[str, Any]) -> bool | None:
+        return _present(name, attributes) is not None
+
+    return exists
+
+
+def _compile_qualified(name: Any, value: Any, match: str) -> AttributePredicate:
+    result: bool | None = False if isinstance(value, str) else None
+
+    def qualified(attributes: Mapping[str, Any]) -> bool | None:
+        return result
+
+    return qualified
+
+
+def _compile_substring(name: Any, value: Any, match: str) -> AttributePredicate:
+    if not isinstance(value, str):
+        return _unknown
+    needle = value
+
+    def substring(attributes: Mapping[str, Any]) -> bool | None:
+        user = _present(name, attributes)
+        if isinstance(user, str):
+            return needle in user
+        return None
+
+    return substring
+
+
+def _compile_exact(name: Any, value: Any, match: str) -> AttributePredicate:
     if isinstance(value, str):
-        target_str = value
-
-        def exact_str(attributes: Mapping[str, Any]) -> bool | None:
-            user = _present(name, attributes)
-            if isinstance(user, str):
-                return user == target_str
-            return None
-
-        return exact_str
+        return _exact_str(name, value)
     if isinstance(value, bool):
-        target_bool = value
-
-        def exact_bool(attributes: Mapping[str, Any]) -> bool | None:
-            user = _present(name, attributes)
-            if type(user) is bool:
-                return user == target_bool
-            return None
-
-        return exact_bool
-    if _is_number(value):
-        if not _is_finite_number(value):
-            return _unknown
-        target_number = value
-
-        def exact_number(attributes: Mapping[str, Any]) -> bool | None:
-            user = _present(name, attributes)
-            if not _is_finite_number(user):
-                return None
-            return bool(user == target_number)
-
-        return exact_number
+        return _exact_bool(name, value)
+    if _is_finite_number(value):
+        return _exact_number(name, value)
     return _unknown
+
+
+def _exact_str(name: Any, target: str) -> AttributePredicate:
+    def exact_str(attributes: Mapping[str, Any]) -> bool | None:
+        user = _present(name, attributes)
+        if isinstance(user, str):
+            return user == target
+        return None
+
+    return exact_str
+
+
+def _exact_bool(name: Any, target: bool) -> AttributePredicate:
+    def exact_bool(attributes: Mapping[str, Any]) -> bool | None:
+        user = _present(name, attributes)
+        if type(user) is bool:
+            return user == target
+        return None
+
+    return exact_bool
+
+
+def _exact_number(name: Any, target: Any) -> AttributePredicate:
+    def exact_number(attributes: Mapping[str, Any]) -> bool | None:
+        user = _present(name, attributes)
+        if not _is_finite_number(user):
+            return None
+        return bool(user == target)
+
+    return exact_number
 
 
 def _compile_numeric(name: Any, value: Any, match: str) -> AttributePredicate:
@@ -333,36 +226,49 @@ def _compile_semver(name: Any, value: Any, match: str) -> AttributePredicate:
     return semver
 
 
+_LeafCompiler = Callable[[Any, Any, str], AttributePredicate]
+"""(attribute name, condition value, match) -> predicate."""
+
+_MATCHES: Final[Mapping[str, _LeafCompiler]] = {
+    "exact": _compile_exact,
+    "exists": _compile_exists,
+    "substring": _compile_substring,
+    "gt": _compile_numeric,
+    "ge": _compile_numeric,
+    "lt": _compile_numeric,
+    "le": _compile_numeric,
+    "semver_eq": _compile_semver,
+    "semver_lt": _compile_semver,
+    "semver_le": _compile_semver,
+    "semver_gt": _compile_semver,
+    "semver_ge": _compile_semver,
+    "qualified": _compile_qualified,
+}
+MATCH_TYPES: Final = frozenset(_MATCHES)
+
+
 # --------------------------------------------------------------------------- trees
 
 
-def _and(children: tuple[AttributePredicate, ...]) -> AttributePredicate:
-    def evaluate(attributes: Mapping[str, Any]) -> bool | None:
-        unknown = False
-        for child in children:
-            result = child(attributes)
-            if result is False:
-                return False
-            if result is None:
-                unknown = True
-        return None if unknown else True
+def _junction(children: tuple[AttributePredicate, ...], decisive: bool) -> AttributePredicate:
+    """``and`` (``decisive`` False) or ``or`` (``decisive`` True) of the children.
 
-    return evaluate
-
-
-def _or(children: tuple[AttributePredicate, ...]) -> AttributePredicate:
+    The first child that answers ``decisive`` decides; otherwise the answer is unknown
+    when a child is unknown, else ``not decisive``.
+    """
     if len(children) == 1:
         return children[0]
+    otherwise = not decisive
 
     def evaluate(attributes: Mapping[str, Any]) -> bool | None:
         unknown = False
         for child in children:
             result = child(attributes)
-            if result is True:
-                return True
+            if result is decisive:
+                return decisive
             if result is None:
                 unknown = True
-        return None if unknown else False
+        return None if unknown else otherwise
 
     return evaluate
 
@@ -387,11 +293,11 @@ def _compile_tree(tree: Any, leaf: Callable[[Any], AttributePredicate]) -> Attri
         if isinstance(head, str) and head in _OPERATORS:
             children = tuple(_compile_tree(t, leaf) for t in tree[1:])
             if head == "and":
-                return _and(children)
+                return _junction(children, decisive=False)
             if head == "not":
                 return _not(children)
-            return _or(children)
-        return _or(tuple(_compile_tree(t, leaf) for t in tree))
+            return _junction(children, decisive=True)
+        return _junction(tuple(_compile_tree(t, leaf) for t in tree), decisive=True)
     return leaf(tree)
 
 

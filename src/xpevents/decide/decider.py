@@ -1,9 +1,10 @@
 """Experiment and flag decisions, with the answers of optimizely-sdk 5.7.0.
 
 :class:`Decider` is built once per :class:`~xpevents.decide.datafile.ProjectConfig`; it
-precomputes, per experiment, everything a decision needs (whitelist resolved to
-variations, compiled audience check, compiled traffic allocation, group data), so a
-decision is a few dictionary lookups, one murmur3 hash and one binary search.
+precomputes, per experiment, everything a decision needs (an
+:class:`~xpevents.decide.plan.ExperimentPlan`: whitelist resolved to variations,
+compiled audience check, compiled traffic allocation, group data), so a decision is a
+few dictionary lookups, one murmur3 hash and one binary search.
 
 Experiment decision (:meth:`Decider.get_variation`), in order:
 
@@ -27,24 +28,21 @@ Holdouts and CMAB experiments are not supported (ignored).
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
 
-from xpevents.decide.audiences import AudienceCheck
-from xpevents.decide.bucketing import (
-    BUCKETING_ID_ATTRIBUTE,
-    HASH_SEED,
-    MAX_TRAFFIC_VALUE,
-    Allocation,
-    get_bucketing_id,
+from xpevents.decide.bucketing import BUCKETING_ID_ATTRIBUTE, get_bucketing_id
+from xpevents.decide.datafile import (
+    Experiment,
+    Flag,
+    ProjectConfig,
+    Rollout,
+    VariableDef,
+    Variation,
 )
-from xpevents.decide.datafile import Experiment, Flag, ProjectConfig, VariableDef, Variation
-
-logger = logging.getLogger("xpevents.decisions")
+from xpevents.decide.plan import ExperimentPlan, RolloutRule, cast_variable
 
 __all__ = [
     "SOURCE_FEATURE_TEST",
@@ -88,151 +86,53 @@ class FlagDecision(msgspec.Struct, frozen=True):
 _NO_ROLLOUT_DECISION: Final = FlagDecision(None, None, SOURCE_ROLLOUT, False)
 
 
-class _Plan:
-    """Everything an experiment decision needs, precomputed once."""
-
-    __slots__ = (
-        "audience_check",
-        "bucket_suffix",
-        "can_bucket",
-        "experiment",
-        "group_allocation",
-        "group_suffix",
-        "in_group",
-        "running",
-        "traffic",
-        "variations_by_key",
-        "whitelist",
-    )
-
-    def __init__(self, experiment: Experiment, config: ProjectConfig) -> None:
-        self.experiment = experiment
-        self.running = experiment.status == "Running"
-        self.variations_by_key: Mapping[str, Variation] = experiment.variations_by_key
-        whitelist: dict[str, Variation] = {}
-        for user_id, key in experiment.forced_variations.items():
-            variation = experiment.variations_by_key.get(key)
-            if variation is not None:
-                whitelist[user_id] = variation
-        self.whitelist: Mapping[str, Variation] = whitelist
-        self.audience_check: AudienceCheck | None = experiment.audience_check
-        self.can_bucket = bool(experiment.key and experiment.key.strip())
-        self.bucket_suffix = experiment.id
-        by_id = experiment.variations_by_id
-        self.traffic: Allocation[Variation] = Allocation(
-            (t.end_of_range, by_id.get(t.entity_id) if t.entity_id else None)
-            for t in experiment.traffic_allocation
-        )
-        self.in_group = experiment.group_policy == "random"
-        self.group_suffix = ""
-        self.group_allocation: Allocation[bool] | None = None
-        if self.in_group:
-            group = config.groups.get(experiment.group_id) if experiment.group_id else None
-            if group is not None:
-                self.group_suffix = group.id
-                self.group_allocation = Allocation(
-                    (t.end_of_range, t.entity_id == experiment.id if t.entity_id else None)
-                    for t in group.traffic_allocation
-                )
-
-
-def cast_variable(value: str | None, variable_type: str) -> Any:
-    """Convert a variable's value string to its type, as the official SDK does.
-
-    ``boolean``: ``value == "true"``; ``integer``: ``int(value)``; ``double``:
-    ``float(value)``; ``json``: ``json.loads(value)``; anything else: the string.
-    A value that does not convert gives ``None``.
-    """
-    try:
-        if variable_type == "boolean":
-            return value == "true"
-        if variable_type == "integer":
-            return int(value)  # type: ignore[arg-type]
-        if variable_type == "double":
-            return float(value)  # type: ignore[arg-type]
-        if variable_type == "json":
-            return json.loads(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        logger.error("Unable to cast value %r to %s. Returning None.", value, variable_type)
-        return None
-    return value
-
-
 class Decider:
     """Decisions for one :class:`ProjectConfig`; stateless apart from it and thread-safe."""
 
-    __slots__ = ("_adhoc", "_by_id", "_config", "_hash", "_plans", "_rollout_rules")
+    __slots__ = ("_adhoc", "_by_id", "_config", "_plans", "_rollouts")
 
     def __init__(self, config: ProjectConfig) -> None:
-        import mmh3
-
         self._config = config
-        self._hash = mmh3.hash
         self._by_id = config.experiments_by_id
-        self._plans: dict[str, _Plan] = {
-            exp_id: _Plan(exp, config) for exp_id, exp in config.experiments_by_id.items()
+        self._plans: dict[str, ExperimentPlan] = {
+            exp_id: ExperimentPlan(exp, config) for exp_id, exp in config.experiments_by_id.items()
         }
         # experiments not in experiments_by_id (rollout rule objects, foreign objects)
-        self._adhoc: dict[int, _Plan] = {}
-        self._rollout_rules: dict[str, tuple[Experiment, ...]] = {}
+        self._adhoc: dict[int, ExperimentPlan] = {}
+        self._rollouts: dict[str, tuple[tuple[RolloutRule, ...], RolloutRule]] = {}
         for rollout_id, rollout in config.rollouts.items():
-            unique: dict[str, Experiment] = {}
-            for rule in rollout.experiments:
-                unique[rule.id] = rule  # same id: first position, last definition
-            self._rollout_rules[rollout_id] = tuple(unique.values())
+            rules = self._rollout_rules(rollout)
+            if rules:
+                self._rollouts[rollout_id] = (rules[:-1], rules[-1])
 
     @property
     def config(self) -> ProjectConfig:
         """The config this decider answers for."""
         return self._config
 
-    def _plan(self, experiment: Experiment) -> _Plan:
+    def _plan(self, experiment: Experiment) -> ExperimentPlan:
         plan = self._plans.get(experiment.id)
         if plan is not None and plan.experiment is experiment:
             return plan
         plan = self._adhoc.get(id(experiment))
         if plan is None or plan.experiment is not experiment:
-            plan = _Plan(experiment, self._config)
+            plan = ExperimentPlan(experiment, self._config)
             self._adhoc[id(experiment)] = plan
         return plan
 
-    def _bucket(
-        self, plan: _Plan, bucketing_id: str, user_id: str, reasons: list[str] | None
-    ) -> Variation | None:
-        if not plan.can_bucket:
-            return None
-        if plan.in_group:
-            allocation = plan.group_allocation
-            if allocation is None:
-                return None
-            bucket = (
-                self._hash(bucketing_id + plan.group_suffix, HASH_SEED, signed=False)
-                * MAX_TRAFFIC_VALUE
-            ) >> 32
-            hit = allocation.find(bucket)
-            if not hit:
-                if reasons is not None:
-                    if hit is None:
-                        reasons.append(f'User "{user_id}" is in no experiment.')
-                    else:
-                        reasons.append(
-                            f'User "{user_id}" is not in experiment "{plan.experiment.key}" '
-                            f"of group {plan.group_suffix}."
-                        )
-                return None
-            if reasons is not None:
-                reasons.append(
-                    f'User "{user_id}" is in experiment {plan.experiment.key} '
-                    f"of group {plan.group_suffix}."
-                )
-        bucket = (
-            self._hash(bucketing_id + plan.bucket_suffix, HASH_SEED, signed=False)
-            * MAX_TRAFFIC_VALUE
-        ) >> 32
-        variation = plan.traffic.find(bucket)
-        if variation is None and reasons is not None:
-            reasons.append("Bucketed into an empty traffic range. Returning nil.")
-        return variation
+    def _rollout_rules(self, rollout: Rollout) -> tuple[RolloutRule, ...]:
+        """The rollout's rules with their plans and labels ("1", "2", ..., "Everyone Else")."""
+        unique: dict[str, Experiment] = {}
+        for rule in rollout.experiments:
+            unique[rule.id] = rule  # same id: first position, last definition
+        last = len(unique) - 1
+        rules = []
+        for index, rule in enumerate(unique.values()):
+            # the official SDK evaluates the rule as indexed by id (the last definition)
+            plan = self._plan(self._by_id.get(rule.id, rule))
+            label = "Everyone Else" if index == last else str(index + 1)
+            rules.append(RolloutRule(rule, plan, label))
+        return tuple(rules)
 
     def get_variation(
         self,
@@ -258,21 +158,10 @@ class Decider:
             if reasons is not None:
                 reasons.append(f'Experiment "{experiment.key}" is not running.')
             return None
-        if forced_variation_key is not None:
-            forced = plan.variations_by_key.get(forced_variation_key)
-            if forced is not None:
-                if reasons is not None:
-                    reasons.append(
-                        f'Variation "{forced.key}" is mapped to experiment "{experiment.key}" '
-                        f'and user "{user_id}" in the forced variation map'
-                    )
-                return forced
-        if plan.whitelist:
-            whitelisted = plan.whitelist.get(user_id)
-            if whitelisted is not None:
-                if reasons is not None:
-                    reasons.append(f'User "{user_id}" is forced in variation "{whitelisted.key}".')
-                return whitelisted
+        if forced_variation_key is not None or plan.whitelist:
+            preset = plan.preset(user_id, forced_variation_key, reasons)
+            if preset is not None:
+                return preset
         check = plan.audience_check
         if check is not None and not check(attributes):
             if reasons is not None:
@@ -281,18 +170,16 @@ class Decider:
                     f'"{experiment.key}".'
                 )
             return None
-        bucketing_id = attributes.get(BUCKETING_ID_ATTRIBUTE) if attributes else None
-        if not isinstance(bucketing_id, str):
-            bucketing_id = user_id
-        variation = self._bucket(plan, bucketing_id, user_id, reasons)
+        attribute_id = attributes.get(BUCKETING_ID_ATTRIBUTE) if attributes else None
+        bucketing_id = attribute_id if isinstance(attribute_id, str) else user_id
+        variation = plan.bucket(bucketing_id, user_id, reasons)
         if reasons is not None:
-            if variation is not None:
-                reasons.append(
-                    f'User "{user_id}" is in variation "{variation.key}" of experiment '
-                    f"{experiment.key}."
-                )
-            else:
-                reasons.append(f'User "{user_id}" is in no variation.')
+            reasons.append(
+                f'User "{user_id}" is in no variation.'
+                if variation is None
+                else f'User "{user_id}" is in variation "{variation.key}" of experiment '
+                f"{experiment.key}."
+            )
         return variation
 
     def _forced_decision(
@@ -384,52 +271,69 @@ class Decider:
     ) -> FlagDecision:
         if not flag.rollout_id:
             return _NO_ROLLOUT_DECISION
-        rules = self._rollout_rules.get(flag.rollout_id)
-        if not rules:
+        rollout = self._rollouts.get(flag.rollout_id)
+        if rollout is None:
             if reasons is not None:
                 reasons.append(f"There is no rollout of feature {flag.key}.")
             return _NO_ROLLOUT_DECISION
+        targeted, everyone_else = rollout
         bucketing_id = get_bucketing_id(user_id, attributes) if attributes else user_id
-        last = len(rules) - 1
-        index = 0
-        while index <= last:
-            rule = rules[index]
-            if forced_decisions:
-                forced = self._forced_decision(flag, rule.key, forced_decisions, user_id, reasons)
-                if forced is not None:
-                    return FlagDecision(rule, forced, SOURCE_ROLLOUT, bool(forced.feature_enabled))
-            # the official SDK evaluates the rule as indexed by id (the last definition)
-            target = self._by_id.get(rule.id, rule)
-            plan = self._plan(target)
-            label = "Everyone Else" if index == last else str(index + 1)
-            check = plan.audience_check
-            if check is None or check(attributes):
+        for rule in targeted:
+            decision = self._decide_rule(
+                rule, flag, user_id, bucketing_id, attributes, forced_decisions, reasons
+            )
+            if decision is _NO_ROLLOUT_DECISION:
+                # the user meets this rule's audiences: no other targeted rule is tried
                 if reasons is not None:
                     reasons.append(
-                        f'User "{user_id}" meets audience conditions for targeting rule {label}.'
+                        f'User "{user_id}" not bucketed into a targeting rule {rule.label}. '
+                        'Checking "Everyone Else" rule now.'
                     )
-                variation = self._bucket(plan, bucketing_id, user_id, reasons)
-                if variation is not None:
-                    if reasons is not None:
-                        reasons.append(f'User "{user_id}" bucketed into a targeting rule {label}.')
-                    return FlagDecision(
-                        rule, variation, SOURCE_ROLLOUT, bool(variation.feature_enabled)
-                    )
-                if index != last:
-                    if reasons is not None:
-                        reasons.append(
-                            f'User "{user_id}" not bucketed into a targeting rule {label}. '
-                            'Checking "Everyone Else" rule now.'
-                        )
-                    index = last
-                    continue
-            elif reasons is not None:
-                reasons.append(
-                    f'User "{user_id}" does not meet audience conditions for targeting rule '
-                    f"{label}."
+                break
+            if decision is not None:
+                return decision
+        decision = self._decide_rule(
+            everyone_else, flag, user_id, bucketing_id, attributes, forced_decisions, reasons
+        )
+        return _NO_ROLLOUT_DECISION if decision is None else decision
+
+    def _decide_rule(
+        self,
+        rule: RolloutRule,
+        flag: Flag,
+        user_id: str,
+        bucketing_id: str,
+        attributes: Mapping[str, Any],
+        forced_decisions: Mapping[tuple[str, str | None], str],
+        reasons: list[str] | None,
+    ) -> FlagDecision | None:
+        """One rollout rule's decision.
+
+        ``None`` when the rule's audiences do not admit the user; ``_NO_ROLLOUT_DECISION``
+        when they do but the user is bucketed into no variation.
+        """
+        experiment = rule.experiment
+        if forced_decisions:
+            forced = self._forced_decision(flag, experiment.key, forced_decisions, user_id, reasons)
+            if forced is not None:
+                return FlagDecision(
+                    experiment, forced, SOURCE_ROLLOUT, bool(forced.feature_enabled)
                 )
-            index += 1
-        return _NO_ROLLOUT_DECISION
+        check = rule.plan.audience_check
+        admitted = check is None or check(attributes)
+        if reasons is not None:
+            verb = "meets" if admitted else "does not meet"
+            reasons.append(
+                f'User "{user_id}" {verb} audience conditions for targeting rule {rule.label}.'
+            )
+        if not admitted:
+            return None
+        variation = rule.plan.bucket(bucketing_id, user_id, reasons)
+        if variation is None:
+            return _NO_ROLLOUT_DECISION
+        if reasons is not None:
+            reasons.append(f'User "{user_id}" bucketed into a targeting rule {rule.label}.')
+        return FlagDecision(experiment, variation, SOURCE_ROLLOUT, bool(variation.feature_enabled))
 
     def variable_value(
         self, flag: Flag, variable_key: str, variation: Variation | None, enabled: bool

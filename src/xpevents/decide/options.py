@@ -11,12 +11,9 @@ import enum
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from xpevents.errors import InvalidInputError, UnknownKeyError
-
-if TYPE_CHECKING:
-    from xpevents.client.user_context import OptimizelyUserContext
 
 __all__ = [
     "Decision",
@@ -24,6 +21,7 @@ __all__ = [
     "OptimizelyDecideOption",
     "OptimizelyDecision",
     "UnknownKeyError",
+    "UserContextLike",
     "parse_decide_options",
 ]
 
@@ -46,6 +44,17 @@ class OptimizelyDecideOption(enum.StrEnum):
     IGNORE_USER_PROFILE_SERVICE = "IGNORE_USER_PROFILE_SERVICE"
     INCLUDE_REASONS = "INCLUDE_REASONS"
     EXCLUDE_VARIABLES = "EXCLUDE_VARIABLES"
+
+
+class UserContextLike(Protocol):
+    """What a :class:`Decision` needs of the user context it was made for.
+
+    A protocol, so that the decision engine never imports the client.
+    """
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"user_id": ..., "attributes": {...}}``."""
+        ...
 
 
 _KNOWN_OFFICIAL_ONLY = frozenset(
@@ -111,7 +120,7 @@ class Decision:
     flag_key: str | None = None
     user_id: str = ""
     reasons: tuple[str, ...] = ()
-    user_context: OptimizelyUserContext | None = field(default=None, compare=False, repr=False)
+    user_context: UserContextLike | None = field(default=None, compare=False, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         """The decision as a plain dict, in the official ``OptimizelyDecision.as_json`` shape."""

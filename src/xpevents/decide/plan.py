@@ -1,0 +1,169 @@
+"""What a decision needs about one experiment or rule, computed once per config.
+
+An :class:`ExperimentPlan` resolves the whitelist to variations, keeps the compiled
+audience check and compiles the traffic allocations (the experiment's, and its group's
+when the group is ``random``), so that a decision is a few lookups, one murmur3 hash per
+allocation and one binary search. A :class:`RolloutRule` adds a rule's label in reasons.
+:func:`cast_variable` turns a variable's value string into its type.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import mmh3
+
+from xpevents.decide.audiences import AudienceCheck
+from xpevents.decide.bucketing import HASH_SEED, MAX_TRAFFIC_VALUE, Allocation
+from xpevents.decide.datafile import Experiment, ProjectConfig, Variation
+
+logger = logging.getLogger("xpevents.decisions")
+
+__all__ = ["ExperimentPlan", "RolloutRule", "cast_variable"]
+
+_hash = mmh3.hash
+
+
+class ExperimentPlan:
+    """Everything an experiment decision needs, precomputed once."""
+
+    __slots__ = (
+        "audience_check",
+        "bucket_suffix",
+        "can_bucket",
+        "experiment",
+        "group_allocation",
+        "group_suffix",
+        "in_group",
+        "running",
+        "traffic",
+        "variations_by_key",
+        "whitelist",
+    )
+
+    def __init__(self, experiment: Experiment, config: ProjectConfig) -> None:
+        self.experiment = experiment
+        self.running = experiment.status == "Running"
+        self.variations_by_key: Mapping[str, Variation] = experiment.variations_by_key
+        whitelist: dict[str, Variation] = {}
+        for user_id, key in experiment.forced_variations.items():
+            variation = experiment.variations_by_key.get(key)
+            if variation is not None:
+                whitelist[user_id] = variation
+        self.whitelist: Mapping[str, Variation] = whitelist
+        self.audience_check: AudienceCheck | None = experiment.audience_check
+        self.can_bucket = bool(experiment.key and experiment.key.strip())
+        self.bucket_suffix = experiment.id
+        by_id = experiment.variations_by_id
+        self.traffic: Allocation[Variation] = Allocation(
+            (t.end_of_range, by_id.get(t.entity_id) if t.entity_id else None)
+            for t in experiment.traffic_allocation
+        )
+        self.in_group = experiment.group_policy == "random"
+        self.group_suffix = ""
+        self.group_allocation: Allocation[bool] | None = None
+        if self.in_group:
+            group = config.groups.get(experiment.group_id) if experiment.group_id else None
+            if group is not None:
+                self.group_suffix = group.id
+                self.group_allocation = Allocation(
+                    (t.end_of_range, t.entity_id == experiment.id if t.entity_id else None)
+                    for t in group.traffic_allocation
+                )
+
+    def preset(
+        self, user_id: str, forced_variation_key: str | None, reasons: list[str] | None
+    ) -> Variation | None:
+        """The variation forced by the client, else the whitelisted one, else ``None``.
+
+        A forced key that is not a variation of the experiment is ignored.
+        """
+        if forced_variation_key is not None:
+            forced = self.variations_by_key.get(forced_variation_key)
+            if forced is not None:
+                if reasons is not None:
+                    reasons.append(
+                        f'Variation "{forced.key}" is mapped to experiment '
+                        f'"{self.experiment.key}" and user "{user_id}" in the forced variation map'
+                    )
+                return forced
+        if not self.whitelist:
+            return None
+        whitelisted = self.whitelist.get(user_id)
+        if whitelisted is not None and reasons is not None:
+            reasons.append(f'User "{user_id}" is forced in variation "{whitelisted.key}".')
+        return whitelisted
+
+    def bucket(
+        self, bucketing_id: str, user_id: str, reasons: list[str] | None
+    ) -> Variation | None:
+        """The variation the bucketing id hashes to (through the group first), or ``None``."""
+        if not self.can_bucket:
+            return None
+        if self.in_group:
+            allocation = self.group_allocation
+            if allocation is None:
+                return None
+            # bucketing.bucket_value, inlined: this runs on every decision
+            bucket = (
+                _hash(bucketing_id + self.group_suffix, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE
+            ) >> 32
+            hit = allocation.find(bucket)
+            if not hit:
+                if reasons is not None:
+                    if hit is None:
+                        reasons.append(f'User "{user_id}" is in no experiment.')
+                    else:
+                        reasons.append(
+                            f'User "{user_id}" is not in experiment "{self.experiment.key}" '
+                            f"of group {self.group_suffix}."
+                        )
+                return None
+            if reasons is not None:
+                reasons.append(
+                    f'User "{user_id}" is in experiment {self.experiment.key} '
+                    f"of group {self.group_suffix}."
+                )
+        bucket = (
+            _hash(bucketing_id + self.bucket_suffix, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE
+        ) >> 32
+        variation = self.traffic.find(bucket)
+        if variation is None and reasons is not None:
+            reasons.append("Bucketed into an empty traffic range. Returning nil.")
+        return variation
+
+
+class RolloutRule:
+    """A rollout rule, the plan it is decided by, and its label in reasons."""
+
+    __slots__ = ("experiment", "label", "plan")
+
+    def __init__(self, experiment: Experiment, plan: ExperimentPlan, label: str) -> None:
+        self.experiment = experiment
+        self.plan = plan
+        self.label = label
+
+
+def cast_variable(value: str | None, variable_type: str) -> Any:
+    """Convert a variable's value string to its type, as the official SDK does.
+
+    ``boolean``: ``value == "true"``; ``integer``: ``int(value)``; ``double``:
+    ``float(value)``; ``json``: ``json.loads(value)``; anything else: the string.
+    A value that does not convert gives ``None``.
+    """
+    try:
+        if variable_type == "boolean":
+            return value == "true"
+        if variable_type == "integer":
+            return int(value)  # type: ignore[arg-type]
+        if variable_type == "double":
+            return float(value)  # type: ignore[arg-type]
+        if variable_type == "json":
+            return json.loads(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        logger.error("Unable to cast value %r to %s. Returning None.", value, variable_type)
+        return None
+    return value
