@@ -13,6 +13,7 @@ from xpevents.dispatch.default import DefaultEventDispatcher
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.events.model import LogEvent
 from xpevents.send.retry import RetryPolicy
+from xpevents.testing import CollectorHandle
 
 from servers import Reply, closed_port_url, scripted_server, silent_server
 
@@ -320,3 +321,28 @@ def test_works_in_a_forked_child() -> None:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert len(server.received) == 2
+
+
+def test_a_raising_user_transport_fails_the_call_at_once(collector: CollectorHandle) -> None:
+    """The caller waits: an unexpected exception is not retried (the batching ones retry)."""
+    calls: list[int] = []
+
+    class Broken(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            calls.append(1)
+            raise RuntimeError("custom transport bug")
+
+    failures: list[DispatchError] = []
+    with (
+        httpx.Client(transport=Broken()) as client,
+        DefaultEventDispatcher(
+            endpoint=collector.base_url,
+            http_client=client,
+            on_failure=lambda e, err: failures.append(err),
+        ) as d,
+    ):
+        d.dispatch_event(LogEvent("https://logx.optimizely.com/v1/events", payload()))
+        stats = d.stats()
+    assert len(calls) == 1
+    assert stats.attempts == 1 and stats.failed == {"error": 1}
+    assert failures[0].reason == "error" and "custom transport bug" in str(failures[0])
