@@ -19,6 +19,7 @@ from typing import Any, Final
 import msgspec
 
 from xpevents.serving.schema import Payload, Snapshot, SnapshotEvent, Visitor
+from xpevents.spool.envelope import ENVELOPE_KEYS
 
 __all__ = ["EventStore", "StoredEvent"]
 
@@ -33,13 +34,7 @@ StoredEvent = tuple[Snapshot, SnapshotEvent]
 _COLUMNS: Final = (
     "received_at",
     "region",
-    "account_id",
-    "project_id",
-    "revision",
-    "client_name",
-    "client_version",
-    "anonymize_ip",
-    "enrich_decisions",
+    *ENVELOPE_KEYS,
     "visitor_id",
     "session_id",
     "entity_id",

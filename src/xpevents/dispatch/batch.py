@@ -26,12 +26,12 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import replace
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from xpevents._internal import forking
+from xpevents._internal.closing import Closing
 from xpevents._internal.validate import positive_seconds
 from xpevents.dispatch._http import request_arguments, sync_client
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
@@ -65,7 +65,7 @@ forking.at_fork(_abandoned.clear, forking.Stage.DISPATCHER)
 atexit.register(_close_all_at_exit)
 
 
-class BatchDispatcher:
+class BatchDispatcher(Closing):
     """Queue events in memory, send them in batches from background threads, retry.
 
     Works wherever a dispatcher is expected: under :class:`xpevents.Client` and, as it
@@ -278,17 +278,6 @@ class BatchDispatcher:
         if self._own_client and stopped:
             self._client.close()
         return replace(outcome, pending=pending)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

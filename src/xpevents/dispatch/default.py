@@ -13,12 +13,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from xpevents._internal import forking
+from xpevents._internal.closing import Closing
 from xpevents._internal.validate import optional_callable, positive_seconds
 from xpevents.errors import ConfigError, DispatchError, PayloadError
 from xpevents.events.model import DEFAULT_HEADERS
@@ -31,7 +31,7 @@ from xpevents.stats import DispatchOutcome, DispatchStats, StatsRecorder
 logger = logging.getLogger("xpevents.dispatch")
 
 
-class DefaultEventDispatcher:
+class DefaultEventDispatcher(Closing):
     """POST each event now, in the caller's thread, with retries and one deadline.
 
     Args:
@@ -147,17 +147,6 @@ class DefaultEventDispatcher:
             self._client.close()
         forking.untrack(self)
         return DispatchOutcome()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(endpoint={self.endpoint!r}, timeout={self._timeout})"

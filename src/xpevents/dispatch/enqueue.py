@@ -26,25 +26,21 @@ from xpevents.errors import ConfigError
 from xpevents.events.model import DEFAULT_HEADERS
 from xpevents.send.endpoint import validate_url
 from xpevents.spool.base import Spool
-from xpevents.spool.envelope import batch_envelope, encode, raw_envelope, visitor_count
+from xpevents.spool.envelope import (
+    ENVELOPE_KEYS,
+    batch_envelope,
+    encode,
+    raw_envelope,
+    visitor_count,
+)
 from xpevents.spool.memory import MemorySpool
 from xpevents.stats import StatsRecorder
 
 __all__ = ["Enqueuer"]
 
 _ENCODE_ERRORS: Final = (TypeError, ValueError, OverflowError, msgspec.EncodeError)
-# The project-level keys the official SDKs send, in their order: a payload with exactly
-# these and "visitors" (8 keys) has a cacheable envelope.
-_ENVELOPE_KEYS: Final = (
-    "account_id",
-    "project_id",
-    "revision",
-    "client_name",
-    "client_version",
-    "anonymize_ip",
-    "enrich_decisions",
-)
-_head_values: Final = operator.itemgetter(*_ENVELOPE_KEYS)
+# A payload with exactly these keys and "visitors" (8 keys) has a cacheable envelope.
+_head_values: Final = operator.itemgetter(*ENVELOPE_KEYS)
 _now: Final = time.time
 
 Unit = tuple[bytes, list[bytes]]

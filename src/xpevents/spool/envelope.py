@@ -29,6 +29,17 @@ from xpevents.errors import PayloadError
 API_MAX_BYTES: Final = 3_500_000
 """The event API's request size limit, in bytes."""
 
+ENVELOPE_KEYS: Final = (
+    "account_id",
+    "project_id",
+    "revision",
+    "client_name",
+    "client_version",
+    "anonymize_ip",
+    "enrich_decisions",
+)
+"""The project-level keys the official SDKs send, in their order (plus ``visitors``)."""
+
 BATCH_TAG: Final = b"B"
 RAW_TAG: Final = b"R"
 _VISITORS_TAIL: Final = b'"visitors":[]}'
