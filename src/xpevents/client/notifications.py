@@ -178,16 +178,3 @@ class NotificationCenter:
                     callback,
                     kind.value,
                 )
-
-    def _send(self, kind: NotificationType, *args: Any) -> None:
-        """Fast path for the client: ``kind`` is already a :class:`NotificationType`."""
-        for listener_id, callback in self._listeners[kind]:
-            try:
-                callback(*args)
-            except Exception:
-                logger.exception(
-                    "Notification listener %d (%r) for %s raised; ignored.",
-                    listener_id,
-                    callback,
-                    kind.value,
-                )

@@ -17,12 +17,11 @@ A context is thread-safe: attributes and forced decisions are guarded by a lock 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from xpevents.client import Client
     from xpevents.decide import Decision
 
 __all__ = ["OptimizelyDecisionContext", "OptimizelyForcedDecision", "OptimizelyUserContext"]
@@ -51,6 +50,50 @@ _DecisionContext = OptimizelyDecisionContext
 _ForcedDecision = OptimizelyForcedDecision
 
 
+class FlagDecider(Protocol):
+    """What a user context decides with (the client's ``flag_decisions``).
+
+    The user context passes a snapshot of itself: its attributes, its forced decisions
+    (``(flag_key, rule_key)`` → variation key) and the snapshot object, which becomes
+    each decision's ``user_context``.
+    """
+
+    def decide_one(
+        self,
+        user_id: str,
+        attributes: dict[str, Any],
+        key: Any,
+        options: Iterable[Any] | None,
+        forced_decisions: Mapping[tuple[str, str | None], str],
+        user_context: OptimizelyUserContext | None,
+    ) -> Decision: ...
+
+    def decide_many(
+        self,
+        user_id: str,
+        attributes: dict[str, Any],
+        keys: Iterable[Any] | None,
+        options: Iterable[Any] | None,
+        forced_decisions: Mapping[tuple[str, str | None], str],
+        user_context: OptimizelyUserContext | None,
+    ) -> dict[str, Decision]: ...
+
+
+class UserContextClient(Protocol):
+    """The part of :class:`xpevents.Client` a user context uses."""
+
+    @property
+    def flag_decisions(self) -> FlagDecider: ...
+
+    def track(
+        self,
+        event_key: str,
+        user_id: str,
+        attributes: dict[str, Any] | None = None,
+        event_tags: dict[str, Any] | None = None,
+    ) -> None: ...
+
+
 class OptimizelyUserContext:
     """A user (id and attributes) bound to a client, with forced decisions.
 
@@ -60,17 +103,18 @@ class OptimizelyUserContext:
     OptimizelyDecisionContext = OptimizelyDecisionContext
     OptimizelyForcedDecision = OptimizelyForcedDecision
 
-    __slots__ = ("_attributes", "_forced", "client", "lock", "user_id")
+    __slots__ = ("_attributes", "_decisions", "_forced", "client", "lock", "user_id")
 
     def __init__(
         self,
-        client: Client,
+        client: UserContextClient,
         user_id: str,
         attributes: dict[str, Any] | None = None,
         *,
         _forced: dict[tuple[str, str | None], str] | None = None,
     ) -> None:
         self.client = client
+        self._decisions = client.flag_decisions
         self.user_id = user_id
         self._attributes: dict[str, Any] = dict(attributes) if isinstance(attributes, dict) else {}
         # (flag_key, rule_key) -> variation_key; replaced, never mutated, so that a
@@ -108,7 +152,7 @@ class OptimizelyUserContext:
         An unknown flag key gives a disabled decision whose ``reasons`` say so.
         """
         snapshot = self._clone()
-        return self.client._decide_one(
+        return self._decisions.decide_one(
             snapshot.user_id, snapshot._attributes, key, options, snapshot._forced, snapshot
         )
 
@@ -117,14 +161,14 @@ class OptimizelyUserContext:
     ) -> dict[str, Decision]:
         """Decide each flag of ``keys``; returns flag key -> :class:`~xpevents.Decision`."""
         snapshot = self._clone()
-        return self.client._decide_many(
+        return self._decisions.decide_many(
             snapshot.user_id, snapshot._attributes, keys, options, snapshot._forced, snapshot
         )
 
     def decide_all(self, options: Iterable[Any] | None = None) -> dict[str, Decision]:
         """Decide every flag of the datafile, in datafile order."""
         snapshot = self._clone()
-        return self.client._decide_many(
+        return self._decisions.decide_many(
             snapshot.user_id, snapshot._attributes, None, options, snapshot._forced, snapshot
         )
 
