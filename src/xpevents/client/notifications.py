@@ -96,6 +96,15 @@ class NotificationCenter:
         self._listeners: dict[NotificationType, tuple[tuple[int, Listener], ...]] = {
             t: () for t in NotificationType
         }
+        self._active: set[NotificationType] = set()  # types with listeners, kept in step
+
+    def _set(self, kind: NotificationType, listeners: tuple[tuple[int, Listener], ...]) -> None:
+        """Replace the listeners of ``kind`` (under the lock)."""
+        self._listeners[kind] = listeners
+        if listeners:
+            self._active.add(kind)
+        else:
+            self._active.discard(kind)
 
     def add_notification_listener(self, notification_type: object, callback: Listener) -> int:
         """Add ``callback`` for ``notification_type``; return its id for removal.
@@ -121,7 +130,7 @@ class NotificationCenter:
                 logger.error("Listener %r has already been added for %s.", callback, kind.value)
                 return -1
             listener_id = next(self._ids)
-            self._listeners[kind] = (*current, (listener_id, callback))
+            self._set(kind, (*current, (listener_id, callback)))
         return listener_id
 
     def remove_notification_listener(self, notification_id: int) -> bool:
@@ -130,7 +139,7 @@ class NotificationCenter:
             for kind, current in self._listeners.items():
                 kept = tuple(item for item in current if item[0] != notification_id)
                 if len(kept) != len(current):
-                    self._listeners[kind] = kept
+                    self._set(kind, kept)
                     return True
         return False
 
@@ -143,13 +152,13 @@ class NotificationCenter:
             )
             return
         with self._lock:
-            self._listeners[kind] = ()
+            self._set(kind, ())
 
     def clear_all_notification_listeners(self) -> None:
         """Remove every listener of every type."""
         with self._lock:
             for kind in NotificationType:
-                self._listeners[kind] = ()
+                self._set(kind, ())
 
     # Deprecated official aliases, kept so ported code runs.
     clear_notifications = clear_notification_listeners
@@ -157,7 +166,14 @@ class NotificationCenter:
 
     def has_listeners(self, notification_type: NotificationType) -> bool:
         """Whether anyone listens to ``notification_type`` (lets callers skip building args)."""
-        return bool(self._listeners[notification_type])
+        return notification_type in self._active
+
+    def listener_check(self) -> Callable[[NotificationType], bool]:
+        """:meth:`has_listeners` as a bound C method, for hot paths that ask on every call.
+
+        It stays valid for the center's lifetime and sees every later change.
+        """
+        return self._active.__contains__
 
     def send_notifications(self, notification_type: object, *args: Any) -> None:
         """Call every listener of ``notification_type`` with ``args``.

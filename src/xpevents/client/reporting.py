@@ -59,7 +59,7 @@ class Reporter:
         self._strict = strict
         self._log = log
         self._send = center.send_notifications
-        self.listens = center.has_listeners
+        self.listens = center.listener_check()
         """``listens(kind)``: whether ``kind`` has listeners (build its payload only then)."""
 
     def decision(self, kind: str, user_id: str, attributes: Any, info: dict[str, Any]) -> None:
