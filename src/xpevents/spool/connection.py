@@ -6,6 +6,10 @@ still belong to the parent: using it would mix the two processes' traffic, and c
 it could disturb the parent (an SQLite checkpoint, a Redis socket shut down). So the
 first use in a child opens a new connection, and the inherited one is neither used nor
 closed.
+
+It is registered with :mod:`xpevents._internal.forking` as a store
+(:attr:`~xpevents._internal.forking.Stage.STORE`): in a child, its lock is replaced
+before anything above the store runs.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from xpevents._internal import forking
 from xpevents.errors import SpoolError
 
 __all__ = ["ProcessConnection"]
@@ -32,7 +37,7 @@ class ProcessConnection(Generic[_C]):
         close: ``close(connection)`` closes it; must not raise.
     """
 
-    __slots__ = ("_close", "_closed", "_current", "_pid", "_reopen", "lock", "name")
+    __slots__ = ("__weakref__", "_close", "_closed", "_current", "_pid", "_reopen", "lock", "name")
 
     def __init__(
         self,
@@ -49,6 +54,7 @@ class ProcessConnection(Generic[_C]):
         self._close = close
         self._pid = os.getpid()
         self._closed = False
+        forking.track(self, forking.Stage.STORE)
 
     def get(self) -> _C:
         """This process's connection; call it with :attr:`lock` held.
@@ -71,7 +77,8 @@ class ProcessConnection(Generic[_C]):
             self._closed = True
             if self._pid == os.getpid():
                 self._close(self._current)
+        forking.untrack(self)
 
-    def reset_after_fork(self) -> None:
-        """In a forked child: the parent may have held the lock at fork time."""
+    def _reset_after_fork(self) -> None:
+        # The parent may have held the lock at fork time; the child gets a free one.
         self.lock = threading.Lock()

@@ -170,10 +170,6 @@ class Database:
         """Close the connection (never the one inherited from a parent). Idempotent."""
         self._connection.close()
 
-    def reset_after_fork(self) -> None:
-        """In a forked child: a fresh lock (the parent may have held it)."""
-        self._connection.reset_after_fork()
-
 
 def open_database(
     path: Path, *, create: bool, busy_timeout: float, sync: str

@@ -32,19 +32,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from xpevents._internal import forking
 from xpevents._internal.ratelimit import LogEvery
 from xpevents._internal.validate import positive_number
 from xpevents.errors import ConfigError
+from xpevents.spool import bounds
 from xpevents.spool.base import DeadLetter, SpoolRecord, SpoolStats
-from xpevents.spool.bounds import (
-    AGE_CHECK_EVERY,
-    DEFAULT_MAX_AGE,
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_DEAD_LETTERS,
-    DEFAULT_MAX_EVENTS,
-    check_bounds,
-)
 from xpevents.spool.sqlite import files, tables
 
 __all__ = ["SqliteSpool"]
@@ -88,15 +80,15 @@ class SqliteSpool:
         self,
         path: str | os.PathLike[str],
         *,
-        max_spool_events: int = DEFAULT_MAX_EVENTS,
-        max_spool_bytes: int = DEFAULT_MAX_BYTES,
-        max_event_age: float = DEFAULT_MAX_AGE,
-        max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS,
+        max_spool_events: int = bounds.DEFAULT_MAX_EVENTS,
+        max_spool_bytes: int = bounds.DEFAULT_MAX_BYTES,
+        max_event_age: float = bounds.DEFAULT_MAX_AGE,
+        max_dead_letters: int = bounds.DEFAULT_MAX_DEAD_LETTERS,
         sync: Literal["normal", "full"] = "normal",
         busy_timeout: float = 10.0,
         create: bool = True,
     ) -> None:
-        check_bounds(
+        bounds.check_bounds(
             "SqliteSpool",
             max_spool_events=max_spool_events,
             max_spool_bytes=max_spool_bytes,
@@ -121,7 +113,6 @@ class SqliteSpool:
         self._db = files.Database(
             self.path, create=create, busy_timeout=self.busy_timeout, sync=sync
         )
-        forking.track(self, forking.Stage.STORE)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteSpool:
@@ -178,7 +169,7 @@ class SqliteSpool:
         if nbytes > self.max_spool_bytes:
             over = nbytes - self.max_spool_bytes
             self._count_eviction(db, "max_spool_bytes", tables.evict_oldest(db, nbytes=over))
-        if now - self._last_age_check >= AGE_CHECK_EVERY:
+        if now - self._last_age_check >= bounds.AGE_CHECK_EVERY:
             self._last_age_check = now
             cutoff = now - self.max_event_age
             self._count_eviction(db, "max_event_age", tables.evict_older_than(db, cutoff))
@@ -373,13 +364,9 @@ class SqliteSpool:
         """The schema version of the open file (``PRAGMA user_version``)."""
         return int(self._db.read("schema_version", "PRAGMA user_version")[0][0])
 
-    def _reset_after_fork(self) -> None:
-        self._db.reset_after_fork()
-
     def close(self) -> None:
         """Close the connection (never the one inherited from a parent). Idempotent."""
         self._db.close()
-        forking.untrack(self)
 
     def __enter__(self) -> SqliteSpool:
         return self
