@@ -180,7 +180,8 @@ class SpoolFront(SafeStore):
             buffer.extend(entries)
             if self._fallback:
                 self._held += len(entries)
-            overflow = self._trim_locked()
+            # Checked here, not in _trim_locked: this runs for every event.
+            overflow = self._trim_locked() if len(buffer) > self.max_buffer_events else 0
             if was_empty:
                 self._wake.notify()
             behind = (
