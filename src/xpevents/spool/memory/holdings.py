@@ -67,12 +67,17 @@ class RetrySchedule:
         """Schedule ``recs`` (all of ``envelope``) for ``due_at``."""
         heapq.heappush(self._groups, (due_at, next(self._seq), envelope, recs))
 
-    def pop_due(self, now: float) -> Iterator[tuple[bytes, list[Rec]]]:
-        """Remove and yield ``(envelope, records)`` for every group due at ``now``."""
+    def pop_due(self, now: float) -> list[tuple[bytes, list[Rec]]]:
+        """Remove the groups due at ``now``; returns their ``(envelope, records)``.
+
+        A list, not a generator: it runs on every claim, nearly always finding nothing.
+        """
         groups = self._groups
+        due = []
         while groups and groups[0][0] <= now:
             _, _, envelope, recs = heapq.heappop(groups)
-            yield envelope, recs
+            due.append((envelope, recs))
+        return due
 
     def pop_oldest(self) -> Rec | None:
         """Remove the record enqueued first (to make room), or ``None`` when empty."""
