@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from xpevents.errors import ConfigError, SpoolError
-from xpevents.spool.base import Spool
+from xpevents.spool.base import DeadLetter, Spool, SpoolStats
 
 logger = logging.getLogger("xpevents.spool.cli")
 
@@ -82,40 +82,47 @@ def stats_command(url: str, show: int, as_json: bool) -> None:
         raise click.ClickException(str(error)) from error
     finally:
         spool.close()
-    oldest_age = None if stats.oldest_enqueued_at is None else now - stats.oldest_enqueued_at
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "url": spool.url,
-                    "depth": stats.depth,
-                    "bytes": stats.bytes,
-                    "leased": stats.leased,
-                    "oldest_age": oldest_age,
-                    "dead_letters": dict(stats.dead_letters),
-                    "evicted": dict(stats.evicted),
-                    "dead_letter_samples": [
-                        {
-                            "id": d.id,
-                            "reason": d.reason,
-                            "failed_at": d.failed_at,
-                            "attempts": d.attempts,
-                            "visitor": d.visitor.decode("utf-8", "replace"),
-                        }
-                        for d in dead
-                    ],
-                }
-            )
-        )
-        return
+        click.echo(json.dumps(_stats_json(spool.url, stats, dead, now)))
+    else:
+        _print_stats(spool.url, stats, dead, now)
+
+
+def _oldest_age(stats: SpoolStats, now: float) -> float | None:
+    return None if stats.oldest_enqueued_at is None else now - stats.oldest_enqueued_at
+
+
+def _stats_json(url: str, stats: SpoolStats, dead: list[DeadLetter], now: float) -> dict[str, Any]:
+    return {
+        "url": url,
+        "depth": stats.depth,
+        "bytes": stats.bytes,
+        "leased": stats.leased,
+        "oldest_age": _oldest_age(stats, now),
+        "dead_letters": dict(stats.dead_letters),
+        "evicted": dict(stats.evicted),
+        "dead_letter_samples": [
+            {
+                "id": d.id,
+                "reason": d.reason,
+                "failed_at": d.failed_at,
+                "attempts": d.attempts,
+                "visitor": d.visitor.decode("utf-8", "replace"),
+            }
+            for d in dead
+        ],
+    }
+
+
+def _print_stats(url: str, stats: SpoolStats, dead: list[DeadLetter], now: float) -> None:
     console = Console()
-    table = Table(title=f"spool {spool.url}")
+    table = Table(title=f"spool {url}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("depth (visitors waiting, leased or retrying)", f"{stats.depth:,}")
     table.add_row("bytes", f"{stats.bytes:,}")
     table.add_row("leased now", f"{stats.leased:,}")
-    table.add_row("age of the oldest event", _age(oldest_age))
+    table.add_row("age of the oldest event", _age(_oldest_age(stats, now)))
     table.add_row("dead letters", f"{sum(stats.dead_letters.values()):,}")
     table.add_row("evicted by the bounds", f"{sum(stats.evicted.values()):,}")
     console.print(table)

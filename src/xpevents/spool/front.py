@@ -29,9 +29,9 @@ When the store fails (disk full, Redis down: :class:`~xpevents.errors.SpoolError
     the visitors are dropped and reported as ``spool_error``.
 
 ``append`` never raises. Drops are reported through ``on_drop(reason, count)``.
-Other operations that fail on a broken store are logged and made harmless: a failed
-``claim`` returns nothing, a failed ``ack``/``retry``/``dead_letter`` leaves the lease
-to expire, so the visitors are sent again (at least once, never lost).
+Other operations that fail on a broken store are logged and made harmless, so that
+visitors are sent again rather than lost (see :mod:`xpevents.spool.safe`, the front's
+base).
 """
 
 from __future__ import annotations
@@ -40,24 +40,22 @@ import logging
 import os
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from xpevents._internal import forking
-from xpevents._internal.ratelimit import LogEvery
 from xpevents._internal.validate import optional_callable, positive_int, positive_seconds
-from xpevents.errors import ConfigError, SpoolError
-from xpevents.spool.base import DeadLetter, Spool, SpoolRecord, SpoolStats
+from xpevents.errors import ConfigError
+from xpevents.spool.base import Spool, SpoolStats
+from xpevents.spool.safe import SafeStore
 
 logger = logging.getLogger("xpevents.spool.front")
 
 _COMMIT_CHUNK = 10_000
-_LOG_EVERY = 10.0
 
 
-class SpoolFront:
+class SpoolFront(SafeStore):
     """A durable store behind write-through or group commit, with a memory fallback.
 
     Args:
@@ -107,25 +105,19 @@ class SpoolFront:
             raise ConfigError(
                 f"{owner}(on_spool_error={on_spool_error!r}): expected 'memory' or 'drop'"
             )
-        self.store = store
-        self.url = store.url
-        self.durable = store.durable
         self.durability = durability
         self.on_spool_error = on_spool_error
         self.commit_interval = positive_seconds("commit_interval", commit_interval, owner=owner)
         self.max_buffer_events = positive_int("max_buffer_events", max_buffer_events, owner=owner)
-        self._on_drop = optional_callable("on_drop", on_drop, owner=owner)
+        on_drop = optional_callable("on_drop", on_drop, owner=owner)
         self.max_uncommitted = positive_int("max_uncommitted", max_uncommitted, owner=owner)
         self._retry_interval = positive_seconds("retry_interval", retry_interval, owner=owner)
         self._max_retry_interval = positive_seconds(
             "max_retry_interval", max_retry_interval, owner=owner
         )
+        super().__init__(store, hold=on_spool_error == "memory", on_drop=on_drop)
         self._always = durability == "always"
-        self._hold = on_spool_error == "memory"
         self._closed = False
-        self._dropped: Counter[str] = Counter()
-        self._episodes = 0
-        self._held = 0
         self._committed = 0
         self._init_runtime()
         forking.track(self, forking.Stage.FRONT)
@@ -137,47 +129,20 @@ class SpoolFront:
         self._hurry = threading.Event()
         self._buffer: deque[tuple[bytes, bytes]] = deque()
         self._in_flight = 0
-        self._fallback = False
-        self._episode_started = 0.0
+        self._init_failure_state()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self._op_log = LogEvery(_LOG_EVERY)
 
     def _reset_after_fork(self) -> None:
         # The parent's thread does not exist here and its buffer belongs to the parent
         # (which commits it): start afresh and empty.
         self._init_runtime()
 
-    # -- state ----------------------------------------------------------------------
-
-    @property
-    def fallback_active(self) -> bool:
-        """True while the store is failing and durability is suspended."""
-        return self._fallback
-
     @property
     def buffered(self) -> int:
         """Visitors in memory not yet committed to the store."""
         return len(self._buffer) + self._in_flight
-
-    @property
-    def dropped(self) -> Mapping[str, int]:
-        """Visitors dropped here, by reason (``spool_error``, ``spool_buffer_full``, ``closed``)."""
-        with self._lock:
-            return MappingProxyType(dict(self._dropped))
-
-    @property
-    def episodes(self) -> int:
-        """How many times the store started failing."""
-        return self._episodes
-
-    @property
-    def held(self) -> int:
-        """Visitors held in memory because the store was failing (all episodes)."""
-        return self._held
-
-    # -- append ---------------------------------------------------------------------
 
     def append(self, entries: Sequence[tuple[bytes, bytes]], *, now: float) -> None:
         """Write through (``"always"``) or buffer (``"interval"``); never raises."""
@@ -209,18 +174,14 @@ class SpoolFront:
     def _buffer_entries(self, entries: Sequence[tuple[bytes, bytes]]) -> None:
         if self._thread is None:  # the at-fork hook resets it in a child
             self._start()
-        overflow = 0
         with self._lock:
             buffer = self._buffer
             was_empty = not buffer
             buffer.extend(entries)
             if self._fallback:
                 self._held += len(entries)
-            excess = len(buffer) - self.max_buffer_events
-            if excess > 0:
-                for _ in range(excess):
-                    buffer.popleft()
-                overflow = excess
+            # Checked here, not in _trim_locked: this runs for every event.
+            overflow = self._trim_locked() if len(buffer) > self.max_buffer_events else 0
             if was_empty:
                 self._wake.notify()
             behind = (
@@ -229,11 +190,7 @@ class SpoolFront:
                 and len(buffer) >= self.max_uncommitted
                 and not self._stopping
             )
-            batch: list[tuple[bytes, bytes]] = []
-            if behind:
-                count = min(len(buffer), _COMMIT_CHUNK)
-                batch = [buffer.popleft() for _ in range(count)]
-                self._in_flight += count
+            batch = self._take_batch_locked() if behind else []
         if overflow:
             self._drop("spool_buffer_full", overflow)
         if batch:
@@ -249,60 +206,32 @@ class SpoolFront:
             self._commit_failed(batch, error, in_flight_cleared=True)
             return
         with self._lock:
-            self._in_flight -= len(batch)
-            self._committed += len(batch)
-            if not self._buffer and not self._in_flight:
-                self._settled.notify_all()
+            self._committed_locked(len(batch))
 
-    def _drop(self, reason: str, count: int) -> None:
-        with self._lock:
-            self._dropped[reason] += count
-        if self._on_drop is not None:
-            try:
-                self._on_drop(reason, count)
-            except Exception:
-                logger.exception("on_drop callback failed")
+    def _trim_locked(self) -> int:
+        """Drop the oldest visitors beyond ``max_buffer_events``; returns how many."""
+        excess = max(0, len(self._buffer) - self.max_buffer_events)
+        for _ in range(excess):
+            self._buffer.popleft()
+        return excess
 
-    def _store_failed(self, error: BaseException) -> None:
-        with self._lock:
-            if self._fallback:
-                return
-            self._fallback = True
-            self._episodes += 1
-            self._episode_started = time.monotonic()
-        if self._hold:
-            logger.error(
-                "spool %s is failing: %s. DURABILITY SUSPENDED: visitors are held in memory "
-                "(at most %d, oldest dropped beyond) and written to the store when it "
-                "recovers; a crash now loses them",
-                self.url,
-                error,
-                self.max_buffer_events,
-            )
-        else:
-            logger.error(
-                "spool %s is failing: %s. Visitors are DROPPED (on_spool_error='drop') "
-                "until it recovers; counted as 'spool_error'",
-                self.url,
-                error,
-            )
+    def _take_batch_locked(self) -> list[tuple[bytes, bytes]]:
+        """The oldest buffered visitors, one commit's worth, now in flight."""
+        count = min(len(self._buffer), _COMMIT_CHUNK)
+        self._in_flight += count
+        return [self._buffer.popleft() for _ in range(count)]
 
-    def _store_recovered(self) -> None:
-        with self._lock:
-            if not self._fallback or self._buffer or self._in_flight:
-                return
-            self._fallback = False
-            lasted = time.monotonic() - self._episode_started
-        logger.warning(
-            "spool %s recovered after %.1f s; durability restored (held so far: %d, "
-            "dropped so far: %s)",
-            self.url,
-            lasted,
-            self._held,
-            dict(self._dropped) or "none",
-        )
+    def _committed_locked(self, count: int) -> bool:
+        """``count`` visitors in flight were committed; True when nothing is left."""
+        self._in_flight -= count
+        self._committed += count
+        if self._buffer or self._in_flight:
+            return False
+        self._settled.notify_all()
+        return True
 
-    # -- the committer thread ----------------------------------------------------------
+    def _pending_locked(self) -> bool:
+        return bool(self._buffer or self._in_flight)
 
     def _start(self) -> None:
         with self._lock:
@@ -328,9 +257,7 @@ class SpoolFront:
                 # Group commit: let the interval's visitors gather (cut short by flush).
                 self._hurry.wait(self.commit_interval)
             with self._lock:
-                count = min(len(self._buffer), _COMMIT_CHUNK)
-                batch = [self._buffer.popleft() for _ in range(count)]
-                self._in_flight += count
+                batch = self._take_batch_locked()
             if not batch:
                 continue
             try:
@@ -344,11 +271,8 @@ class SpoolFront:
                 continue
             backoff = self._retry_interval
             with self._lock:
-                self._in_flight -= count
-                self._committed += count
-                if not self._buffer and not self._in_flight:
+                if self._committed_locked(len(batch)):
                     self._hurry.clear()
-                    self._settled.notify_all()
             if self._fallback:
                 self._store_recovered()
 
@@ -368,7 +292,6 @@ class SpoolFront:
                 self._settled.notify_all()
             self._drop("spool_error", len(batch))
             return
-        overflow = 0
         with self._lock:
             self._in_flight -= release
             if self._closed:  # close() gave up on these; it counted them as lost
@@ -377,10 +300,7 @@ class SpoolFront:
             if not was_failing and not self._always:
                 self._held += len(self._buffer) + len(batch)
             self._buffer.extendleft(reversed(batch))
-            excess = len(self._buffer) - self.max_buffer_events
-            for _ in range(max(0, excess)):
-                self._buffer.popleft()
-                overflow += 1
+            overflow = self._trim_locked()
         if overflow:
             self._drop("spool_buffer_full", overflow)
 
@@ -402,70 +322,9 @@ class SpoolFront:
                 self._settled.wait(min(left, 0.05))
         return True
 
-    # -- the rest of the Spool interface, made safe ------------------------------------
-
-    def _op_failed(self, action: str, error: BaseException) -> None:
-        if self._op_log.due():
-            logger.warning(
-                "spool %s: %s failed: %s (records stay leased until the lease expires, "
-                "then are sent again)",
-                self.url,
-                action,
-                error,
-            )
-
-    def claim(
-        self, *, max_records: int, max_bytes: int, lease: float, now: float
-    ) -> list[SpoolRecord]:
-        """The store's ``claim``; an empty list while the store fails."""
-        try:
-            return self.store.claim(
-                max_records=max_records, max_bytes=max_bytes, lease=lease, now=now
-            )
-        except SpoolError as error:
-            self._op_failed("claim", error)
-            return []
-
-    def ack(self, ids: Sequence[int | str]) -> None:
-        """The store's ``ack``; a failure is logged (the records will be sent again)."""
-        try:
-            self.store.ack(ids)
-        except SpoolError as error:
-            self._op_failed("ack", error)
-
-    def retry(
-        self,
-        ids: Sequence[int | str],
-        *,
-        attempts: int,
-        first_attempt_at: float,
-        next_attempt_at: float,
-    ) -> None:
-        """The store's ``retry``; a failure is logged (the lease expires instead)."""
-        try:
-            self.store.retry(
-                ids,
-                attempts=attempts,
-                first_attempt_at=first_attempt_at,
-                next_attempt_at=next_attempt_at,
-            )
-        except SpoolError as error:
-            self._op_failed("retry", error)
-
-    def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
-        """The store's ``dead_letter``; a failure is logged (the lease expires instead)."""
-        try:
-            self.store.dead_letter(ids, reason=reason, now=now)
-        except SpoolError as error:
-            self._op_failed("dead_letter", error)
-
     def next_due_at(self, *, now: float) -> float | None:
         """The store's, or ``now + commit_interval`` while visitors wait in the buffer."""
-        try:
-            due = self.store.next_due_at(now=now)
-        except SpoolError as error:
-            self._op_failed("next_due_at", error)
-            due = now + self._max_retry_interval
+        due = self._store_due_at(now, failed=now + self._max_retry_interval)
         if self._buffer or self._in_flight:
             soon = now + (self._max_retry_interval if self._fallback else self.commit_interval)
             due = soon if due is None else min(due, soon)
@@ -478,11 +337,7 @@ class SpoolFront:
             in_flight = self._in_flight
         extra_depth = len(buffered) + in_flight
         extra_bytes = sum(len(visitor) for _, visitor in buffered)
-        try:
-            base = self.store.stats(now=now)
-        except SpoolError as error:
-            self._op_failed("stats", error)
-            base = SpoolStats()
+        base = self._store_stats(now)
         if not extra_depth:
             return base
         return SpoolStats(
@@ -493,18 +348,6 @@ class SpoolFront:
             dead_letters=base.dead_letters,
             evicted=base.evicted,
         )
-
-    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        """The store's dead letters (raises :class:`SpoolError` if it fails)."""
-        return self.store.dead_letters(limit=limit)
-
-    def replay_dead_letters(self, *, reason: str | None = None, now: float) -> int:
-        """The store's replay (raises :class:`SpoolError` if it fails)."""
-        return self.store.replay_dead_letters(reason=reason, now=now)
-
-    def purge_dead_letters(self, *, reason: str | None = None) -> int:
-        """The store's purge (raises :class:`SpoolError` if it fails)."""
-        return self.store.purge_dead_letters(reason=reason)
 
     def close(self, timeout: float = 5.0) -> None:
         """Commit the buffer (up to ``timeout`` seconds), stop the thread, close the store.

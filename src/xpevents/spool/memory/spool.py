@@ -22,8 +22,6 @@ claimable again).
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import threading
 import time
 from collections import Counter, deque
@@ -33,13 +31,12 @@ from typing import Final
 
 from xpevents._internal.validate import choice, optional_callable, positive_int, positive_seconds
 from xpevents.spool.base import Claim, DeadLetter, SpoolRecord, SpoolStats
+from xpevents.spool.memory.dead import DeadLetterBox
+from xpevents.spool.memory.holdings import ENQUEUED_AT, VISITOR, Holdings
 
 __all__ = ["OVERFLOW_POLICIES", "MemorySpool"]
 
 OVERFLOW_POLICIES: Final = ("drop_newest", "drop_oldest", "block")
-
-# A ready/scheduled record: (id, visitor, enqueued_at, attempts, first_attempt_at)
-_Rec = tuple[int, bytes, float, int, float | None]
 
 
 class MemorySpool:
@@ -97,16 +94,8 @@ class MemorySpool:
         self._visitors_in = 0  # visitors drained from _incoming, ever
         self._held = 0  # visitors drained and not yet settled
         self._held_bytes = 0
-        self._ready: dict[bytes, deque[_Rec]] = {}
-        self._ready_count = 0
-        self._leased: dict[int | str, tuple[bytes, _Rec, float]] = {}
-        self._next_sweep = 0.0
-        self._scheduled: list[tuple[float, int, bytes, list[_Rec]]] = []
-        self._scheduled_count = 0
-        self._ids = itertools.count(1)
-        self._seq = itertools.count()
-        self._dead: deque[DeadLetter] = deque()
-        self._dead_by_reason: Counter[str] = Counter()
+        self._holdings = Holdings()  # where the drained visitors are
+        self._dead = DeadLetterBox()
         self._evicted: Counter[str] = Counter()
         self._closed = False
 
@@ -140,38 +129,45 @@ class MemorySpool:
             return 0
         evicted: list[bytes] = []
         with self._lock:
-            room = self.max_events - n
-            if self._depth_locked() > room:
-                if self.overflow == "drop_newest":
-                    return 0
-                if self.overflow == "drop_oldest":
-                    self._drain_locked()
-                    while self._held > room and self._evict_oldest_locked(evicted):
-                        pass
-                    if self._held > room:  # everything left is in flight
-                        self._release_evicted(evicted)
-                        return 0
-                else:  # block
-                    deadline = None
-                    while self._depth_locked() > room and not self._closed:
-                        current = time.monotonic()
-                        if deadline is None:
-                            deadline = current + self.block_timeout
-                        remaining = deadline - current
-                        if remaining <= 0:
-                            return 0
-                        self._blocked += 1
-                        try:
-                            self._room.wait(remaining)
-                        finally:
-                            self._blocked -= 1
-                    if self._closed:
-                        return 0
-            self._incoming_extra += n - 1
-            self._incoming.append((envelope, visitors, now))
-            size = len(self._incoming) or 1
+            if self._make_room_locked(self.max_events - n, evicted):
+                self._incoming_extra += n - 1
+                self._incoming.append((envelope, visitors, now))
+                size = len(self._incoming) or 1
+            else:
+                size = 0
         self._release_evicted(evicted)
         return size
+
+    def _make_room_locked(self, room: int, evicted: list[bytes]) -> bool:
+        """Apply the overflow policy until at most ``room`` visitors are held; False
+        when the event must be refused."""
+        if self._depth_locked() <= room:
+            return True
+        if self.overflow == "drop_newest":
+            return False
+        if self.overflow == "drop_oldest":
+            self._drain_locked()
+            while self._held > room and self._evict_oldest_locked(evicted):
+                pass
+            return self._held <= room  # False: everything left is in flight
+        return self._wait_for_room_locked(room)
+
+    def _wait_for_room_locked(self, room: int) -> bool:
+        """``block``: wait up to ``block_timeout`` seconds for senders to settle records."""
+        deadline = None
+        while self._depth_locked() > room and not self._closed:
+            current = time.monotonic()
+            if deadline is None:
+                deadline = current + self.block_timeout
+            remaining = deadline - current
+            if remaining <= 0:
+                return False
+            self._blocked += 1
+            try:
+                self._room.wait(remaining)
+            finally:
+                self._blocked -= 1
+        return not self._closed
 
     def _release_evicted(self, evicted: list[bytes]) -> None:
         callback = self.on_evict
@@ -184,33 +180,13 @@ class MemorySpool:
 
     def _evict_oldest_locked(self, evicted: list[bytes]) -> bool:
         """Remove the oldest visitor that is not in flight; False when there is none."""
-        best: deque[_Rec] | None = None
-        best_env = b""
-        for env, queue in self._ready.items():
-            if queue and (best is None or queue[0][2] < best[0][2]):
-                best, best_env = queue, env
-        if best is not None:
-            rec = best.popleft()
-            if not best:
-                del self._ready[best_env]
-            self._ready_count -= 1
-        else:
-            group_index = -1
-            for index, (_, _, _, recs) in enumerate(self._scheduled):
-                if recs and (group_index < 0 or recs[0][2] < self._scheduled[group_index][3][0][2]):
-                    group_index = index
-            if group_index < 0:
-                return False
-            recs = self._scheduled[group_index][3]
-            rec = recs.pop(0)
-            self._scheduled_count -= 1
-            if not recs:
-                self._scheduled.pop(group_index)
-                heapq.heapify(self._scheduled)
+        visitor = self._holdings.evict_oldest()
+        if visitor is None:
+            return False
         self._held -= 1
-        self._held_bytes -= len(rec[1])
+        self._held_bytes -= len(visitor)
         self._evicted["queue_full_oldest"] += 1
-        evicted.append(rec[1])
+        evicted.append(visitor)
         return True
 
     def append(self, entries: Sequence[tuple[bytes, bytes]], *, now: float) -> None:
@@ -227,63 +203,24 @@ class MemorySpool:
     # -- claim and settle ------------------------------------------------------------
 
     def _drain_locked(self) -> None:
-        incoming = self._incoming
-        if not incoming:
+        if not self._incoming:
             return
-        ready = self._ready
-        ids = self._ids
-        entries = visitors_in = size = 0
-        pop = incoming.popleft
-        while incoming:
-            envelope, visitors, enqueued_at = pop()
-            queue = ready.get(envelope)
-            if queue is None:
-                queue = ready[envelope] = deque()
-            for visitor in visitors:
-                queue.append((next(ids), visitor, enqueued_at, 0, None))
-                size += len(visitor)
-            entries += 1
-            visitors_in += len(visitors)
-        self._incoming_extra -= visitors_in - entries
+        entries, visitors, size = self._holdings.drain(self._incoming)
+        self._incoming_extra -= visitors - entries
         self._entries_in += entries
-        self._visitors_in += visitors_in
-        self._held += visitors_in
+        self._visitors_in += visitors
+        self._held += visitors
         self._held_bytes += size
-        self._ready_count += visitors_in
-
-    def _promote_locked(self, now: float) -> None:
-        """Move scheduled retries that are due, and expired leases, back to ready."""
-        scheduled = self._scheduled
-        while scheduled and scheduled[0][0] <= now:
-            _, _, envelope, recs = heapq.heappop(scheduled)
-            queue = self._ready.get(envelope)
-            if queue is None:
-                queue = self._ready[envelope] = deque()
-            queue.extendleft(reversed(recs))  # older than anything fresh
-            self._scheduled_count -= len(recs)
-            self._ready_count += len(recs)
-        if self._leased and now >= self._next_sweep:
-            expired = [key for key, (_, _, until) in self._leased.items() if until <= now]
-            for key in expired:
-                envelope, rec, _ = self._leased.pop(key)
-                queue = self._ready.get(envelope)
-                if queue is None:
-                    queue = self._ready[envelope] = deque()
-                queue.appendleft(rec)
-                self._ready_count += 1
-            self._next_sweep = now + 1.0
 
     def waiting(self, *, now: float) -> tuple[int, float | None, float | None]:
         """``(visitors ready to send, enqueued_at of the oldest of them, next retry time)``."""
         with self._lock:
             self._drain_locked()
-            self._promote_locked(now)
-            oldest: float | None = None
-            for queue in self._ready.values():
-                if queue and (oldest is None or queue[0][2] < oldest):
-                    oldest = queue[0][2]
-            next_at = self._scheduled[0][0] if self._scheduled else None
-            return self._ready_count, oldest, next_at
+            holdings = self._holdings
+            holdings.promote(now)
+            ready = holdings.oldest_ready()
+            oldest = None if ready is None else ready[1][0][ENQUEUED_AT]
+            return holdings.ready_count, oldest, holdings.scheduled.next_at()
 
     def claim_batch(
         self, *, max_records: int, max_bytes: int, lease: float, now: float
@@ -291,41 +228,10 @@ class MemorySpool:
         """Lease the oldest ready visitors of one envelope (see :meth:`claim`)."""
         with self._lock:
             self._drain_locked()
-            self._promote_locked(now)
-            best: deque[_Rec] | None = None
-            envelope = b""
-            for env, queue in self._ready.items():
-                if queue and (best is None or queue[0][2] < best[0][2]):
-                    best, envelope = queue, env
-            if best is None:
-                return None
-            ids: list[int | str] = []
-            visitors: list[bytes] = []
-            enqueued: list[float] = []
-            attempts = 0
-            first: float | None = None
-            total = 0
-            until = now + lease
-            leased = self._leased
-            while best and len(ids) < max_records:
-                rec = best[0]
-                size = len(rec[1])
-                if ids and total + size > max_bytes:
-                    break
-                best.popleft()
-                total += size
-                ids.append(rec[0])
-                visitors.append(rec[1])
-                enqueued.append(rec[2])
-                if rec[3] > attempts:
-                    attempts = rec[3]
-                if rec[4] is not None and (first is None or rec[4] < first):
-                    first = rec[4]
-                leased[rec[0]] = (envelope, rec, until)
-            if not best:
-                del self._ready[envelope]
-            self._ready_count -= len(ids)
-            return Claim(envelope, ids, visitors, attempts, first, enqueued)
+            self._holdings.promote(now)
+            return self._holdings.lease(
+                max_records=max_records, max_bytes=max_bytes, until=now + lease
+            )
 
     def claim(
         self, *, max_records: int, max_bytes: int, lease: float, now: float
@@ -334,36 +240,20 @@ class MemorySpool:
         batch = self.claim_batch(max_records=max_records, max_bytes=max_bytes, lease=lease, now=now)
         if batch is None:
             return []
-        records = []
         with self._lock:
-            for record_id in batch.ids:
-                entry = self._leased.get(record_id)
-                if entry is not None:
-                    rec = entry[1]
-                    records.append(
-                        SpoolRecord(rec[0], batch.envelope, rec[1], rec[2], rec[3], rec[4])
-                    )
-        return records
+            return self._holdings.leased_records(batch)
 
-    def _settle_locked(self, ids: Sequence[int | str]) -> list[tuple[bytes, _Rec]]:
-        leased = self._leased
-        settled = []
-        for record_id in ids:
-            entry = leased.pop(record_id, None)
-            if entry is not None:
-                settled.append((entry[0], entry[1]))
-        return settled
-
-    def _freed_locked(self, settled: list[tuple[bytes, _Rec]]) -> None:
-        self._held -= len(settled)
-        self._held_bytes -= sum(len(rec[1]) for _, rec in settled)
+    def _freed_locked(self, count: int, size: int) -> None:
+        self._held -= count
+        self._held_bytes -= size
         if self._blocked:
             self._room.notify_all()
 
     def ack(self, ids: Sequence[int | str]) -> None:
         """The records were delivered: forget them."""
         with self._lock:
-            self._freed_locked(self._settle_locked(ids))
+            settled = self._holdings.release(ids)
+            self._freed_locked(len(settled), sum(len(rec[VISITOR]) for _, rec in settled))
 
     def retry(
         self,
@@ -375,30 +265,23 @@ class MemorySpool:
     ) -> None:
         """Release the lease; the records are claimable again from ``next_attempt_at``."""
         with self._lock:
-            groups: dict[bytes, list[_Rec]] = {}
-            for envelope, rec in self._settle_locked(ids):
-                groups.setdefault(envelope, []).append(
-                    (rec[0], rec[1], rec[2], attempts, first_attempt_at)
-                )
-            for envelope, recs in groups.items():
-                heapq.heappush(self._scheduled, (next_attempt_at, next(self._seq), envelope, recs))
-                self._scheduled_count += len(recs)
+            self._holdings.retry(
+                ids,
+                attempts=attempts,
+                first_attempt_at=first_attempt_at,
+                next_attempt_at=next_attempt_at,
+            )
 
     def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
         """Move the records to the dead letters with ``reason``."""
         with self._lock:
-            settled = self._settle_locked(ids)
-            self._freed_locked(settled)
-            for envelope, rec in settled:
-                if self.max_dead_letters == 0:
-                    self._evicted["max_dead_letters"] += 1
-                    continue
-                if len(self._dead) >= self.max_dead_letters:
-                    old = self._dead.popleft()
-                    self._dead_by_reason[old.reason] -= 1
-                    self._evicted["max_dead_letters"] += 1
-                self._dead.append(DeadLetter(rec[0], envelope, rec[1], reason, now, rec[3]))
-                self._dead_by_reason[reason] += 1
+            settled = self._holdings.release(ids)
+            self._freed_locked(len(settled), sum(len(rec[VISITOR]) for _, rec in settled))
+            for envelope, (record_id, visitor, _, attempts, _) in settled:
+                letter = DeadLetter(record_id, envelope, visitor, reason, now, attempts)
+                forgotten = self._dead.add(letter, keep=self.max_dead_letters)
+                if forgotten:
+                    self._evicted["max_dead_letters"] += forgotten
 
     def next_due_at(self, *, now: float) -> float | None:
         """Earliest time a record becomes claimable (``now`` if one is due), or None."""
@@ -429,52 +312,30 @@ class MemorySpool:
         """Visitors held that were enqueued at or before ``when`` (an O(depth) scan)."""
         with self._lock:
             count = sum(len(v) for _, v, t in self._incoming if t <= when)
-            for queue in self._ready.values():
-                count += sum(1 for rec in queue if rec[2] <= when)
-            count += sum(1 for _, rec, _ in self._leased.values() if rec[2] <= when)
-            for _, _, _, recs in self._scheduled:
-                count += sum(1 for rec in recs if rec[2] <= when)
-            return count
+            return count + self._holdings.count_since(when)
 
     def stats(self, *, now: float) -> SpoolStats:
         """Depth, bytes, oldest record, dead letters and evictions."""
         with self._lock:
             self._drain_locked()
-            oldest: float | None = None
-            for queue in self._ready.values():
-                if queue and (oldest is None or queue[0][2] < oldest):
-                    oldest = queue[0][2]
-            for _, rec, _ in self._leased.values():
-                if oldest is None or rec[2] < oldest:
-                    oldest = rec[2]
-            for _, _, _, recs in self._scheduled:
-                for rec in recs:
-                    if oldest is None or rec[2] < oldest:
-                        oldest = rec[2]
             return SpoolStats(
                 depth=self._held,
                 bytes=self._held_bytes,
-                leased=len(self._leased),
-                oldest_enqueued_at=oldest,
-                dead_letters=MappingProxyType(+self._dead_by_reason),
+                leased=self._holdings.leased,
+                oldest_enqueued_at=self._holdings.oldest_enqueued_at(),
+                dead_letters=MappingProxyType(+self._dead.by_reason),
                 evicted=MappingProxyType(+self._evicted),
             )
 
     def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         """The oldest dead letters kept, for inspection."""
         with self._lock:
-            return list(itertools.islice(self._dead, limit))
+            return self._dead.oldest(limit)
 
     def replay_dead_letters(self, *, reason: str | None = None, now: float) -> int:
         """Put dead letters (of ``reason``, or all) back in the queue; returns how many."""
         with self._lock:
-            keep: deque[DeadLetter] = deque()
-            replay: list[DeadLetter] = []
-            for letter in self._dead:
-                (replay if reason is None or letter.reason == reason else keep).append(letter)
-            self._dead = keep
-            for letter in replay:
-                self._dead_by_reason[letter.reason] -= 1
+            replay = self._dead.take(reason)
         for letter in replay:
             self.offer(letter.envelope, (letter.visitor,), now)
         return len(replay)
@@ -482,22 +343,13 @@ class MemorySpool:
     def purge_dead_letters(self, *, reason: str | None = None) -> int:
         """Delete dead letters (of ``reason``, or all); returns how many."""
         with self._lock:
-            before = len(self._dead)
-            self._dead = deque(d for d in self._dead if reason is not None and d.reason != reason)
-            self._dead_by_reason = Counter(d.reason for d in self._dead)
-            return before - len(self._dead)
+            return self._dead.purge(reason)
 
     def clear(self) -> list[bytes]:
         """Forget every record (waiting, leased, scheduled); return their visitors."""
         with self._lock:
             self._drain_locked()
-            dropped = [rec[1] for queue in self._ready.values() for rec in queue]
-            dropped += [rec[1] for _, rec, _ in self._leased.values()]
-            dropped += [rec[1] for _, _, _, recs in self._scheduled for rec in recs]
-            self._ready.clear()
-            self._leased.clear()
-            self._scheduled.clear()
-            self._ready_count = self._scheduled_count = 0
+            dropped = self._holdings.clear()
             self._held = self._held_bytes = 0
             if self._blocked:
                 self._room.notify_all()

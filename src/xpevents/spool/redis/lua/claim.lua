@@ -1,0 +1,55 @@
+-- claim: lease up to max_records records of one envelope.
+-- ARGV: group, consumer, now, lease_ms, max_records, max_bytes
+local group, consumer = ARGV[1], ARGV[2]
+local now = tonumber(ARGV[3])
+local lease_ms = tonumber(ARGV[4])
+local max_records = tonumber(ARGV[5])
+local max_bytes = tonumber(ARGV[6])
+-- 1. due retries go back into the stream
+requeue(redis.call('ZRANGEBYSCORE', RZ, '-inf', ARGV[3], 'LIMIT', 0, 1000))
+-- 2. candidates: expired leases, then new entries
+local candidates = {}
+local reclaimed = redis.call('XAUTOCLAIM', S, group, consumer, lease_ms, '0-0',
+  'COUNT', max_records)
+for _, entry in ipairs(reclaimed[2]) do
+  if entry[2] then candidates[#candidates + 1] = entry end
+end
+if #candidates < max_records then
+  local read = redis.call('XREADGROUP', 'GROUP', group, consumer,
+    'COUNT', max_records - #candidates, 'STREAMS', S, '>')
+  if read and read[1] then
+    for _, entry in ipairs(read[1][2]) do candidates[#candidates + 1] = entry end
+  end
+end
+if #candidates == 0 then return {} end
+-- 3. one envelope, within the byte cap; hand the rest back at once
+local digest = field(candidates[1][2], 'e')
+local out = {redis.call('HGET', ENV, digest) or ''}
+local total = 0
+local taken = 0
+local release = {}
+for _, entry in ipairs(candidates) do
+  local f = entry[2]
+  local v = field(f, 'v') or ''
+  if field(f, 'e') == digest and taken < max_records
+      and (taken == 0 or total + #v <= max_bytes) then
+    taken = taken + 1
+    total = total + #v
+    out[#out + 1] = entry[1]
+    out[#out + 1] = v
+    out[#out + 1] = field(f, 't') or '0'
+    out[#out + 1] = field(f, 'a') or '0'
+    out[#out + 1] = field(f, 'f') or ''
+  else
+    release[#release + 1] = entry[1]
+  end
+end
+if #release > 0 then
+  local args = {'XCLAIM', S, group, consumer, 0}
+  for _, id in ipairs(release) do args[#args + 1] = id end
+  args[#args + 1] = 'TIME'
+  args[#args + 1] = 1
+  args[#args + 1] = 'JUSTID'
+  redis.call(unpack(args))
+end
+return out

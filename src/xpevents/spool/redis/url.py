@@ -1,0 +1,92 @@
+"""The Redis spool's URL: ``redis://host:port/db?stream=NAME&group=GROUP&consumer=NAME&dead=NAME``.
+
+* ``stream`` (default ``xpevents``): the stream every producer appends to;
+* ``group`` (default ``xpevents``): the consumer group every sender reads through;
+* ``consumer`` (default ``<hostname>-<pid>``): this process's name in the group;
+* ``dead`` (default ``<stream>:dead``): the dead-letter stream.
+
+Other query parameters (``socket_timeout``, ``password``...) go to redis-py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from xpevents.errors import ConfigError
+from xpevents.spool.redis.schema import DEFAULT_GROUP, DEFAULT_STREAM
+
+__all__ = ["from_url", "split_url"]
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """Separate the spool's own query parameters from the ones for redis-py.
+
+    Returns the URL for redis-py and a dict with ``stream``, ``group``, ``consumer``
+    and ``dead`` when given.
+
+    Raises:
+        ConfigError: not a ``redis://``, ``rediss://`` or ``unix://`` URL, or an empty
+            spool parameter.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"spool URL {url!r}: expected 'redis://host:port/db?stream=NAME' "
+            "(or rediss://, unix://)"
+        )
+    ours: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in ("stream", "group", "consumer", "dead"):
+            if not value:
+                raise ConfigError(f"spool URL {url!r}: {key}= must not be empty")
+            ours[key] = value
+        else:
+            rest.append((key, value))
+    path = parts.path
+    if parts.scheme != "unix" and path not in ("", "/"):
+        db = path.lstrip("/")
+        if not db.isdigit():
+            raise ConfigError(
+                f"spool URL {url!r}: the database must be a number (redis://host:port/0)"
+            )
+    return urlunsplit(parts._replace(query=urlencode(rest))), ours
+
+
+def from_url(url: str) -> tuple[Callable[[], redis.Redis], str, dict[str, Any]]:
+    """What :meth:`RedisSpool.from_url <xpevents.spool.redis.RedisSpool.from_url>` needs
+    from ``url``: a function that opens a client, the URL to show (password hidden) and
+    the spool's options (``stream``, ``group``, ``consumer``, ``dead_stream``).
+
+    Raises:
+        ConfigError: the URL is invalid.
+    """
+    redis_url, ours = split_url(url)
+    options: dict[str, Any] = {
+        "stream": ours.get("stream", DEFAULT_STREAM),
+        "group": ours.get("group", DEFAULT_GROUP),
+        "consumer": ours.get("consumer"),
+        "dead_stream": ours.get("dead"),
+    }
+
+    def factory() -> redis.Redis:
+        try:
+            return redis.Redis.from_url(
+                redis_url,
+                decode_responses=False,
+                socket_connect_timeout=2.0,
+                socket_timeout=5.0,
+                retry=Retry(NoBackoff(), 1),
+            )
+        except ValueError as error:
+            raise ConfigError(f"spool URL {url!r}: {error}") from error
+
+    parts = urlsplit(url)
+    shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return factory, shown, options

@@ -1,0 +1,299 @@
+"""The SQLite spool's file: its URL, opening or creating it, this process's transactions
+on it, and what a failure means.
+
+Files are created with mode 0600; SQLite gives the ``-wal`` and ``-shm`` files the mode
+of the database file. Every failure to open or use the file becomes a
+:class:`~xpevents.errors.SpoolError` whose message names the path and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from xpevents.errors import ConfigError, SpoolError
+from xpevents.spool.connection import ProcessConnection
+from xpevents.spool.sqlite import schema
+
+__all__ = ["Database", "error", "open_database", "options_from_url", "path_from_url"]
+
+logger = logging.getLogger("xpevents.spool.sqlite")
+
+# Connections inherited across fork(): kept referenced forever so that garbage
+# collection never closes them in the child (closing could checkpoint or delete the
+# parent's WAL).
+_abandoned: list[sqlite3.Connection] = []
+
+
+def path_from_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split ``sqlite:///relative.db`` / ``sqlite:////abs.db?sync=full`` into path and options.
+
+    Raises:
+        ConfigError: not an SQLite spool URL.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ConfigError(f"spool URL {url!r}: expected the scheme 'sqlite://'")
+    if parts.netloc:
+        raise ConfigError(
+            f"spool URL {url!r}: SQLite URLs have no host; use 'sqlite:///relative/path.db' "
+            "or 'sqlite:////absolute/path.db' (three or four slashes)"
+        )
+    path = unquote(parts.path)
+    if path.startswith("/"):
+        path = path[1:]  # sqlite:///rel.db -> "rel.db"; sqlite:////abs.db -> "/abs.db"
+    if not path or path.endswith("/"):
+        raise ConfigError(
+            f"spool URL {url!r}: no file name; use 'sqlite:///relative/path.db' or "
+            "'sqlite:////absolute/path.db'"
+        )
+    if path == ":memory:":
+        raise ConfigError(
+            f"spool URL {url!r}: an in-memory SQLite database is not durable; use 'memory://'"
+        )
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return path, options
+
+
+def options_from_url(url: str) -> tuple[str, dict[str, Any]]:
+    """The path and the constructor options (``sync``, ``busy_timeout``) of a spool URL.
+
+    Raises:
+        ConfigError: not an SQLite spool URL, or an unknown or invalid option.
+    """
+    path, query = path_from_url(url)
+    options: dict[str, Any] = {}
+    for key, value in query.items():
+        if key == "sync":
+            options["sync"] = value
+        elif key == "busy_timeout":
+            try:
+                options["busy_timeout"] = float(value)
+            except ValueError:
+                raise ConfigError(
+                    f"spool URL {url!r}: busy_timeout={value!r} is not a number"
+                ) from None
+        else:
+            raise ConfigError(
+                f"spool URL {url!r}: unknown option {key!r} (known: sync, busy_timeout)"
+            )
+    return path, options
+
+
+class Database:
+    """This process's connection to the spool file, used one transaction at a time.
+
+    Every use holds a process-local lock, so threads never interleave statements on
+    the one connection; a forked child opens its own connection on first use.
+
+    Raises:
+        SpoolError: the file cannot be opened (see :func:`open_database`).
+    """
+
+    def __init__(self, path: Path, *, create: bool, busy_timeout: float, sync: str) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.sync = sync
+        self._connection = ProcessConnection(
+            self._open(create=create),
+            name=f"SQLite spool {str(path)!r}",
+            reopen=self._reopen,
+            close=self._close_quietly,
+        )
+
+    def _open(self, *, create: bool) -> sqlite3.Connection:
+        return open_database(
+            self.path, create=create, busy_timeout=self.busy_timeout, sync=self.sync
+        )
+
+    def _reopen(self, inherited: sqlite3.Connection) -> sqlite3.Connection:
+        # Forked: never touch the parent's connection; open our own.
+        _abandoned.append(inherited)
+        return self._open(create=True)
+
+    @staticmethod
+    def _close_quietly(db: sqlite3.Connection) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
+
+    def write(self, action: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One short ``BEGIN IMMEDIATE`` transaction (the write lock from the start)."""
+        return self._transaction(action, "BEGIN IMMEDIATE")
+
+    def snapshot(self, action: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One read transaction: several reads that see the same state."""
+        return self._transaction(action, "BEGIN")
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str, begin: str) -> Iterator[sqlite3.Connection]:
+        with self._connection.lock:
+            db = self._connection.get()
+            try:
+                db.execute(begin)
+                yield db
+                db.execute("COMMIT")
+            except sqlite3.Error as failure:
+                self._rollback(db)
+                raise self.error(action, failure) from failure
+            except BaseException:
+                self._rollback(db)
+                raise
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+
+    def read(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one statement, outside any transaction."""
+        with self._connection.lock:
+            db = self._connection.get()
+            try:
+                return db.execute(sql, params).fetchall()
+            except sqlite3.Error as failure:
+                raise self.error(action, failure) from failure
+
+    def error(self, action: str, failure: sqlite3.Error) -> SpoolError:
+        """The :class:`SpoolError` for ``failure`` during ``action``."""
+        return error(self.path, action, failure, busy_timeout=self.busy_timeout)
+
+    def close(self) -> None:
+        """Close the connection (never the one inherited from a parent). Idempotent."""
+        self._connection.close()
+
+
+def open_database(
+    path: Path, *, create: bool, busy_timeout: float, sync: str
+) -> sqlite3.Connection:
+    """Open (or create) the spool file in WAL mode, its schema ready (migrated if old).
+
+    Raises:
+        SpoolError: missing directory, permission denied, read-only file system, disk
+            full, corrupt or foreign file, or a spool written by a newer xpevents.
+    """
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise SpoolError(
+            f"SQLite spool {str(path)!r}: directory {str(directory)!r} does not exist; "
+            "create it or choose another path"
+        )
+    if not path.exists():
+        if not create:
+            raise SpoolError(f"SQLite spool {str(path)!r}: no such file")
+        _create_file(path)
+    elif not path.is_file():
+        raise SpoolError(f"SQLite spool {str(path)!r}: exists but is not a regular file")
+    if not os.access(path, os.R_OK | os.W_OK) or not os.access(directory, os.W_OK | os.X_OK):
+        raise SpoolError(
+            f"SQLite spool {str(path)!r}: not writable (the file and its directory must "
+            "be writable: SQLite creates -wal and -shm files next to it); fix the "
+            "permissions or choose another path"
+        )
+    try:
+        db = sqlite3.connect(
+            str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as failure:
+        raise error(path, "cannot open", failure, busy_timeout=busy_timeout) from failure
+    try:
+        _configure(db, path, busy_timeout=busy_timeout, sync=sync)
+        schema.prepare(db, path)
+    except SpoolError:
+        db.close()
+        raise
+    except sqlite3.Error as failure:
+        db.close()
+        raise error(path, "cannot open", failure, busy_timeout=busy_timeout) from failure
+    _warn_if_loose_mode(path)
+    return db
+
+
+def _create_file(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return  # another process created it first
+    except PermissionError as failure:
+        raise SpoolError(
+            f"SQLite spool {str(path)!r}: cannot create the file: permission denied; "
+            "choose a writable path or fix the directory's permissions"
+        ) from failure
+    except OSError as failure:
+        if failure.errno == errno.EROFS:
+            raise SpoolError(
+                f"SQLite spool {str(path)!r}: the file system is read-only; choose a "
+                "path on a writable file system"
+            ) from failure
+        if failure.errno == errno.ENOSPC:
+            raise SpoolError(
+                f"SQLite spool {str(path)!r}: the disk is full; free space or choose another path"
+            ) from failure
+        raise SpoolError(f"SQLite spool {str(path)!r}: cannot create: {failure}") from failure
+    os.fchmod(fd, 0o600)  # the umask may have removed bits, never added any
+    os.close(fd)
+
+
+def _warn_if_loose_mode(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            logger.warning(
+                "SQLite spool %s has mode %o: other users can read queued events; "
+                "run chmod 600 on it (and its -wal/-shm files)",
+                path,
+                mode,
+            )
+
+
+def _configure(db: sqlite3.Connection, path: Path, *, busy_timeout: float, sync: str) -> None:
+    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    # The first statement that reads the file: a foreign or corrupt file fails here.
+    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise SpoolError(
+            f"SQLite spool {str(path)!r}: cannot switch to WAL mode (got {mode!r}); "
+            "the file system may not support shared memory (network file systems do "
+            "not): put the spool on a local disk"
+        )
+    db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
+    db.execute("PRAGMA foreign_keys = OFF")
+
+
+def error(path: Path, action: str, failure: sqlite3.Error, *, busy_timeout: float) -> SpoolError:
+    """The :class:`SpoolError` for ``failure``, with what to do about it."""
+    name = getattr(failure, "sqlite_errorname", "") or ""
+    return SpoolError(
+        f"SQLite spool {str(path)!r}: {action}: {failure} ({name or 'sqlite error'}); "
+        f"{_fix(name, str(failure), busy_timeout)}"
+    )
+
+
+def _fix(name: str, text: str, busy_timeout: float) -> str:
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return "the disk is full: free space, or lower max_spool_bytes"
+    if name.startswith("SQLITE_BUSY") or "locked" in text:
+        return (
+            f"another process held the write lock for more than busy_timeout="
+            f"{busy_timeout:g} s: look for a stuck process, or raise busy_timeout"
+        )
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return "the file is read-only: fix its permissions (and its directory's)"
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text:
+        return (
+            "the file is corrupt or not an SQLite database: move it aside (keep it for "
+            "inspection) and start a new spool"
+        )
+    if name.startswith("SQLITE_CANTOPEN"):
+        return "the file cannot be opened: check the path and its permissions"
+    if name.startswith("SQLITE_IOERR"):
+        return "an I/O error occurred: check the disk"
+    return "see the SQLite error"
