@@ -58,21 +58,15 @@ def test_merge_rules_and_byte_identical_visitors() -> None:
     """Incompatible envelopes never share a request; visitors are wrapped, not altered."""
     with scripted_server() as server:
         eu = "https://eu.logx.optimizely.com/v1/events"
-        sent: list[LogEvent] = []
-        for i in range(60):
-            variant = i % 6
-            if variant == 0:
-                sent.append(event())
-            elif variant == 1:
-                sent.append(event(project_id="other"))
-            elif variant == 2:
-                sent.append(event(revision="8"))
-            elif variant == 3:
-                sent.append(event(eu))
-            elif variant == 4:
-                sent.append(event(anonymize_ip=True))
-            else:
-                sent.append(event(extra={"keep": [1, 2]}))
+        variants: list[Any] = [
+            lambda: event(),
+            lambda: event(project_id="other"),
+            lambda: event(revision="8"),
+            lambda: event(eu),
+            lambda: event(anonymize_ip=True),
+            lambda: event(extra={"keep": [1, 2]}),
+        ]
+        sent: list[LogEvent] = [variants[i % 6]() for i in range(60)]
         with BatchDispatcher(endpoint=server.base_url, flush_interval=0.05) as bd:
             for ev in sent:
                 bd.dispatch_event(ev)

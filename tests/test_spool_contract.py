@@ -25,6 +25,16 @@ Factory = Callable[..., Spool]
 BACKENDS = ["memory", "sqlite", "redis"]
 
 
+def bounds(max_events: int | None, max_bytes: int | None, max_age: float | None) -> dict[str, Any]:
+    """The durable backends' bound options that were given."""
+    given = {
+        "max_spool_events": max_events,
+        "max_spool_bytes": max_bytes,
+        "max_event_age": max_age,
+    }
+    return {name: value for name, value in given.items() if value}
+
+
 @pytest.fixture(params=BACKENDS)
 def make_spool(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     """A factory: ``make_spool(max_events=..., max_bytes=..., max_age=...)``."""
@@ -49,28 +59,15 @@ def make_spool(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Facto
         elif backend == "sqlite":
             from xpevents.spool.sqlite import SqliteSpool
 
-            options: dict[str, Any] = {}
-            if max_events:
-                options["max_spool_events"] = max_events
-            if max_bytes:
-                options["max_spool_bytes"] = max_bytes
-            if max_age:
-                options["max_event_age"] = max_age
-            spool = SqliteSpool(tmp_path / "spool.db", **options)
+            spool = SqliteSpool(tmp_path / "spool.db", **bounds(max_events, max_bytes, max_age))
         else:
             from xpevents.spool.redis import RedisSpool
 
             if not streams:
                 streams.append(f"test:{uuid.uuid4().hex}")
-            options = {}
-            if max_events:
-                options["max_spool_events"] = max_events
-            if max_bytes:
-                options["max_spool_bytes"] = max_bytes
-            if max_age:
-                options["max_event_age"] = max_age
             spool = RedisSpool.from_url(
-                f"{REDIS_URL}?stream={streams[0]}&consumer=test-{len(opened)}", **options
+                f"{REDIS_URL}?stream={streams[0]}&consumer=test-{len(opened)}",
+                **bounds(max_events, max_bytes, max_age),
             )
         opened.append(spool)
         return spool

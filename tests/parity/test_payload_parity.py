@@ -332,7 +332,7 @@ def _run_datafile(seed: int) -> int:
     return _compare(datafile, people, rng, label=seed)
 
 
-def _compare(
+def _compare(  # noqa: C901 - one script of questions asked of both SDKs, in order
     datafile: dict[str, Any],
     people: list[tuple[str, dict[str, Any]]],
     rng: random.Random,
