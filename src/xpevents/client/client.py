@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
+from xpevents._internal.closing import Closing
 from xpevents._version import __version__
 from xpevents.client.experiments import Experiments
 from xpevents.client.features import Features
@@ -55,7 +55,7 @@ def _default_dispatcher(event_endpoint: str | None) -> EventDispatcher:
     return BatchDispatcher(endpoint=event_endpoint)
 
 
-class Client:
+class Client(Closing):
     """Decides variations and sends impressions and conversions for one datafile.
 
     Args:
@@ -363,17 +363,6 @@ class Client:
             close(timeout)
         except Exception:
             self._log.exception("Closing the event dispatcher %r failed.", self._dispatcher)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

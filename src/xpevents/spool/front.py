@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from xpevents._internal import forking
+from xpevents._internal.closing import Closing
 from xpevents._internal.validate import optional_callable, positive_int, positive_seconds
 from xpevents.errors import ConfigError
 from xpevents.spool.base import Spool, SpoolStats
@@ -55,7 +56,7 @@ logger = logging.getLogger("xpevents.spool.front")
 _COMMIT_CHUNK = 10_000
 
 
-class SpoolFront(SafeStore):
+class SpoolFront(SafeStore, Closing):
     """A durable store behind write-through or group commit, with a memory fallback.
 
     Args:
@@ -381,12 +382,6 @@ class SpoolFront(SafeStore):
         except Exception:
             logger.exception("closing spool %s failed", self.url)
         forking.untrack(self)
-
-    def __enter__(self) -> SpoolFront:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

@@ -22,6 +22,7 @@ import redis
 from redis.commands.core import Script
 
 from xpevents._internal.cache import BoundedCache
+from xpevents._internal.closing import Closing
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool import bounds
 from xpevents.spool.base import DeadLetter, SpoolRecord, SpoolStats
@@ -47,7 +48,7 @@ def _close_quietly(client: redis.Redis) -> None:
         client.close()
 
 
-class RedisSpool:
+class RedisSpool(Closing):
     """A durable spool in a Redis stream with a consumer group, shared by many machines.
 
     Use :meth:`from_url`. See :mod:`xpevents.spool.redis` for the keys and how records
@@ -354,12 +355,6 @@ class RedisSpool:
     def close(self) -> None:
         """Close this process's connections. Idempotent."""
         self._connection.close()
-
-    def __enter__(self) -> RedisSpool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"RedisSpool({self.url!r}, group={self.group!r}, consumer={self.consumer!r})"

@@ -32,6 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from xpevents._internal.closing import Closing
 from xpevents._internal.ratelimit import LogEvery
 from xpevents._internal.validate import positive_number
 from xpevents.errors import ConfigError
@@ -46,7 +47,7 @@ logger = logging.getLogger("xpevents.spool.sqlite")
 _LOG_EVERY = 10.0
 
 
-class SqliteSpool:
+class SqliteSpool(Closing):
     """A durable spool in one SQLite file (WAL mode), shared by local processes.
 
     Args:
@@ -367,12 +368,6 @@ class SqliteSpool:
     def close(self) -> None:
         """Close the connection (never the one inherited from a parent). Idempotent."""
         self._db.close()
-
-    def __enter__(self) -> SqliteSpool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"SqliteSpool({str(self.path)!r}, sync={self.sync!r})"
