@@ -509,8 +509,14 @@ def test_durable_spool_keeps_what_could_not_be_sent_for_the_next_run(
     collector.control(fail_rate=1.0)
 
     async def first() -> Any:
+        # lease=0.5: a request still in flight at aclose() is cancelled and its visitors
+        # stay leased until the lease expires; the next run must not wait 30 s for them.
         d = AsyncDispatcher(
-            endpoint=collector.base_url, spool=url, retry=FAST_RETRY, flush_interval=0.01
+            endpoint=collector.base_url,
+            spool=url,
+            retry=FAST_RETRY,
+            flush_interval=0.01,
+            lease=0.5,
         )
         for _ in range(100):
             d.dispatch_event(event())
