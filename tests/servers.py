@@ -130,3 +130,81 @@ def closed_port_url() -> str:
     port = s.getsockname()[1]
     s.close()
     return f"http://127.0.0.1:{port}/v1/events"
+
+
+class DatafileServer:
+    """Serves datafiles by SDK key like the CDN: ETag, Last-Modified, 304; faults on demand.
+
+    ``publish(key, datafile)`` changes what is served. ``fault`` (a Reply) answers every
+    request instead, until set back to ``None``. ``token`` requires
+    ``Authorization: Bearer <token>`` on ``/datafiles/auth/<key>.json``.
+    """
+
+    def __init__(self, token: str | None = None) -> None:
+        self.files: dict[str, tuple[bytes, str, str]] = {}
+        self.fault: Reply | None = None
+        self.token = token
+        self.requests: list[Received] = []
+        self._versions = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                outer.requests.append(Received("GET", self.path, dict(self.headers.items()), b""))
+                status, headers, body = outer.answer(self.path, self.headers)
+                if outer.fault is not None and outer.fault.delay:
+                    time.sleep(outer.fault.delay)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.template = self.base_url + "/datafiles/{sdk_key}.json"
+        self.auth_template = self.base_url + "/datafiles/auth/{sdk_key}.json"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def publish(self, key: str, datafile: dict[str, object] | bytes) -> None:
+        import json
+
+        body = datafile if isinstance(datafile, bytes) else json.dumps(datafile).encode()
+        self._versions += 1
+        modified = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(1e9 + self._versions))
+        self.files[key] = (body, f'"v{self._versions}"', modified)
+
+    def answer(self, path: str, headers: object) -> tuple[int, dict[str, str], bytes]:
+        if self.fault is not None:
+            return self.fault.status, self.fault.headers, self.fault.body
+        get = headers.get  # type: ignore[attr-defined]
+        key = path.rsplit("/", 1)[-1].removesuffix(".json")
+        if path.startswith("/datafiles/auth/") and get("Authorization") != f"Bearer {self.token}":
+            return 403, {}, b'{"error":"forbidden"}'
+        if key not in self.files:
+            return 404, {}, b"not found"
+        body, etag, modified = self.files[key]
+        if get("If-None-Match") == etag:
+            return 304, {"ETag": etag}, b""
+        return 200, {"ETag": etag, "Last-Modified": modified}, body
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@contextmanager
+def datafile_server(token: str | None = None) -> Iterator[DatafileServer]:
+    server = DatafileServer(token)
+    try:
+        yield server
+    finally:
+        server.close()

@@ -10,7 +10,8 @@ below it in their fresh state:
    produce the same uuids);
 2. :attr:`Stage.STORE`: spool backends (SQLite and Redis connections, their locks);
 3. :attr:`Stage.FRONT`: durable spool fronts (buffers and committer threads);
-4. :attr:`Stage.DISPATCHER`: dispatchers (queues, sender threads, HTTP clients).
+4. :attr:`Stage.DISPATCHER`: dispatchers (queues, sender threads, HTTP clients);
+5. :attr:`Stage.CONFIG`: datafile pollers and watchers (a child polls on its own).
 
 Within a stage, objects are reset in the order they registered. Registration holds
 only a weak reference: the registry never keeps an object alive.
@@ -37,6 +38,7 @@ class Stage(enum.IntEnum):
     STORE = 2
     FRONT = 3
     DISPATCHER = 4
+    CONFIG = 5
 
 
 class Resettable(Protocol):
