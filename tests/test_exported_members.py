@@ -75,7 +75,14 @@ MODULES = {
         "SqliteSpool",
         "open_spool",
     ],
-    "xpevents.testing": ["CollectorHandle", "run_collector"],
+    "xpevents.testing": [
+        "CollectorHandle",
+        "RecordedConversion",
+        "RecordedImpression",
+        "RecordingDispatcher",
+        "run_collector",
+    ],
+    "xpevents.example": ["example_datafile"],
     "xpevents.relay.testing": ["RelayHandle", "run_relay"],
     "xpevents.official": ["use_fast_uuids"],
     "xpevents.errors": [

@@ -300,6 +300,9 @@ def _spool_backlog_then_restart(
         retry=FAST_RETRY,
         flush_interval=0.05,
         atexit_timeout=None,
+        # a visitor whose attempt is cut off by close() stays leased until the lease
+        # ends; a short lease lets the next dispatcher claim it within the test's wait
+        lease=1.0,
     )
     assert first.stats().durable
     sdk = forwarding_wiring(datafile, first)
@@ -343,7 +346,7 @@ def test_restart_with_a_new_endpoint_sends_the_spooled_backlog_there(
     dead = "http://127.0.0.1:9"  # discard port: connection refused (a wrong endpoint)
     dispatcher = _spool_backlog_then_restart(datafile_text, spool, dead, collector.base_url, 100)
     try:
-        assert collector.wait_for(unique_events=200, timeout=5)["unique_events"] == 200
+        assert collector.wait_for(unique_events=200, timeout=20)["unique_events"] == 200
     finally:
         dispatcher.close(0.5)
 

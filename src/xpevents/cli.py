@@ -66,10 +66,13 @@ def demo_command(
 def _register() -> None:
     # Subcommands live next to the code they drive; each module exposes one click command.
     from xpevents.collector.cli import collector_command
+    from xpevents.inspect.cli import datafile_command, decide_command
     from xpevents.relay.cli import relay_command
     from xpevents.spool.cli import spool_command
 
     main.add_command(collector_command, "collector")
+    main.add_command(datafile_command, "datafile")
+    main.add_command(decide_command, "decide")
     main.add_command(relay_command, "relay")
     main.add_command(spool_command, "spool")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -19,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from xpevents.dispatch.protocol import EventDispatcher
+from xpevents.example import example_datafile
 
 if TYPE_CHECKING:
     from xpevents.client import Client
@@ -27,11 +27,6 @@ if TYPE_CHECKING:
 COUNTRIES = ("US", "CA", "GB", "DE", "FR", "BR", "IN", "JP")
 DEVICES = ("ios", "android", "desktop", "tablet")
 VERSIONS = ("2.1.0", "2.3.0", "2.3.5", "3.0.0-beta", "3.1.2")
-
-
-def example_datafile() -> str:
-    """The realistic example datafile shipped with the package."""
-    return resources.files("xpevents").joinpath("example_datafile.json").read_text()
 
 
 @dataclass

@@ -13,6 +13,9 @@ suite can ask for::
         flaky = collector_factory(fail_rate=0.5, seed=1)
         ...
 
+For unit tests that need no server at all, :class:`RecordingDispatcher` records what
+would have been sent (``recorder.assert_impression(experiment_key=...)``).
+
 Outside pytest, :func:`run_collector` is a plain context manager::
 
     with run_collector(latency_ms=50) as c:
@@ -36,9 +39,16 @@ from typing import Any, Final
 
 import httpx
 
+from xpevents.recording import RecordedConversion, RecordedImpression, RecordingDispatcher
 from xpevents.serving.process import service_process
 
-__all__ = ["CollectorHandle", "run_collector"]
+__all__ = [
+    "CollectorHandle",
+    "RecordedConversion",
+    "RecordedImpression",
+    "RecordingDispatcher",
+    "run_collector",
+]
 
 logger = logging.getLogger("xpevents.testing")
 
