@@ -18,10 +18,12 @@ See ``docs/asyncio.md``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
@@ -32,6 +34,7 @@ import httpx
 from xpevents._internal import forking
 from xpevents.dispatch._http import async_client, request_arguments
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
+from xpevents.dispatch.leftover import report_abandoned
 from xpevents.dispatch.loop import Signals, SpoolThread
 from xpevents.dispatch.options import DispatchOptions
 from xpevents.errors import ConfigError, DispatchError
@@ -47,6 +50,20 @@ _T = TypeVar("_T")
 _GZIP_OFFLOAD_BYTES: Final = 64 * 1024
 """Bodies larger than this are gzip-compressed in a worker thread, not on the loop."""
 _FLUSH_POLL: Final = 0.05
+
+_live: weakref.WeakSet[AsyncDispatcher] = weakref.WeakSet()
+
+
+def _report_unclosed_at_exit() -> None:
+    # The loop is gone at exit: nothing can be sent, but the loss is said and counted.
+    for dispatcher in list(_live):
+        try:
+            report_abandoned(dispatcher._core, "reached interpreter exit")
+        except Exception:  # pragma: no cover - never let atexit fail
+            pass
+
+
+atexit.register(_report_unclosed_at_exit)
 
 
 class AsyncDispatcher:
@@ -139,6 +156,15 @@ class AsyncDispatcher:
         self._init_runtime()
         core.set_hooks(wake=self._wake, settled=self._notify_settled)
         forking.track(self, forking.Stage.DISPATCHER)
+        _live.add(self)
+
+    def __del__(self) -> None:
+        core = getattr(self, "_core", None)
+        if core is not None and not core.closed:
+            try:
+                report_abandoned(core, "was garbage-collected")
+            except Exception:  # pragma: no cover - a finalizer must never raise
+                pass
 
     def _init_runtime(self) -> None:
         """State bound to one event loop (and one process)."""
@@ -228,6 +254,7 @@ class AsyncDispatcher:
         if loop is None or loop.is_closed():
             self._attach(asyncio.get_running_loop())
         core.closed = True
+        _live.discard(self)
         forking.untrack(self)
         outcome = await self._flush_until(deadline)
         self._stopping = True
@@ -341,6 +368,16 @@ class AsyncDispatcher:
     # -- the sender tasks -----------------------------------------------------------------
 
     async def _sender(self) -> None:
+        try:
+            await self._sender_loop()
+        except asyncio.CancelledError:
+            if not self._stopping:
+                # Cancelled without aclose(): the app's loop is shutting down (uvicorn
+                # ends asyncio.run, then re-raises SIGTERM, so atexit never runs).
+                report_abandoned(self._core, "lost its event loop (the app stopped)")
+            raise
+
+    async def _sender_loop(self) -> None:
         event = self._signals.wake
         while not self._stopping:
             event.clear()

@@ -35,6 +35,7 @@ from xpevents._internal.closing import Closing
 from xpevents._internal.validate import positive_seconds
 from xpevents.dispatch._http import request_arguments, sync_client
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
+from xpevents.dispatch.leftover import report_flush_at_exit
 from xpevents.dispatch.options import DispatchOptions
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.send.retry import BACKGROUND_RETRY, RetryPolicy
@@ -56,6 +57,7 @@ def _close_all_at_exit() -> None:
         timeout = dispatcher._atexit_timeout
         if timeout is not None:
             try:
+                report_flush_at_exit(dispatcher._core, timeout)
                 dispatcher.close(timeout=timeout)
             except Exception:  # pragma: no cover - never let atexit fail
                 logger.exception("closing %r at exit failed", dispatcher)

@@ -1,0 +1,74 @@
+"""What a dispatcher says about visitors it still holds when the process lets go of it.
+
+A :class:`~xpevents.BatchDispatcher` is closed (flushed) by an ``atexit`` hook; this
+module makes that hook say what it is flushing. An :class:`~xpevents.AsyncDispatcher`
+cannot be flushed at exit or at garbage collection (its event loop is gone by then), so
+when one still holds visitors in memory it logs one WARNING with the count and the fix,
+and counts them as dropped (``"unsent_at_exit"``). Visitors in a durable spool are not
+lost: they are sent by the next dispatcher that opens the spool, and only an INFO line
+says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xpevents.dispatch.core import DispatchCore
+
+__all__ = ["held_in_memory", "report_abandoned", "report_flush_at_exit"]
+
+logger = logging.getLogger("xpevents.dispatch")
+
+FIX = (
+    "close it on its loop: `async with dispatcher:` in the app's lifespan, or "
+    "`lifespan=xpevents.integrations.starlette.lifespan(dispatcher)`"
+)
+
+
+def held_in_memory(core: DispatchCore) -> int:
+    """Visitors an owned memory spool still holds (0 for a durable or shared spool)."""
+    if core.memory is None or not core.own_spool:
+        return 0
+    return core.memory.counts()[2]
+
+
+def report_abandoned(core: DispatchCore, when: str) -> int:
+    """An unclosed dispatcher is let go ``when`` ("at exit", "garbage-collected").
+
+    Returns how many visitors were lost (logged once, counted as dropped).
+    """
+    if core.closed:
+        return 0
+    core.closed = True
+    lost = held_in_memory(core)
+    if lost:
+        logger.warning(
+            "%s %s with %d unsent visitor(s) in memory, never closed: they are lost; %s",
+            core.owner,
+            when,
+            lost,
+            FIX,
+        )
+        core.recorder.record_dropped("unsent_at_exit", lost)
+    elif core.memory is None and core.store.durable:
+        logger.info(
+            "%s %s without being closed; its spool %s keeps what is unsent for the next start",
+            core.owner,
+            when,
+            core.store.url,
+        )
+    return lost
+
+
+def report_flush_at_exit(core: DispatchCore, timeout: float) -> None:
+    """The ``atexit`` flush of a BatchDispatcher: say what it waits for, as sentry-sdk does."""
+    held = held_in_memory(core)
+    if held:
+        logger.info(
+            "%s: flushing %d queued visitor(s) at exit (waiting up to %g s; atexit_timeout=)",
+            core.owner,
+            held,
+            timeout,
+        )
