@@ -83,6 +83,8 @@ MODULES = {
         "run_collector",
     ],
     "xpevents.example": ["example_datafile"],
+    "xpevents.metrics": ["DispatcherMetrics", "register"],
+    "xpevents.integrations.starlette": ["lifespan"],
     "xpevents.relay.testing": ["RelayHandle", "run_relay"],
     "xpevents.official": ["use_fast_uuids"],
     "xpevents.errors": [
