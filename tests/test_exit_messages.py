@@ -35,3 +35,20 @@ def test_the_atexit_flush_says_how_many_and_for_how_long(collector: CollectorHan
         result.stderr
     )
     assert collector.wait_for(unique_events=5, timeout=10)["unique_events"] == 5
+
+
+def test_outcomes_and_stats_print_plain_dicts_and_the_lifetime_total(
+    collector: CollectorHandle,
+) -> None:
+    from xpevents import BatchDispatcher, Client
+    from xpevents.example import example_datafile
+
+    dispatcher = BatchDispatcher(endpoint=collector.events_url)
+    with Client(example_datafile(), event_dispatcher=dispatcher) as client:
+        for i in range(6):
+            client.track("purchase", f"u{i}")
+    assert dispatcher.flush(10).delivered_total == 6
+    outcome = dispatcher.close(5)
+    assert outcome.delivered == 0 and outcome.delivered_total == 6  # sent before close()
+    assert "mappingproxy" not in repr(outcome) and "failed={}" in repr(outcome)
+    assert "mappingproxy" not in repr(dispatcher.stats())

@@ -99,6 +99,10 @@ class DispatchStats:
             for value in (getattr(self, f.name),)
         }
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"DispatchStats({shown})"
+
 
 class Totals:
     """Counters read at the start and end of a flush to report what it achieved."""
@@ -210,6 +214,7 @@ class StatsRecorder:
             failed=MappingProxyType(dict(after.failed - before.failed)),
             dropped=MappingProxyType(dict(after.dropped - before.dropped)),
             pending=pending,
+            delivered_total=after.delivered,
         )
 
     def snapshot(self, *, queue_depth: int = 0) -> DispatchStats:
@@ -238,18 +243,31 @@ class StatsRecorder:
 class DispatchOutcome:
     """What ``flush()`` or ``close()`` achieved before returning.
 
+    The first three count what happened **during** the call (a ``close()`` after most
+    events were already sent reports few); ``delivered_total`` is the dispatcher's
+    lifetime count, as ``stats().delivered``.
+
     Attributes:
         delivered: visitors delivered since the call started.
         failed: visitors given up on since the call started, by reason.
         dropped: visitors dropped since the call started, by reason.
         pending: visitors still queued or in flight when the call returned (0 means
             everything enqueued before the call was settled).
+        delivered_total: visitors delivered over the dispatcher's lifetime.
     """
 
     delivered: int = 0
     failed: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     dropped: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     pending: int = 0
+    delivered_total: int = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"DispatchOutcome(delivered={self.delivered}, failed={dict(self.failed)}, "
+            f"dropped={dict(self.dropped)}, pending={self.pending}, "
+            f"delivered_total={self.delivered_total})"
+        )
 
     @property
     def complete(self) -> bool:
@@ -263,4 +281,5 @@ class DispatchOutcome:
             "failed": dict(self.failed),
             "dropped": dict(self.dropped),
             "pending": self.pending,
+            "delivered_total": self.delivered_total,
         }

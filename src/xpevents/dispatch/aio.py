@@ -34,7 +34,7 @@ import httpx
 from xpevents._internal import forking
 from xpevents.dispatch._http import async_client, request_arguments
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
-from xpevents.dispatch.leftover import report_abandoned
+from xpevents.dispatch.leftover import report_abandoned, report_loop_stopped
 from xpevents.dispatch.loop import Signals, SpoolThread
 from xpevents.dispatch.options import DispatchOptions
 from xpevents.errors import ConfigError, DispatchError
@@ -374,7 +374,7 @@ class AsyncDispatcher:
             if not self._stopping:
                 # Cancelled without aclose(): the app's loop is shutting down (uvicorn
                 # ends asyncio.run, then re-raises SIGTERM, so atexit never runs).
-                report_abandoned(self._core, "lost its event loop (the app stopped)")
+                report_loop_stopped(self._core)
             raise
 
     async def _sender_loop(self) -> None:

@@ -128,7 +128,7 @@ class DefaultEventDispatcher(Closing):
     def flush(self, timeout: float = 10.0) -> DispatchOutcome:
         """Nothing is ever queued here: returns at once."""
         positive_seconds("timeout", timeout, owner="flush", allow_zero=True)
-        return DispatchOutcome()
+        return DispatchOutcome(delivered_total=self._stats.delivered)
 
     def close(self, timeout: float = 10.0) -> DispatchOutcome:
         """Release the connection pool (not a client you passed in). Idempotent.
@@ -146,7 +146,7 @@ class DefaultEventDispatcher(Closing):
         if self._own_client:
             self._client.close()
         forking.untrack(self)
-        return DispatchOutcome()
+        return DispatchOutcome(delivered_total=self._stats.delivered)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(endpoint={self.endpoint!r}, timeout={self._timeout})"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from xpevents.dispatch.core import DispatchCore
 
-__all__ = ["held_in_memory", "report_abandoned", "report_flush_at_exit"]
+__all__ = ["held_in_memory", "report_abandoned", "report_flush_at_exit", "report_loop_stopped"]
 
 logger = logging.getLogger("xpevents.dispatch")
 
@@ -60,6 +60,23 @@ def report_abandoned(core: DispatchCore, when: str) -> int:
             core.store.url,
         )
     return lost
+
+
+def report_loop_stopped(core: DispatchCore) -> None:
+    """The loop cancelled the senders of an unclosed dispatcher (``asyncio.run`` ended).
+
+    Nothing is lost yet (the dispatcher may be used on another loop), so this only warns
+    when visitors are held; the loss is counted at exit or garbage collection.
+    """
+    held = 0 if core.closed else held_in_memory(core)
+    if held:
+        logger.warning(
+            "%s: its event loop stopped with %d unsent visitor(s) in memory; they are lost "
+            "unless it is used on another loop; %s",
+            core.owner,
+            held,
+            FIX,
+        )
 
 
 def report_flush_at_exit(core: DispatchCore, timeout: float) -> None:
