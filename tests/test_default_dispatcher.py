@@ -275,7 +275,13 @@ def test_stats_as_dict_is_plain() -> None:
         data = d.stats().as_dict()
     json.dumps(data)
     assert set(data) >= {"calls", "visitors", "attempts", "retried", "delivered", "failed"}
-    assert d.flush(0).as_dict() == {"delivered": 0, "failed": {}, "dropped": {}, "pending": 0, "delivered_total": 0}
+    assert d.flush(0).as_dict() == {
+        "delivered": 0,
+        "failed": {},
+        "dropped": {},
+        "pending": 0,
+        "delivered_total": 0,
+    }
 
 
 @pytest.mark.parametrize(
