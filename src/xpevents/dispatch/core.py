@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import httpx
 
@@ -47,6 +48,7 @@ from xpevents.send.outcome import Outcome, of_error, of_response
 from xpevents.send.planner import Planner, Request
 from xpevents.send.settle import Settler
 from xpevents.spool.base import BufferedSpool, Claim, ClaimQueue, Spool
+from xpevents.spool.envelope import visitor_count
 from xpevents.spool.opening import open_for_dispatch
 from xpevents.spool.queue import SpoolQueue
 from xpevents.stats import DispatchOutcome, DispatchStats, StatsRecorder, Totals
@@ -108,7 +110,7 @@ class DispatchCore:
             overflow=options.overflow,
             wake=wake,
         )
-        self.enqueue = self.enqueuer.enqueue
+        self.enqueue = self._refuse_disabled if options.disabled else self.enqueuer.enqueue
         self.queue: ClaimQueue = self.memory if self.memory is not None else SpoolQueue(self.store)
         self.circuits = Circuits(options.circuit_threshold, options.retry)
         self.planner = Planner(
@@ -132,6 +134,10 @@ class DispatchCore:
             on_failure=options.on_failure,
             settled=self.notify_settled,
         )
+
+    def _refuse_disabled(self, event: Any) -> None:
+        # XPEVENTS_DISABLED: counted like any drop, silently (said once at construction)
+        self.recorder.record_refused(visitor_count(getattr(event, "params", None)), "disabled")
 
     # -- state ------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import httpx
 from xpevents._internal import forking
 from xpevents._internal.closing import Closing
 from xpevents._internal.validate import optional_callable, positive_seconds
+from xpevents.dispatch.environment import endpoint_default, sending_disabled
 from xpevents.errors import ConfigError, DispatchError, PayloadError
 from xpevents.events.model import DEFAULT_HEADERS
 from xpevents.send.endpoint import EndpointRouter, validate_url
@@ -81,7 +82,8 @@ class DefaultEventDispatcher(Closing):
                 f"{owner}(http_client={http_client!r}): expected an httpx.Client "
                 "(use AsyncDispatcher for an httpx.AsyncClient)"
             )
-        self._router = EndpointRouter(endpoint)
+        self._router = EndpointRouter(endpoint_default(endpoint, type(self).__name__))
+        self._disabled = sending_disabled(type(self).__name__)
         self._retry = retry
         self._on_success = optional_callable("on_success", on_success, owner=owner)
         self._on_failure = optional_callable("on_failure", on_failure, owner=owner)
@@ -112,6 +114,9 @@ class DefaultEventDispatcher(Closing):
         if self._closed:
             self._stats.record_refused(visitors, "closed")
             logger.warning("event dropped: the dispatcher is closed")
+            return
+        if self._disabled:
+            self._stats.record_refused(visitors, "disabled")
             return
         self._stats.record_call(visitors)
         try:

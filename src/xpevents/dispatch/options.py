@@ -21,6 +21,7 @@ from xpevents._internal.validate import (
     positive_seconds,
     sender_count,
 )
+from xpevents.dispatch.environment import endpoint_default, sending_disabled
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.send.endpoint import EndpointRouter
 from xpevents.send.retry import BACKGROUND_RETRY, RetryPolicy
@@ -65,6 +66,8 @@ class DispatchOptions:
     on_failure: Callable[[list[bytes], DispatchError], object] | None = None
     spool: SpoolOptions = field(default_factory=SpoolOptions)
     router: EndpointRouter = field(init=False)
+    disabled: bool = field(init=False)
+    """``XPEVENTS_DISABLED`` is set: accept and count, never send."""
 
     def __post_init__(self) -> None:
         owner = self.owner
@@ -98,7 +101,10 @@ class DispatchOptions:
         positive_int("circuit_threshold", self.circuit_threshold, owner=owner)
         for name in ("on_drop", "on_success", "on_failure"):
             optional_callable(name, getattr(self, name), owner=owner)
-        object.__setattr__(self, "router", EndpointRouter(self.endpoint))
+        endpoint = endpoint_default(self.endpoint, owner)
+        object.__setattr__(self, "endpoint", endpoint)
+        object.__setattr__(self, "router", EndpointRouter(endpoint))
+        object.__setattr__(self, "disabled", sending_disabled(owner))
 
     @classmethod
     def from_arguments(

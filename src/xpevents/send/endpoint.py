@@ -16,12 +16,20 @@ def validate_url(url: object, *, argument: str) -> str:
         raise ConfigError(
             f"{argument}={url!r}: expected an http(s) URL string, got {type(url).__name__}"
         )
+    if any(c.isspace() for c in url):
+        raise ConfigError(f"{argument}={url!r}: a URL has no spaces; remove them")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             f"{argument}={url!r}: expected an absolute http:// or https:// URL with a host, "
             "e.g. 'http://127.0.0.1:8787' or 'https://logx.optimizely.com/v1/events'"
         )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise ConfigError(
+            f"{argument}={url!r}: the port must be a number from 1 to 65535"
+        ) from None
     return url
 
 
