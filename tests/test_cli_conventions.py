@@ -1,0 +1,62 @@
+"""Every command: XPEVENTS_<COMMAND>_<OPTION> variables, listed in --help, and no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+
+def _xpevents(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "xpevents", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("command", ["collector", "relay", "demo", "decide"])
+def test_help_lists_the_environment_variable_of_each_option(command: str) -> None:
+    out = _xpevents(command, "--help").stdout
+    assert f"XPEVENTS_{command.upper()}_" in out.replace("\n", " ").replace("  ", " ")
+
+
+def test_a_bad_value_from_the_environment_names_the_variable() -> None:
+    result = _xpevents("collector", env={"XPEVENTS_COLLECTOR_PORT": "abc"})
+    assert result.returncode == 2
+    assert "XPEVENTS_COLLECTOR_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_collector_reads_its_port_from_the_environment() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xpevents", "collector"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "XPEVENTS_COLLECTOR_PORT": "0"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line and ":8788" not in line
+        url = line.split("listening on ")[1].strip()
+        assert httpx.get(url + "/healthz", trust_env=False).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_no_traceback_reaches_a_cli_user() -> None:
+    for args in (
+        ["spool", "stats", "redis://127.0.0.1:6379/15?strem=x"],
+        ["spool", "stats", "sqlite:/relative.db"],
+        ["datafile", "show", "/nonexistent/file.json"],
+    ):
+        result = _xpevents(*args)
+        assert result.returncode != 0, args
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.stderr.strip().splitlines()[-1].startswith("Error:"), result.stderr
