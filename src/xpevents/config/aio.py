@@ -94,6 +94,10 @@ class AsyncPollingConfigManager:
         """The current config (``None`` before the first datafile). Never blocks."""
         return self._holder.config
 
+    def config_now(self) -> ProjectConfig | None:
+        """The current config, without waiting or starting anything."""
+        return self._holder.config
+
     def add_listener(self, listener: ConfigListener) -> None:
         """Call ``listener(config)`` after every swap (on the event loop)."""
         self._holder.add_listener(listener)

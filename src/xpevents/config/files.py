@@ -73,6 +73,10 @@ class FileConfigManager(Closing):
             self.start()
         return self._holder.config
 
+    def config_now(self) -> ProjectConfig | None:
+        """The current config, without waiting or starting anything."""
+        return self._holder.config
+
     def add_listener(self, listener: ConfigListener) -> None:
         """Call ``listener(config)`` after every swap (in the watcher thread)."""
         self._holder.add_listener(listener)

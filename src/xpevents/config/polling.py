@@ -145,6 +145,10 @@ class PollingConfigManager(Closing):
             config = self._holder.config
         return config
 
+    def config_now(self) -> ProjectConfig | None:
+        """The current config, without waiting or starting anything."""
+        return self._holder.config
+
     def add_listener(self, listener: ConfigListener) -> None:
         """Call ``listener(config)`` after every swap (in the poller thread)."""
         self._holder.add_listener(listener)

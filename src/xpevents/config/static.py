@@ -22,6 +22,10 @@ class StaticConfigManager:
         """The config given."""
         return self._holder.config
 
+    def config_now(self) -> ProjectConfig | None:
+        """The current config, without waiting or starting anything."""
+        return self._holder.config
+
     def add_listener(self, listener: ConfigListener) -> None:
         """Never called: the config never changes."""
 
