@@ -103,9 +103,14 @@ def test_not_ready_until_the_cdn_answers_then_decides(caplog: pytest.LogCaptureF
             ]
             assert client.config_stats().failures["http_404"] >= 1
 
+            assert client.get_optimizely_config() is None
             server.publish(KEY, datafile(7))
             wait_until(lambda: client.is_valid)
             assert client.config_stats().revision == "7"
+            optimizely_config = client.get_optimizely_config()
+            assert optimizely_config is not None and optimizely_config.revision == "7"
+            assert optimizely_config.get_datafile() == server.files[KEY][0].decode()
+            assert client.get_optimizely_config() is optimizely_config  # built once
             assert client.activate("checkout_button_color", "u1") is not None
             assert user.decide("new_checkout").reasons != (NOT_READY,)  # same user context
             assert len(recorder.events) == 2  # activate, and decide's feature-test impression

@@ -35,6 +35,7 @@ from xpevents.decide import Decision, OptimizelyDecideOption, parse_decide_optio
 if TYPE_CHECKING:
     import os
 
+    from xpevents.client.optimizely_config import OptimizelyConfig
     from xpevents.client.user_context import FlagDecider
     from xpevents.config.base import ConfigManager, ConfigStats
     from xpevents.decide.datafile import ProjectConfig
@@ -185,6 +186,18 @@ class Client(FeatureVariables, Closing):
     def is_valid(self) -> bool:
         """Whether the client has a usable datafile (``False`` before the first one)."""
         return self._lifecycle.is_valid
+
+    def get_optimizely_config(self) -> OptimizelyConfig | None:
+        """The official ``OptimizelyConfig`` of the current datafile (``None`` before one).
+
+        Experiments, flags with their rules and variables, attributes, audiences, events,
+        ``sdk_key``, ``environment_key``, ``revision`` and ``get_datafile()``; built once
+        per revision. See :mod:`xpevents.client.optimizely_config`.
+        """
+        engine = self._engine
+        if engine.pending:
+            engine = self._lifecycle.first_engine()
+        return self._lifecycle.optimizely_config(engine)
 
     def config_stats(self) -> ConfigStats:
         """The config manager's state: revision, fetches, 304s, changes, failures, times."""

@@ -34,6 +34,7 @@ from xpevents.client.features import Features
 from xpevents.client.flags import FlagDecisions
 from xpevents.client.inputs import Inputs
 from xpevents.client.notifications import NotificationCenter, NotificationType
+from xpevents.client.optimizely_config import OptimizelyConfig, optimizely_config
 from xpevents.client.reporting import Reporter
 from xpevents.client.shared import Collaborators, ForcedVariations
 from xpevents.config.base import ConfigStats
@@ -77,10 +78,12 @@ class Engine:
     __slots__ = (
         "builder",
         "config",
+        "datafile",
         "experiments",
         "features",
         "flags",
         "inputs",
+        "optimizely_config",
         "pending",
         "report",
     )
@@ -107,6 +110,10 @@ class Engine:
         self.flags = flags
         self.pending = pending
         """Its parts ask the config manager first (before the first datafile, after a fork)."""
+        self.datafile: bytes | None = None
+        """The JSON text of ``config``, when the manager gives it."""
+        self.optimizely_config: OptimizelyConfig | None = None
+        """``get_optimizely_config()``'s answer, built at the first call."""
 
 
 def build_engine(
@@ -249,7 +256,11 @@ class Lifecycle:
             if latest is None or (current.config is latest and not current.pending):
                 return
             parked = self._parked
-            engine = parked if parked.config is latest else build_engine(latest, self.settings)
+            if parked.config is latest:
+                engine = parked
+            else:
+                engine = build_engine(latest, self.settings)
+                engine.datafile = _text(self.manager, latest)
             self._parked = self.engine = engine
             self._install(engine)
             changed = current.config is not latest
@@ -261,6 +272,24 @@ class Lifecycle:
         if not self.engine.pending:
             self.engine = self._pending(self.engine.config)
             self._install(self.engine)
+
+    def optimizely_config(self, engine: Engine) -> OptimizelyConfig | None:
+        """The official ``OptimizelyConfig`` of ``engine``'s datafile (built once)."""
+        if engine.config is None:
+            self.settings.log.error(
+                'Invalid config. Optimizely instance is not valid. Failing "get_optimizely_config".'
+            )
+            return None
+        if engine.optimizely_config is None:
+            if engine.datafile is None:
+                self.settings.log.error(
+                    "get_optimizely_config: the config manager %r does not give the datafile's "
+                    "text (give it a datafile_of(config) method)",
+                    self.manager,
+                )
+                return None
+            engine.optimizely_config = optimizely_config(engine.datafile)
+        return engine.optimizely_config
 
     @property
     def is_valid(self) -> bool:
@@ -334,6 +363,15 @@ class CurrentFlags:
         return self._client._engine.flags.decide_many(
             user_id, attributes, keys, options, forced_decisions, user_context
         )
+
+
+def _text(manager: ConfigManager, config: ProjectConfig) -> bytes | None:
+    """The JSON text of ``config`` (``datafile_of(config)`` when the manager has one)."""
+    datafile_of = getattr(manager, "datafile_of", None)
+    if callable(datafile_of):
+        text = datafile_of(config)
+        return text if isinstance(text, bytes) else None
+    return None
 
 
 def _peek(manager: ConfigManager) -> ProjectConfig | None:

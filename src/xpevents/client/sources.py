@@ -17,6 +17,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from xpevents.client.inputs import load_datafile
 from xpevents.config.base import ConfigManager
 from xpevents.config.polling import PollingConfigManager
@@ -96,7 +98,9 @@ def choose_config_manager(
             raise ConfigError(
                 "Client(): give a datafile, an sdk_key (to fetch and poll it) or a config_manager"
             )
-        return StaticConfigManager(load_datafile(datafile, strict, log))
+        config = load_datafile(datafile, strict, log)
+        text = datafile if isinstance(datafile, str | bytes) else msgspec.json.encode(datafile)
+        return StaticConfigManager(config, text)
     if datafile_cache is not None and not isinstance(datafile_cache, str | os.PathLike):
         raise ConfigError(f"Client(datafile_cache={datafile_cache!r}): expected a file path")
     manager = PollingConfigManager(
