@@ -28,6 +28,7 @@ DEFAULT_CONTROL = {
     "rate_429": 0.0,
     "retry_after": 1.0,
     "drop_rate": 0.0,
+    "html_rate": 0.0,
     "seed": None,
 }
 MAX_BODY = 200_000

@@ -88,7 +88,10 @@ class Experiments(ClientPart):
 
     def get_forced_variation(self, experiment_key: Any, user_id: Any) -> str | None:
         """See :meth:`xpevents.Client.get_forced_variation`."""
-        if self._inputs.experiment("get_forced_variation", experiment_key, user_id) is None:
+        experiment = self._inputs.experiment("get_forced_variation", experiment_key, user_id)
+        if experiment is None:
             return None
         forced = self._forced.of(user_id)
-        return forced.get(experiment_key) if forced else None
+        variation_key = forced.get(experiment_key) if forced else None
+        # set under an older datafile: it applies only while the variation still exists
+        return variation_key if variation_key in experiment.variations_by_key else None

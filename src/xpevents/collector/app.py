@@ -8,6 +8,8 @@ Routes:
   :mod:`xpevents.serving.schema`, de-duplicated and stored; ``204`` on success.
 * ``GET /stats``, ``GET /events?limit=&offset=``, ``GET|POST /control``,
   ``POST /reset``, ``GET /healthz``.
+* ``PUT|POST|GET|DELETE /datafiles/{sdk_key}.json`` and ``GET /datafiles/auth/{sdk_key}.json``:
+  a CDN-like datafile server (:mod:`xpevents.collector.datafiles`).
 
 Dropping a connection without a response needs help from the server: the collector's
 own HTTP protocol (:mod:`xpevents.collector.server`) puts an abort callable into
@@ -26,9 +28,10 @@ from typing import Final
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from xpevents.collector.datafiles import ERROR_PAGE, DatafileShelf, datafile_routes
 from xpevents.collector.faults import Fault, FaultInjector, FaultSettings, FaultUpdate
 from xpevents.collector.stats import NULL_VARIATION, CollectorStats
 from xpevents.collector.store import EventStore
@@ -88,9 +91,12 @@ class Collector:
         self.store = EventStore(db)
         self.stats = CollectorStats()
         self.faults = FaultInjector(faults)
+        self.datafiles = DatafileShelf()
+        """The datafiles served on ``/datafiles/`` (see :mod:`xpevents.collector.datafiles`)."""
         self.app = Starlette(
             routes=[
                 *event_api_routes(self._handle_events),
+                *datafile_routes(self.datafiles, self.faults, _abort_callable),
                 Route("/stats", self._stats, methods=["GET"]),
                 Route("/events", self._events, methods=["GET"]),
                 Route("/control", self._control, methods=["GET", "POST"]),
@@ -153,6 +159,9 @@ class Collector:
             return json_response(
                 {"error": "injected fault: drop (unsupported by this server)"}, 500
             )
+        if fault is Fault.HTML_200:
+            stats.requests_by_status[200] += 1
+            return HTMLResponse(ERROR_PAGE)
         if fault is Fault.HTTP_429:
             stats.requests_by_status[429] += 1
             return json_response(

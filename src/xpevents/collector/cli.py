@@ -71,6 +71,11 @@ def _fault(flag: str, type: click.ParamType[Any], help: str) -> Callable[[_F], _
     _RATE,
     "Share of events requests whose connection is closed with no response.",
 )
+@_fault(
+    "--html-rate",
+    _RATE,
+    "Share of requests answered 200 with an HTML error page (events and datafiles).",
+)
 @click.option(
     "--seed",
     type=int,
@@ -91,7 +96,9 @@ def collector_command(
 
     Payloads are validated, de-duplicated on (entity_id, uuid, timestamp) and stored;
     GET /stats, GET /events, GET|POST /control (fault settings at runtime) and
-    POST /reset serve tests and benchmarks. Prints one line,
+    POST /reset serve tests and benchmarks; PUT /datafiles/KEY.json serves a
+    datafile on GET /datafiles/KEY.json like the CDN (ETag, 304, the auth path with
+    ?access_token=). Prints one line,
     "xpevents collector listening on http://HOST:PORT", then serves until SIGINT or
     SIGTERM.
     """

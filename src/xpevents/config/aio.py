@@ -78,7 +78,7 @@ class AsyncPollingConfigManager:
                 f"{options.owner}(http_client={http_client!r}): expected an httpx.AsyncClient"
             )
         self._source = options.source()
-        self._holder = ConfigHolder(self._source.url, options.initial_config(self._source))
+        self._holder = ConfigHolder(self._source.url, *options.initial_config(self._source))
         self._user_client = http_client
         self._client: httpx.AsyncClient | None = http_client
         self._task: asyncio.Task[None] | None = None
@@ -93,6 +93,14 @@ class AsyncPollingConfigManager:
     def get_config(self) -> ProjectConfig | None:
         """The current config (``None`` before the first datafile). Never blocks."""
         return self._holder.config
+
+    def config_now(self) -> ProjectConfig | None:
+        """The current config, without waiting or starting anything."""
+        return self._holder.config
+
+    def datafile_of(self, config: ProjectConfig) -> bytes | None:
+        """The JSON text of ``config`` while it is the current one."""
+        return self._holder.datafile_of(config)
 
     def add_listener(self, listener: ConfigListener) -> None:
         """Call ``listener(config)`` after every swap (on the event loop)."""

@@ -105,7 +105,7 @@ class PollingConfigManager(Closing):
                 f"{options.owner}(http_client={http_client!r}): expected an httpx.Client"
             )
         self._source = options.source()
-        self._holder = ConfigHolder(self._source.url, options.initial_config(self._source))
+        self._holder = ConfigHolder(self._source.url, *options.initial_config(self._source))
         self._own_client = http_client is None
         self._client = http_client or httpx.Client(timeout=options.timeout)
         self._lock = threading.Lock()
@@ -144,6 +144,14 @@ class PollingConfigManager(Closing):
             self._waited = True
             config = self._holder.config
         return config
+
+    def config_now(self) -> ProjectConfig | None:
+        """The current config, without waiting or starting anything."""
+        return self._holder.config
+
+    def datafile_of(self, config: ProjectConfig) -> bytes | None:
+        """The JSON text of ``config`` while it is the current one."""
+        return self._holder.datafile_of(config)
 
     def add_listener(self, listener: ConfigListener) -> None:
         """Call ``listener(config)`` after every swap (in the poller thread)."""

@@ -8,6 +8,8 @@ Routes:
   client keeps the events); ``400`` with the JSON path of the first error; ``401``
   when a token is configured and the request does not carry it; ``408``, ``413``,
   ``415`` for slow, oversize and oddly encoded bodies.
+* ``GET /datafiles/{sdk_key}.json`` and ``/datafiles/auth/{sdk_key}.json``: a datafile
+  cache for every SDK on the host (:mod:`xpevents.relay.datafiles`).
 * ``GET /healthz``: the process is up. ``GET /readyz``: the spool takes writes (503
   otherwise), plus the last upstream outcome. ``GET /metrics``: Prometheus.
 
@@ -22,6 +24,7 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Final
 
 import httpx
@@ -34,6 +37,7 @@ from starlette.routing import Route
 
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, SpoolError, SpoolFull
+from xpevents.relay.datafiles import DatafileCache, DatafileCacheSettings
 from xpevents.relay.ingest import split_payload
 from xpevents.relay.metrics import RelayMetrics, TimedTransport
 from xpevents.relay.writer import SpoolWriter
@@ -90,6 +94,21 @@ class RelaySettings:
     max_retry_age: float = 86_400.0
     proxy: str | None = None
     shutdown_timeout: float = 10.0
+    sdk_keys: tuple[str, ...] = ()
+    datafile_upstream: str | None = None
+    datafile_interval: float = 60.0
+    datafile_cache_dir: str | None = None
+
+    def datafile_settings(self) -> DatafileCacheSettings:
+        """The datafile cache's settings (``relay/datafiles.py``)."""
+        return DatafileCacheSettings(
+            sdk_keys=tuple(self.sdk_keys),
+            upstream=self.datafile_upstream,
+            update_interval=self.datafile_interval,
+            timeout=self.timeout,
+            cache_dir=None if self.datafile_cache_dir is None else Path(self.datafile_cache_dir),
+            proxy=self.proxy,
+        )
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -138,6 +157,9 @@ class Relay:
             on_written=self._written,
         )
         self.metrics.watch(self.dispatcher.stats)
+        self.datafiles = DatafileCache(settings.datafile_settings())
+        """``GET /datafiles/{sdk_key}.json`` for the allowed keys (``--sdk-key``)."""
+        self.datafiles.start()
         self._unsignalled = 0
         self._woken_at = 0.0
         self._closing = False
@@ -151,6 +173,7 @@ class Relay:
                 Route("/healthz", healthz, methods=["GET"]),
                 Route("/readyz", self._readyz, methods=["GET"]),
                 Route("/metrics", self._metrics, methods=["GET"]),
+                *self.datafiles.routes(),
             ]
         )
         if isinstance(store, MemorySpool):
@@ -181,6 +204,7 @@ class Relay:
             return DispatchOutcome()
         self._closing = True
         self._closed = True
+        self.datafiles.close()
         seconds = self.settings.shutdown_timeout if timeout is None else timeout
         outcome = self.dispatcher.close(timeout=seconds)
         if isinstance(self.store, MemorySpool):
