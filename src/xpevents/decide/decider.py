@@ -348,7 +348,7 @@ class Decider:
         return self._variable(variable, variation, enabled)
 
     def _variable(self, variable: VariableDef, variation: Variation | None, enabled: bool) -> Any:
-        value: str | None = variable.default_value
+        value: Any = variable.default_value
         if enabled and variation is not None:
             values = self._config.variable_values.get(variation.id)
             value = None if values is None else values.get(variable.id, variable.default_value)
