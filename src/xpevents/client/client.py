@@ -28,6 +28,7 @@ from xpevents.client.features import Features
 from xpevents.client.flags import FlagDecisions
 from xpevents.client.inputs import Inputs, check_dispatcher, load_datafile
 from xpevents.client.notifications import NotificationCenter
+from xpevents.client.profiles import UserProfiles, UserProfileService
 from xpevents.client.reporting import Reporter
 from xpevents.client.shared import Collaborators, ForcedVariations
 from xpevents.client.user_context import OptimizelyUserContext
@@ -78,6 +79,9 @@ class Client(Closing):
         logger: where the client logs. Default the ``xpevents.client`` logger.
         default_decide_options: decide options applied to every ``decide*`` call (enum
             members or the official strings). Default none.
+        user_profile_service: sticky bucketing: an object with the official
+            ``lookup(user_id)`` and ``save(profile)`` (see :mod:`xpevents.profiles`), used
+            for experiments exactly as optimizely-sdk uses it. Default ``None``.
 
     Thread-safe, forced variations and user-context forced decisions included. Use it as
     a context manager, or call :meth:`close`, to flush and close what it owns.
@@ -94,6 +98,7 @@ class Client(Closing):
         strict: bool = False,
         logger: logging.Logger | None = None,
         default_decide_options: Iterable[Any] = (),
+        user_profile_service: UserProfileService | None = None,
     ) -> None:
         check_dispatcher(event_dispatcher)
         log = logger if logger is not None else _log
@@ -119,7 +124,12 @@ class Client(Closing):
         self._report = report = Reporter(
             self._builder, self._dispatcher, self.notification_center, strict=strict, log=log
         )
-        shared = Collaborators(self._config, decider, ForcedVariations(), self._inputs, report, log)
+        self.user_profiles = UserProfiles(user_profile_service, log)
+        """Sticky bucketing: the service and its counters (``user_profiles.stats()``)."""
+        forced = ForcedVariations()
+        shared = Collaborators(
+            self._config, decider, forced, self._inputs, report, log, self.user_profiles
+        )
         self._experiments = Experiments(shared)
         self._features = Features(shared)
         self.flag_decisions = FlagDecisions(shared, default_options=self._default_options)
