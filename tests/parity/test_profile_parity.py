@@ -188,3 +188,69 @@ def test_profile_case_counts() -> None:
         pytest.skip("generated test did not run")
     assert STATS["calls"] >= 4 * STATS["datafiles"]
     assert STATS["sticky"] > 0
+
+
+def _split_datafile(revision: str, first_share: int) -> dict[str, Any]:
+    """One flag with a two-variation experiment; ``first_share`` of 10000 to "a"."""
+    variations = [
+        {"id": "va", "key": "a", "featureEnabled": True, "variables": []},
+        {"id": "vb", "key": "b", "featureEnabled": False, "variables": []},
+    ]
+    experiment = {
+        "id": "e1",
+        "key": "checkout",
+        "status": "Running",
+        "layerId": "l1",
+        "audienceIds": [],
+        "forcedVariations": {},
+        "variations": variations,
+        "trafficAllocation": [
+            {"entityId": "va", "endOfRange": first_share},
+            {"entityId": "vb", "endOfRange": 10000},
+        ],
+    }
+    return {
+        "version": "4",
+        "accountId": "1",
+        "projectId": "2",
+        "revision": revision,
+        "groups": [],
+        "events": [],
+        "audiences": [],
+        "attributes": [],
+        "experiments": [experiment],
+        "featureFlags": [
+            {"id": "f", "key": "flag", "experimentIds": ["e1"], "rolloutId": "", "variables": []}
+        ],
+        "rollouts": [],
+    }
+
+
+def test_v1_profiles_survive_a_traffic_change_like_the_official_sdk() -> None:
+    """v1 (50/50) → profiles saved → v2 (90/10): stored users keep v1's variation."""
+    from xpevents.profiles import MemoryProfileStore
+
+    v1, v2 = _split_datafile("1", 5000), _split_datafile("2", 9000)
+    ours_store, theirs_store = MemoryProfileStore(), MemoryProfileStore()  # the same code
+    first = [f"user-{i}" for i in range(300)]
+    later = [f"late-{i}" for i in range(300)]
+
+    def run(datafile: dict[str, Any], users: list[str]) -> tuple[list[Any], list[Any]]:
+        opt = official(datafile)
+        opt.decision_service.user_profile_service = theirs_store
+        with xpevents.Client(
+            datafile, event_dispatcher=_NoDispatch(), user_profile_service=ours_store
+        ) as ours:
+            mine = [ours.decide(u, "flag").variation_key for u in users]
+        theirs = [opt.create_user_context(u).decide("flag").variation_key for u in users]
+        opt.close()
+        return mine, theirs
+
+    mine_v1, theirs_v1 = run(v1, first)
+    assert mine_v1 == theirs_v1
+    mine_v2, theirs_v2 = run(v2, first + later)
+    assert mine_v2 == theirs_v2
+    assert mine_v2[:300] == mine_v1  # every stored user kept the v1 variation
+    share_b_later = mine_v2[300:].count("b") / 300
+    assert share_b_later < 0.25  # new users follow v2's 90/10 split
+    assert ours_store.lookup_many(first + later) == theirs_store.lookup_many(first + later)
