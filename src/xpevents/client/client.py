@@ -26,6 +26,7 @@ from xpevents._version import __version__
 from xpevents.client.inputs import check_dispatcher
 from xpevents.client.lifecycle import CurrentFlags, Engine, EngineSettings, Lifecycle
 from xpevents.client.notifications import NotificationCenter
+from xpevents.client.profiles import UserProfiles, UserProfileService
 from xpevents.client.shared import ForcedVariations
 from xpevents.client.sources import choose_config_manager
 from xpevents.client.user_context import OptimizelyUserContext
@@ -100,6 +101,9 @@ class Client(FeatureVariables, Closing):
         logger: where the client logs. Default the ``xpevents.client`` logger.
         default_decide_options: decide options applied to every ``decide*`` call (enum
             members or the official strings). Default none.
+        user_profile_service: sticky bucketing: an object with the official
+            ``lookup(user_id)`` and ``save(profile)`` (see :mod:`xpevents.profiles`), used
+            for experiments exactly as optimizely-sdk uses it. Default ``None``.
 
     Before the first datafile (``sdk_key`` without a fallback, CDN not answered yet) the
     first call waits once for the first fetch (the manager's ``blocking_timeout``, 10 s by
@@ -130,6 +134,7 @@ class Client(FeatureVariables, Closing):
         strict: bool = False,
         logger: logging.Logger | None = None,
         default_decide_options: Iterable[Any] = (),
+        user_profile_service: UserProfileService | None = None,
     ) -> None:
         check_dispatcher(event_dispatcher)
         log = logger if logger is not None else _log
@@ -153,6 +158,8 @@ class Client(FeatureVariables, Closing):
         )
         self._log = log
         self._closed = False
+        self.user_profiles = UserProfiles(user_profile_service, log)
+        """Sticky bucketing: the service and its counters (``user_profiles.stats()``)."""
         settings = EngineSettings(
             dispatcher=self._dispatcher,
             center=self.notification_center,
@@ -163,6 +170,7 @@ class Client(FeatureVariables, Closing):
             client_version=client_version,
             endpoint=event_endpoint,
             default_options=self._default_options,
+            profiles=self.user_profiles,
         )
         self._engine: Engine
         self._lifecycle = Lifecycle(manager, settings, self._install)

@@ -30,12 +30,16 @@ class Experiments(ClientPart):
         if experiment is None:
             return None
         forced = self._forced.of(user_id)
+        profile = self._profiles.load(user_id) if self._profiles.service is not None else None
         variation = self._decider.get_variation(
             experiment,
             user_id,
             attributes or _EMPTY,
             forced_variation_key=forced.get(experiment_key) if forced else None,
+            profile=profile,
         )
+        if profile is not None:
+            self._profiles.save(profile)
         if self._report.listens(_DECISION):
             kind = (
                 "feature-test" if experiment.id in self._config.experiment_flag_ids else "ab-test"

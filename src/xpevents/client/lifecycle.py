@@ -43,6 +43,7 @@ from xpevents.decide.decider import Decider
 from xpevents.events.builder import EventBuilder
 
 if TYPE_CHECKING:
+    from xpevents.client.profiles import UserProfiles
     from xpevents.client.user_context import OptimizelyUserContext
     from xpevents.config.base import ConfigManager
     from xpevents.decide import Decision, OptimizelyDecideOption
@@ -68,6 +69,8 @@ class EngineSettings:
     client_version: str
     endpoint: str | None
     default_options: frozenset[OptimizelyDecideOption]
+    profiles: UserProfiles
+    """Sticky bucketing (one per client, shared by every revision's engine)."""
     decider_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for :class:`~xpevents.decide.decider.Decider`."""
 
@@ -132,7 +135,9 @@ def build_engine(
         builder, settings.dispatcher, settings.center, strict=settings.strict, log=settings.log
     )
     decider = Decider(config, **settings.decider_options)
-    shared = Collaborators(config, decider, settings.forced, inputs, report, settings.log)
+    shared = Collaborators(
+        config, decider, settings.forced, inputs, report, settings.log, settings.profiles
+    )
     return Engine(
         config,
         builder,
