@@ -46,6 +46,8 @@ class DispatchStats:
             (consecutive failures, or a ``Retry-After`` still running).
         batches_sent: requests the endpoint accepted (2xx).
         bytes_sent: request body bytes of all attempts.
+        splits: refused requests (400, 413, 422) split in two to isolate the visitor at
+            fault, so the other visitors of the batch are still delivered.
         callback_errors: exceptions raised by user callbacks (caught and logged).
         last_error: a one-line description of the most recent failure, or ``None``.
         last_success_at: wall-clock time (``time.time()``) of the last 2xx, or ``None``.
@@ -71,6 +73,7 @@ class DispatchStats:
     circuits_open: int = 0
     batches_sent: int = 0
     bytes_sent: int = 0
+    splits: int = 0
     callback_errors: int = 0
     last_error: str | None = None
     last_success_at: float | None = None
@@ -127,6 +130,7 @@ class StatsRecorder:
         self.in_flight = 0
         self.batches_sent = 0
         self.bytes_sent = 0
+        self.splits = 0
         self.callback_errors = 0
         self.last_error: str | None = None
         self.last_success_at: float | None = None
@@ -174,6 +178,11 @@ class StatsRecorder:
             self.delivered += visitors
             self.batches_sent += 1
             self.last_success_at = now
+
+    def record_split(self) -> None:
+        """A refused request was split in two to isolate the visitor at fault."""
+        with self.lock:
+            self.splits += 1
 
     def record_failed(self, reason: str, visitors: int, error: str) -> None:
         """Visitors given up on (dead-lettered), with the error that ended them."""
@@ -228,6 +237,7 @@ class StatsRecorder:
                 in_flight=self.in_flight,
                 batches_sent=self.batches_sent,
                 bytes_sent=self.bytes_sent,
+                splits=self.splits,
                 callback_errors=self.callback_errors,
                 last_error=self.last_error,
                 last_success_at=self.last_success_at,
