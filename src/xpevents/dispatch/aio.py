@@ -30,7 +30,7 @@ from typing import Any, Final, Self, TypeVar
 import httpx
 
 from xpevents._internal import forking
-from xpevents.dispatch._http import async_client, request_arguments
+from xpevents.dispatch._http import async_client, bounded_request
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
 from xpevents.dispatch.loop import Signals, SpoolThread
 from xpevents.dispatch.options import DispatchOptions
@@ -379,9 +379,7 @@ class AsyncDispatcher:
         response: httpx.Response | None = None
         error: BaseException | None = None
         try:
-            response = await client.request(
-                request.method, request.url, **request_arguments(request, self._timeout)
-            )
+            response = await bounded_request(client, request, self._timeout)
         except Exception as exc:
             error = exc
         except BaseException:  # cancelled at aclose(): the lease expires, nothing lost

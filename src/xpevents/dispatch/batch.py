@@ -35,6 +35,7 @@ from xpevents._internal.closing import Closing
 from xpevents._internal.validate import positive_seconds
 from xpevents.dispatch._http import request_arguments, sync_client
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
+from xpevents.dispatch.deadline import deadline
 from xpevents.dispatch.options import DispatchOptions
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.send.retry import BACKGROUND_RETRY, RetryPolicy
@@ -369,9 +370,10 @@ class BatchDispatcher(Closing):
         response: httpx.Response | None = None
         error: BaseException | None = None
         try:
-            response = self._client.request(
-                request.method, request.url, **request_arguments(request, self._timeout)
-            )
+            with deadline(self._timeout):  # a trickling answer cannot hold the sender
+                response = self._client.request(
+                    request.method, request.url, **request_arguments(request, self._timeout)
+                )
         except Exception as exc:
             error = exc
         except BaseException:

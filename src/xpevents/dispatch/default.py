@@ -20,6 +20,7 @@ import httpx
 from xpevents._internal import forking
 from xpevents._internal.closing import Closing
 from xpevents._internal.validate import optional_callable, positive_seconds
+from xpevents.dispatch.deadline import deadline, enforce_deadlines
 from xpevents.errors import ConfigError, DispatchError, PayloadError
 from xpevents.events.model import DEFAULT_HEADERS
 from xpevents.send.endpoint import EndpointRouter, validate_url
@@ -154,10 +155,12 @@ class DefaultEventDispatcher(Closing):
     # -- internals -------------------------------------------------------------------
 
     def _new_client(self) -> httpx.Client:
-        return httpx.Client(
+        client = httpx.Client(
             timeout=self._timeout,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
         )
+        enforce_deadlines(client)  # a trickling answer cannot hold a pool thread
+        return client
 
     def _reset_after_fork(self) -> None:
         # The parent's pool threads do not exist here and its sockets are shared with
@@ -294,14 +297,15 @@ class DefaultEventDispatcher(Closing):
             raise
 
     def _request(self, request: _Request, remaining: float) -> httpx.Response:
-        return self._client.request(
-            request.method,
-            request.url,
-            content=request.body if request.method == "POST" else None,
-            params=request.query,
-            headers=request.headers,
-            timeout=httpx.Timeout(remaining),
-        )
+        with deadline(remaining):
+            return self._client.request(
+                request.method,
+                request.url,
+                content=request.body if request.method == "POST" else None,
+                params=request.query,
+                headers=request.headers,
+                timeout=httpx.Timeout(remaining),
+            )
 
     def _give_up(self, event: Any, error: DispatchError, visitors: int) -> None:
         self._stats.record_failed(error.reason, visitors, str(error))

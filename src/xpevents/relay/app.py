@@ -33,6 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from xpevents.dispatch.batch import BatchDispatcher
+from xpevents.dispatch.deadline import deadline_transport
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, SpoolError, SpoolFull
 from xpevents.relay.ingest import split_payload
 from xpevents.relay.metrics import RelayMetrics, TimedTransport
@@ -309,7 +310,7 @@ def _upstream_client(
     settings: RelaySettings, metrics: RelayMetrics, transport: httpx.BaseTransport | None
 ) -> httpx.Client:
     """The client the dispatcher forwards with, timed by ``metrics``; never reads proxy env."""
-    inner = transport or httpx.HTTPTransport(
+    inner = transport or deadline_transport(
         proxy=settings.proxy,
         limits=httpx.Limits(
             max_connections=settings.concurrency + 2,
