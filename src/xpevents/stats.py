@@ -58,6 +58,8 @@ class DispatchStats:
         spool_depth: visitors in the spool (waiting, leased or retrying).
         spool_oldest_age: seconds since the oldest visitor in the spool was enqueued.
         dead_letters: visitors in the spool's dead letters, by reason.
+        spool_problem: why the spool refuses writes for good (its SQLite file was
+            deleted or replaced under the process...), or ``None``.
     """
 
     calls: int = 0
@@ -83,6 +85,7 @@ class DispatchStats:
     spool_depth: int = 0
     spool_oldest_age: float | None = None
     dead_letters: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    spool_problem: str | None = None
 
     @property
     def failed_total(self) -> int:

@@ -47,7 +47,7 @@ from xpevents.serving.endpoints import (
     json_response,
     rejected,
 )
-from xpevents.spool.base import Spool
+from xpevents.spool.base import Spool, spool_problem
 from xpevents.spool.memory import MemorySpool
 from xpevents.stats import DispatchOutcome
 
@@ -279,7 +279,10 @@ class Relay:
         except SpoolError as exc:
             problems.append(f"spool unreadable: {exc}")
             full = False
-        if writer.failing():
+        problem = spool_problem(self.store)
+        if problem is not None:
+            problems.append(problem)
+        elif writer.failing():
             problems.append(f"spool write failed: {writer.last_error}")
         if full:
             problems.append("spool full")

@@ -215,3 +215,14 @@ class ClaimQueue(Protocol):
     def pending_since(self, when: float) -> int:
         """Visitors held that were enqueued at or before ``when``."""
         ...
+
+
+def spool_problem(store: object) -> str | None:
+    """Why ``store`` refuses writes for good (its ``problem``, if it has one), or ``None``.
+
+    A backend that can find out that what it writes would be lost (an SQLite file
+    deleted under the process, a Redis stream that lost its group) says so in a
+    ``problem`` attribute; the other spools have none.
+    """
+    problem = getattr(store, "problem", None)
+    return problem if isinstance(problem, str) else None

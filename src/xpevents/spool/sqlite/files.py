@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool.connection import ProcessConnection
 from xpevents.spool.sqlite import schema
+from xpevents.spool.sqlite.identity import FileIdentity
 
 __all__ = ["Database", "error", "open_database", "options_from_url", "path_from_url"]
 
@@ -102,6 +103,7 @@ class Database:
         self.path = path
         self.busy_timeout = busy_timeout
         self.sync = sync
+        self.identity = FileIdentity(path)
         self._connection = ProcessConnection(
             self._open(create=create),
             name=f"SQLite spool {str(path)!r}",
@@ -110,9 +112,9 @@ class Database:
         )
 
     def _open(self, *, create: bool) -> sqlite3.Connection:
-        return open_database(
-            self.path, create=create, busy_timeout=self.busy_timeout, sync=self.sync
-        )
+        db = open_database(self.path, create=create, busy_timeout=self.busy_timeout, sync=self.sync)
+        self.identity.renew()
+        return db
 
     def _reopen(self, inherited: sqlite3.Connection) -> sqlite3.Connection:
         # Forked: never touch the parent's connection; open our own.
@@ -124,21 +126,32 @@ class Database:
         with contextlib.suppress(sqlite3.Error):
             db.close()
 
-    def write(self, action: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """One short ``BEGIN IMMEDIATE`` transaction (the write lock from the start)."""
-        return self._transaction(action, "BEGIN IMMEDIATE")
+    def write(
+        self, action: str, *, guarded: bool = False
+    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One short ``BEGIN IMMEDIATE`` transaction (the write lock from the start).
+
+        ``guarded``: before ``COMMIT``, check that the file is still the one at the
+        path (:mod:`.identity`); if not, roll back and raise :class:`SpoolError`.
+        """
+        return self._transaction(action, "BEGIN IMMEDIATE", guarded=guarded)
 
     def snapshot(self, action: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """One read transaction: several reads that see the same state."""
         return self._transaction(action, "BEGIN")
 
     @contextlib.contextmanager
-    def _transaction(self, action: str, begin: str) -> Iterator[sqlite3.Connection]:
+    def _transaction(
+        self, action: str, begin: str, *, guarded: bool = False
+    ) -> Iterator[sqlite3.Connection]:
         with self._connection.lock:
             db = self._connection.get()
             try:
                 db.execute(begin)
                 yield db
+                problem = self.identity.check() if guarded else None
+                if problem is not None:
+                    raise SpoolError(problem)
                 db.execute("COMMIT")
             except sqlite3.Error as failure:
                 self._rollback(db)
