@@ -30,6 +30,7 @@ from typing import Any, Final, Self, TypeVar
 import httpx
 
 from xpevents._internal import forking
+from xpevents._internal.redact import shown_url
 from xpevents.dispatch._http import async_client, bounded_request
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
 from xpevents.dispatch.loop import Signals, SpoolThread
@@ -260,8 +261,8 @@ class AsyncDispatcher:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(endpoint={self.endpoint!r}, "
-            f"batch_size={self._core.options.batch_size}, spool={self._core.store.url!r})"
+            f"{type(self).__name__}(endpoint={shown_url(self.endpoint)}, batch_size="
+            f"{self._core.options.batch_size}, spool={shown_url(self._core.store.url)})"
         )
 
     # -- loop binding and wake-ups ---------------------------------------------------------

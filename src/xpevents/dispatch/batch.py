@@ -32,6 +32,7 @@ import httpx
 
 from xpevents._internal import forking
 from xpevents._internal.closing import Closing
+from xpevents._internal.redact import shown_url
 from xpevents._internal.validate import positive_seconds
 from xpevents.dispatch._http import request_arguments, sync_client
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
@@ -282,9 +283,9 @@ class BatchDispatcher(Closing):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(endpoint={self.endpoint!r}, "
+            f"{type(self).__name__}(endpoint={shown_url(self.endpoint)}, "
             f"batch_size={self._core.options.batch_size}, "
-            f"spool={self._store.url!r})"
+            f"spool={shown_url(self._store.url)})"
         )
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import httpx
 
 from xpevents._internal import forking
 from xpevents._internal.closing import Closing
+from xpevents._internal.redact import redact_url
 from xpevents._internal.validate import optional_callable, positive_seconds
 from xpevents.dispatch.deadline import deadline, enforce_deadlines
 from xpevents.errors import ConfigError, DispatchError, PayloadError
@@ -150,7 +151,8 @@ class DefaultEventDispatcher(Closing):
         return DispatchOutcome()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(endpoint={self.endpoint!r}, timeout={self._timeout})"
+        endpoint = None if self.endpoint is None else redact_url(self.endpoint)
+        return f"{type(self).__name__}(endpoint={endpoint!r}, timeout={self._timeout})"
 
     # -- internals -------------------------------------------------------------------
 
@@ -197,7 +199,7 @@ class DefaultEventDispatcher(Closing):
         try:
             validate_url(url, argument="event.url")
         except ConfigError as exc:
-            raise DispatchError(str(exc), reason="invalid_url", url=str(url)) from None
+            raise DispatchError(str(exc), reason="invalid_url", url=redact_url(url)) from None
         target = self._router.route(url)
         verb = str(verb).upper() if isinstance(verb, str) else verb
         header_map = dict(DEFAULT_HEADERS if headers is None else headers)
@@ -238,10 +240,10 @@ class DefaultEventDispatcher(Closing):
                     time.sleep(wait)
                     continue
             error = DispatchError(
-                f"event to {request.url} failed after {attempts} attempt"
+                f"event to {redact_url(request.url)} failed after {attempts} attempt"
                 f"{'s' if attempts > 1 else ''}: {detail}",
                 reason=verdict.reason,
-                url=request.url,
+                url=redact_url(request.url),
                 status=verdict.status,
                 response_excerpt=verdict.excerpt,
                 attempts=attempts,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 import httpx
@@ -73,7 +73,7 @@ class RelaySettings:
 
     upstream: str = DEFAULT_UPSTREAM
     upstream_eu: str = DEFAULT_UPSTREAM_EU
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     max_body: int = 3_500_000
     read_timeout: float = 10.0
     max_spool_events: int = 1_000_000
@@ -89,7 +89,7 @@ class RelaySettings:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     max_retry_age: float = 86_400.0
-    proxy: str | None = None
+    proxy: str | None = field(default=None, repr=False)
     shutdown_timeout: float = 10.0
 
     def retry_policy(self) -> RetryPolicy:

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
+from xpevents._internal.redact import redact_url
 from xpevents.errors import DispatchError
 from xpevents.send.circuit import Circuits
 from xpevents.send.outcome import Outcome, Verdict
@@ -127,10 +128,11 @@ class Settler:
             return f"a single visitor of {len(request.body)} bytes was refused with HTTP 413"
         if verdict.status in SPLIT_STATUSES and n == 1 and request.split:
             return (
-                f"a visitor to {request.envelope.url}, isolated by splitting its batch, "
-                f"was refused: {verdict.detail}; not retried"
+                f"a visitor to {redact_url(request.envelope.url)}, isolated by splitting its "
+                f"batch, was refused: {verdict.detail}; not retried"
             )
-        return f"{n} visitor(s) to {request.envelope.url} refused: {verdict.detail}; not retried"
+        shown = redact_url(request.envelope.url)
+        return f"{n} visitor(s) to {shown} refused: {verdict.detail}; not retried"
 
     def _retry_later(self, request: Request, verdict: Verdict, now: float) -> None:
         claim = request.claim
@@ -141,11 +143,11 @@ class Settler:
             attempts=attempts, first_attempt_at=first, now=now, retry_after=verdict.retry_after
         )
         self.circuits.failed(url, now, retry_after=verdict.retry_after, detail=verdict.detail)
-        self.recorder.record_error(f"request to {url} failed: {verdict.detail}")
+        self.recorder.record_error(f"request to {redact_url(url)} failed: {verdict.detail}")
         if isinstance(delay, GiveUp):
             n = len(request.visitors)
             message = (
-                f"{n} visitor(s) to {url} given up after {attempts} attempt(s): "
+                f"{n} visitor(s) to {redact_url(url)} given up after {attempts} attempt(s): "
                 f"{verdict.detail}; {delay.explain(verdict.retry_after)}"
             )
             error = self._error(request, verdict, message, reason=delay.value)
@@ -163,7 +165,7 @@ class Settler:
         return DispatchError(
             message,
             reason=verdict.reason if reason is None else reason,
-            url=request.envelope.url,
+            url=redact_url(request.envelope.url),
             status=verdict.status,
             response_excerpt=verdict.excerpt,
             attempts=request.claim.attempts + 1,

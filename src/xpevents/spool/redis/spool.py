@@ -23,6 +23,7 @@ from redis.commands.core import Script
 
 from xpevents._internal.cache import BoundedCache
 from xpevents._internal.closing import Closing
+from xpevents._internal.redact import shown_url
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool import bounds
 from xpevents.spool.base import DeadLetter, SpoolRecord, SpoolStats
@@ -357,4 +358,6 @@ class RedisSpool(Closing):
         self._connection.close()
 
     def __repr__(self) -> str:
-        return f"RedisSpool({self.url!r}, group={self.group!r}, consumer={self.consumer!r})"
+        return (
+            f"RedisSpool({shown_url(self.url)}, group={self.group!r}, consumer={self.consumer!r})"
+        )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from xpevents._internal.redact import redact_url
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool.connection import ProcessConnection
 from xpevents.spool.sqlite import schema
@@ -42,23 +43,23 @@ def path_from_url(url: str) -> tuple[str, dict[str, str]]:
     """
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
-        raise ConfigError(f"spool URL {url!r}: expected the scheme 'sqlite://'")
+        raise ConfigError(f"spool URL {redact_url(url)!r}: expected the scheme 'sqlite://'")
     if parts.netloc:
         raise ConfigError(
-            f"spool URL {url!r}: SQLite URLs have no host; use 'sqlite:///relative/path.db' "
-            "or 'sqlite:////absolute/path.db' (three or four slashes)"
+            f"spool URL {redact_url(url)!r}: SQLite URLs have no host; use "
+            "'sqlite:///relative/path.db' or 'sqlite:////absolute/path.db' (three or four slashes)"
         )
     path = unquote(parts.path)
     if path.startswith("/"):
         path = path[1:]  # sqlite:///rel.db -> "rel.db"; sqlite:////abs.db -> "/abs.db"
     if not path or path.endswith("/"):
         raise ConfigError(
-            f"spool URL {url!r}: no file name; use 'sqlite:///relative/path.db' or "
+            f"spool URL {redact_url(url)!r}: no file name; use 'sqlite:///relative/path.db' or "
             "'sqlite:////absolute/path.db'"
         )
     if path == ":memory:":
         raise ConfigError(
-            f"spool URL {url!r}: an in-memory SQLite database is not durable; use 'memory://'"
+            f"spool URL {redact_url(url)!r}: an in-memory SQLite database is not durable; use 'memory://'"
         )
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     return path, options
@@ -80,11 +81,11 @@ def options_from_url(url: str) -> tuple[str, dict[str, Any]]:
                 options["busy_timeout"] = float(value)
             except ValueError:
                 raise ConfigError(
-                    f"spool URL {url!r}: busy_timeout={value!r} is not a number"
+                    f"spool URL {redact_url(url)!r}: busy_timeout={value!r} is not a number"
                 ) from None
         else:
             raise ConfigError(
-                f"spool URL {url!r}: unknown option {key!r} (known: sync, busy_timeout)"
+                f"spool URL {redact_url(url)!r}: unknown option {key!r} (known: sync, busy_timeout)"
             )
     return path, options
 
