@@ -58,6 +58,9 @@ class DispatchStats:
         spool_depth: visitors in the spool (waiting, leased or retrying).
         spool_oldest_age: seconds since the oldest visitor in the spool was enqueued.
         dead_letters: visitors in the spool's dead letters, by reason.
+        lost: visitors found lost after the fact, by reason (``redis_reset``: Redis
+            came back without the spool's data; ``interval_window``: the uncommitted
+            window of ``durability="interval"`` at a crash), as the spool reports them.
         spool_problem: why the spool refuses writes for good (its SQLite file was
             deleted or replaced under the process...), or ``None``.
     """
@@ -85,6 +88,7 @@ class DispatchStats:
     spool_depth: int = 0
     spool_oldest_age: float | None = None
     dead_letters: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    lost: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     spool_problem: str | None = None
 
     @property

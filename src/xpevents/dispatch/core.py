@@ -275,6 +275,7 @@ class DispatchCore:
             spool_depth=spool_stats.depth,
             spool_oldest_age=None if oldest is None else max(0.0, now - oldest),
             dead_letters=spool_stats.dead_letters,
+            lost=spool_stats.lost,
             spool_problem=spool_problem(store),
         )
 

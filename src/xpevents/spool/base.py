@@ -80,6 +80,9 @@ class SpoolStats:
         dead_letters: dead-lettered records by reason.
         evicted: records removed by the size/age bounds, by reason
             (``max_spool_events``, ``max_spool_bytes``, ``max_event_age``).
+        lost: visitors found lost after the fact, by reason: ``redis_reset`` (a Redis
+            that came back without the spool's data), ``interval_window`` (the last
+            group commit of ``durability="interval"`` before a crash).
     """
 
     depth: int = 0
@@ -88,6 +91,7 @@ class SpoolStats:
     oldest_enqueued_at: float | None = None
     dead_letters: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     evicted: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    lost: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
