@@ -26,6 +26,7 @@ from typing import Any, Self
 
 import httpx
 
+from xpevents._internal.redact import redact_url
 from xpevents.config.base import ConfigHolder, ConfigListener, ConfigStats
 from xpevents.config.fetch import Fetched, Result, failure
 from xpevents.config.options import (
@@ -184,7 +185,7 @@ class AsyncPollingConfigManager:
             try:
                 fetched = await self.poll_now()
             except Exception:  # a bug must not end polling; the next poll may work
-                logger.exception("datafile poll of %s failed unexpectedly", self.url)
+                logger.exception("datafile poll of %s failed unexpectedly", redact_url(self.url))
                 fetched = Fetched(Result.FAILED, reason="error")
             if self._attempted is not None:
                 self._attempted.set()
@@ -200,4 +201,4 @@ class AsyncPollingConfigManager:
             )
 
     def __repr__(self) -> str:
-        return f"AsyncPollingConfigManager(url={self.url!r})"
+        return f"AsyncPollingConfigManager(url={redact_url(self.url)!r})"

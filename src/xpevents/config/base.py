@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
+from xpevents._internal.redact import redact_url
 from xpevents.config.disk import write_cache
 from xpevents.config.fetch import Fetched, Result
 from xpevents.decide.datafile import ProjectConfig
@@ -98,7 +99,7 @@ class ConfigHolder:
     def __init__(
         self, source: str, config: ProjectConfig | None = None, datafile: bytes | None = None
     ) -> None:
-        self.source = source
+        self.source = redact_url(source)
         self.config = config
         self._text = None if config is None or datafile is None else (config, datafile)
         self.ready = threading.Event()

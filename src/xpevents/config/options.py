@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -46,7 +46,7 @@ class PollingOptions:
     blocking_timeout: float = DEFAULT_BLOCKING_TIMEOUT
     url: str | None = None
     url_template: str | None = None
-    datafile_access_token: str | None = None
+    datafile_access_token: str | None = field(default=None, repr=False)
     datafile_cache: str | os.PathLike[str] | None = None
     timeout: float = 10.0
     backoff_base: float = 1.0

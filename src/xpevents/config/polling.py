@@ -29,6 +29,7 @@ import httpx
 
 from xpevents._internal import forking
 from xpevents._internal.closing import Closing
+from xpevents._internal.redact import redact_url
 from xpevents.config.base import ConfigHolder, ConfigListener, ConfigStats
 from xpevents.config.fetch import DatafileSource, Fetched, Result, failure
 from xpevents.config.options import (
@@ -189,7 +190,7 @@ class PollingConfigManager(Closing):
             try:
                 fetched = self.poll_now()
             except Exception:  # a bug must not end polling; the next poll may work
-                logger.exception("datafile poll of %s failed unexpectedly", self.url)
+                logger.exception("datafile poll of %s failed unexpectedly", redact_url(self.url))
                 fetched = Fetched(Result.FAILED, reason="error")
             self._attempted.set()
             failed = fetched.result in (Result.FAILED, Result.REFUSED)
@@ -216,4 +217,5 @@ class PollingConfigManager(Closing):
             self._client = httpx.Client(timeout=self.options.timeout)
 
     def __repr__(self) -> str:
-        return f"PollingConfigManager(url={self.url!r}, interval={self.options.update_interval})"
+        interval = self.options.update_interval
+        return f"PollingConfigManager(url={redact_url(self.url)!r}, interval={interval})"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -36,6 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from xpevents.dispatch.batch import BatchDispatcher
+from xpevents.dispatch.deadline import deadline_transport
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, SpoolError, SpoolFull
 from xpevents.relay.datafiles import DatafileCache, DatafileCacheSettings
 from xpevents.relay.ingest import split_payload
@@ -50,7 +51,7 @@ from xpevents.serving.endpoints import (
     json_response,
     rejected,
 )
-from xpevents.spool.base import Spool
+from xpevents.spool.base import Spool, spool_problem
 from xpevents.spool.memory import MemorySpool
 from xpevents.stats import DispatchOutcome
 
@@ -76,7 +77,7 @@ class RelaySettings:
 
     upstream: str = DEFAULT_UPSTREAM
     upstream_eu: str = DEFAULT_UPSTREAM_EU
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     max_body: int = 3_500_000
     read_timeout: float = 10.0
     max_spool_events: int = 1_000_000
@@ -92,7 +93,7 @@ class RelaySettings:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     max_retry_age: float = 86_400.0
-    proxy: str | None = None
+    proxy: str | None = field(default=None, repr=False)
     shutdown_timeout: float = 10.0
     sdk_keys: tuple[str, ...] = ()
     datafile_upstream: str | None = None
@@ -302,7 +303,10 @@ class Relay:
         except SpoolError as exc:
             problems.append(f"spool unreadable: {exc}")
             full = False
-        if writer.failing():
+        problem = spool_problem(self.store)
+        if problem is not None:
+            problems.append(problem)
+        elif writer.failing():
             problems.append(f"spool write failed: {writer.last_error}")
         if full:
             problems.append("spool full")
@@ -333,7 +337,7 @@ def _upstream_client(
     settings: RelaySettings, metrics: RelayMetrics, transport: httpx.BaseTransport | None
 ) -> httpx.Client:
     """The client the dispatcher forwards with, timed by ``metrics``; never reads proxy env."""
-    inner = transport or httpx.HTTPTransport(
+    inner = transport or deadline_transport(
         proxy=settings.proxy,
         limits=httpx.Limits(
             max_connections=settings.concurrency + 2,

@@ -16,6 +16,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from xpevents._internal.redact import redact_text, redact_url
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.relay.app import Relay, RelaySettings
 from xpevents.relay.writer import store_bounds
@@ -308,10 +309,10 @@ def relay_command(
         raise cannot_listen(host, port, exc) from None
     logger.info(
         "relay spool %s (durable: %s); upstream %s, EU %s",
-        store.url,
+        redact_url(store.url),
         store.durable,
-        settings.upstream,
-        settings.upstream_eu,
+        redact_url(settings.upstream),
+        redact_url(settings.upstream_eu),
     )
     serve(server, "relay")
 
@@ -336,4 +337,5 @@ def _open_store(spool: str, settings: RelaySettings, max_event_age: float) -> Sp
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--spool") from None
     except SpoolError as exc:
-        raise click.ClickException(f"cannot open --spool {spool}: {exc}") from None
+        shown = redact_text(exc, spool)
+        raise click.ClickException(f"cannot open --spool {redact_url(spool)}: {shown}") from None
