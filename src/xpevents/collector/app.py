@@ -35,6 +35,7 @@ from xpevents.collector.store import EventStore
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError
 from xpevents.serving.body import read_body
 from xpevents.serving.endpoints import event_api_routes, healthz, json_response, rejected
+from xpevents.serving.ingest import split_body
 from xpevents.serving.schema import (
     ACTIVATE_EVENT_KEY,
     decode_payload,
@@ -52,13 +53,6 @@ ABORT_EXTENSION: Final = "xpevents.abort"
 """ASGI scope extension holding ``{"abort": callable}`` that closes the connection."""
 
 
-class _RawVisitors(msgspec.Struct):
-    """Second, cheap decode of a valid body: each visitor's JSON text, verbatim."""
-
-    visitors: list[msgspec.Raw]
-
-
-_RAW_VISITORS: Final = msgspec.json.Decoder(_RawVisitors)
 _CONTROL: Final = msgspec.json.Decoder(FaultUpdate)
 
 
@@ -121,6 +115,7 @@ class Collector:
                 stats.too_large += 1
             else:
                 stats.invalid_payloads += 1
+            stats.rejected[exc.reason] += 1
             logger.debug("rejected %s request: %s", region, exc.error)
             response = rejected(exc)
         except ClientDisconnect:
@@ -182,10 +177,10 @@ class Collector:
 
     def _accept(self, body: bytes, region: str) -> Response:
         try:
+            raw_visitors = split_body(body)[1]  # what no receiver could take
             payload = decode_payload(body)
-            raw_visitors = _RAW_VISITORS.decode(body).visitors
         except PayloadSchemaError as exc:
-            raise BodyRejected(400, str(exc), exc.path) from None
+            raise BodyRejected(400, str(exc), exc.path, exc.reason) from None
         stored = self.store.add(region, payload, raw_visitors)
         stats = self.stats
         stats.payloads += 1
@@ -226,6 +221,8 @@ class Collector:
             try:
                 update = _CONTROL.decode(await request.body())
                 settings = update.apply(self.faults.settings)
+            except RecursionError:
+                return json_response({"error": "JSON nested too deeply", "path": "$"}, 400)
             except msgspec.MsgspecError as exc:
                 error = schema_error(exc)
                 return json_response({"error": error.detail, "path": error.path}, 400)
@@ -241,16 +238,21 @@ class Collector:
         return json_response({"reset": True})
 
 
+_QUERY_MAX: Final = {"limit": 100_000, "offset": 2**62}
+
+
 def _query_int(request: Request, name: str, default: int) -> int:
     text = request.query_params.get(name)
     if text is None:
         return default
+    most = _QUERY_MAX[name]
+    problem = f"{name} must be an integer from 0 to {most}, got {text[:40]!r}"
     try:
-        value = int(text)
+        value = int(text) if len(text) <= 20 else -1
     except ValueError:
-        raise BodyRejected(400, f"{name} must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise BodyRejected(400, f"{name} must be an integer >= 0, got {text!r}")
+        raise BodyRejected(400, problem, reason="invalid_query") from None
+    if not 0 <= value <= most:
+        raise BodyRejected(400, problem, reason="invalid_query")
     return value
 
 

@@ -39,6 +39,7 @@ class CollectorStats:
         self.dropped_connections = 0
         self.invalid_payloads = 0
         self.too_large = 0
+        self.rejected: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.bytes_received = 0
 
@@ -59,6 +60,7 @@ class CollectorStats:
             "dropped_connections": self.dropped_connections,
             "invalid_payloads": self.invalid_payloads,
             "too_large": self.too_large,
+            "rejected_by_reason": dict(self.rejected),
             "faults": dict(self.faults),
             "bytes_received": self.bytes_received,
             "uptime_s": round(time.time() - self.started_at, 3),
