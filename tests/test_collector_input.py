@@ -82,3 +82,25 @@ def test_events_query_at_its_bounds_is_fine(http: httpx.Client) -> None:
 def test_deeply_nested_control_is_400(http: httpx.Client) -> None:
     response = http.post("/control", content=b'{"latency_ms":' + b"[" * 5000 + b"]" * 5000 + b"}")
     assert response.status_code == 400
+
+
+def test_lenient_by_default_needs_only_uuid_and_timestamp(http: httpx.Client) -> None:
+    event = b'{"entity_id": null, "key": 5, "revenue": 1.5, "tags": {"x": null}%s}'
+    body = (
+        b'{"account_id": 7, "visitors": [{"visitor_id": null, "snapshots": [{"decisions": '
+        b'[{"campaign_id": null, "experiment_id": 3, "variation_id": null}], "events": ['
+        + event % b', "uuid": "len-1", "timestamp": 1700000000000'
+        + b"]}]}]}"
+    )
+    assert http.post("/v1/events", content=body).status_code == 204
+    row = next(r for r in http.get("/events").json() if r["uuid"] == "len-1")
+    assert (row["entity_id"], row["key"], row["account_id"], row["revenue"]) == ("", "5", "7", 1.5)
+    assert row["visitor"]["visitor_id"] is None
+    for missing, path in ((b', "timestamp": 1', "uuid"), (b', "uuid": "u"', "timestamp")):
+        bad = body.replace(
+            event % b', "uuid": "len-1", "timestamp": 1700000000000', event % missing
+        )
+        response = http.post("/v1/events", content=bad)
+        assert response.status_code == 400
+        assert response.json()["reason"] == "invalid_event"
+        assert path in response.json()["error"] or response.json()["path"].endswith("events[0]")

@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from xpevents import BatchDispatcher
+from xpevents.collector import Collector, CollectorServer
 from xpevents.events.model import LogEvent
 from xpevents.relay.app import Relay, RelaySettings
 from xpevents.relay.server import RelayServer
@@ -107,3 +108,75 @@ def test_every_sdk_fixture_through_batch_dispatcher(path: Path, upstream: Script
     assert msgspec.json.decode(b"[" + b",".join(got) + b"]") == params["visitors"]
     expected = "/eu/v1/events" if EU_HOST in url else "/v1/events"
     assert {r.path for r in upstream.received} == {expected}
+
+
+# -- into the collector: lenient by default, strict on request ------------------------
+
+
+def _collector(strict: str) -> tuple[Collector, CollectorServer]:
+    collector = Collector(strict=strict)
+    return collector, CollectorServer(collector, port=0).start()
+
+
+@pytest.fixture(scope="module")
+def lenient() -> Iterator[str]:
+    collector, server = _collector("off")
+    yield server.url
+    server.stop()
+    collector.close()
+
+
+def test_every_sdk_fixture_through_the_relay_into_the_collector_byte_identical(
+    lenient: str,
+) -> None:
+    settings = RelaySettings(
+        upstream=lenient + "/v1/events", upstream_eu=lenient + "/eu/v1/events", flush_interval=0.02
+    )
+    relay = Relay(MemorySpool(10_000, "drop_newest"), settings)
+    sent: dict[str, bytes] = {}
+    with RelayServer(relay, port=0) as server, httpx.Client(base_url=server.url) as http:
+        for path in FIXTURES:
+            url, body = fixture_payload(path)
+            route = "/eu/v1/events" if EU_HOST in url else "/v1/events"
+            assert http.post(route, content=body).status_code == 204, path.name
+            for visitor in raw_visitors(body):
+                for uuid in _uuids(visitor):
+                    sent[uuid] = visitor
+        stored: dict[str, bytes] = {}
+        deadline = time.monotonic() + 20
+        while len(stored) < len(sent) and time.monotonic() < deadline:
+            rows = httpx.get(lenient + "/events?raw=1&limit=100000").json()
+            stored = {row["uuid"]: row["visitor"].encode() for row in rows}
+            time.sleep(0.05)
+    assert stored == sent
+
+
+def _uuids(visitor: bytes) -> list[str]:
+    data = msgspec.json.decode(visitor)
+    return [e["uuid"] for s in data["snapshots"] for e in s["events"]]
+
+
+def test_strict_warn_reports_sdk_bugs_and_refuse_refuses_them() -> None:
+    outcomes: dict[str, dict[str, int]] = {}
+    for mode in ("warn", "refuse"):
+        collector, server = _collector(mode)
+        try:
+            statuses: dict[str, int] = {}
+            for path in FIXTURES:
+                url, body = fixture_payload(path)
+                route = "/eu/v1/events" if EU_HOST in url else "/v1/events"
+                statuses[path.stem] = httpx.post(server.url + route, content=body).status_code
+            outcomes[mode] = statuses
+            stats = httpx.get(server.url + "/stats").json()
+        finally:
+            server.stop()
+            collector.close()
+        if mode == "warn":
+            assert set(statuses.values()) == {204}
+            warned = sum(stats["schema_warnings"].values())
+            assert warned >= 8
+            assert stats["schema_warnings"]["$.visitors[].snapshots[].events[].entity_id"] >= 1
+            assert all(w["path"].startswith("$") for w in stats["recent_schema_warnings"])
+    refused = {name for name, status in outcomes["refuse"].items() if status == 400}
+    assert len(refused) == warned
+    assert "php-decide-no-variation" in refused

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from xpevents.collector.app import DEFAULT_MAX_BODY, Collector
+from xpevents.collector.app import DEFAULT_MAX_BODY, STRICT_MODES, Collector
 from xpevents.collector.faults import FaultSettings
 from xpevents.collector.server import CollectorServer
 from xpevents.errors import ConfigError
@@ -77,6 +77,17 @@ def _fault(flag: str, type: click.ParamType[Any], help: str) -> Callable[[_F], _
     default=None,
     help="Seed of the fault generator (reproducible fault sequence).",
 )
+@click.option(
+    "--strict",
+    type=click.Choice(STRICT_MODES),
+    default="off",
+    show_default=True,
+    is_flag=False,
+    flag_value="warn",
+    help="Check payloads against the precise schema: 'warn' (what --strict alone means) "
+    "reports SDK bugs as schema_warnings in /stats; 'refuse' answers them 400 with "
+    "their JSON path. 'off' accepts what the Event API accepts.",
+)
 @log_level_option(show_default=True)
 def collector_command(
     host: str,
@@ -84,12 +95,14 @@ def collector_command(
     db: Path | None,
     max_body: int,
     seed: int | None,
+    strict: str,
     log_level: str,
     **faults: float,
 ) -> None:
     """Run an Optimizely-events-API-compatible sink: POST /v1/events and /eu/v1/events.
 
-    Payloads are validated, de-duplicated on (entity_id, uuid, timestamp) and stored;
+    Payloads are accepted as the Event API accepts them (--strict checks them against
+    the schema), de-duplicated on (entity_id, uuid, timestamp) and stored;
     GET /stats, GET /events, GET|POST /control (fault settings at runtime) and
     POST /reset serve tests and benchmarks. Prints one line,
     "xpevents collector listening on http://HOST:PORT", then serves until SIGINT or
@@ -101,7 +114,7 @@ def collector_command(
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        collector = Collector(db=db, max_body=max_body, faults=settings)
+        collector = Collector(db=db, max_body=max_body, faults=settings, strict=strict)
     except Exception as exc:  # sqlite3 errors: unwritable path, not a database, ...
         raise click.ClickException(f"cannot open --db {db}: {exc}") from None
     try:
