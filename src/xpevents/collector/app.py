@@ -71,6 +71,7 @@ class Collector:
         strict: one of :data:`STRICT_MODES` (default ``"off"``: lenient, as the Event
             API; ``"warn"``: schema errors become ``schema_warnings`` in ``/stats``;
             ``"refuse"``: they are answered 400 with their JSON path).
+        read_timeout: seconds a client may take to send its body (408 after).
 
     ``collector.app`` is the Starlette application; serve it with
     :class:`xpevents.collector.server.CollectorServer` (which supports dropped
@@ -84,13 +85,17 @@ class Collector:
         max_body: int = DEFAULT_MAX_BODY,
         faults: FaultSettings | None = None,
         strict: str = "off",
+        read_timeout: float = 10.0,
     ) -> None:
         if max_body < 1:
             raise ConfigError(f"max_body must be a positive number of bytes, got {max_body!r}")
         if strict not in STRICT_MODES:
             raise ConfigError(f"strict={strict!r}: expected one of {', '.join(STRICT_MODES)}")
+        if not read_timeout > 0:
+            raise ConfigError(f"read_timeout={read_timeout!r}: must be > 0 seconds")
         self.max_body = max_body
         self.strict = strict
+        self.read_timeout = read_timeout
         self.store = EventStore(db)
         self.stats = CollectorStats()
         self.faults = FaultInjector(faults)
@@ -185,7 +190,9 @@ class Collector:
         def count(size: int) -> None:
             stats.bytes_received += size
 
-        return await read_body(request, max_body=self.max_body, on_chunk=count)
+        return await read_body(
+            request, max_body=self.max_body, timeout=self.read_timeout, on_chunk=count
+        )
 
     def _accept(self, body: bytes, region: str) -> Response:
         try:

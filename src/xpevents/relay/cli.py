@@ -20,7 +20,14 @@ from xpevents.errors import ConfigError, SpoolError
 from xpevents.relay.app import Relay, RelaySettings
 from xpevents.relay.writer import store_bounds
 from xpevents.send.endpoint import validate_url
-from xpevents.serving.command import cannot_listen, configure_logging, log_level_option, serve
+from xpevents.serving.command import (
+    cannot_listen,
+    configure_logging,
+    connection_limits,
+    connection_options,
+    log_level_option,
+    serve,
+)
 from xpevents.spool.base import Spool
 
 __all__ = ["DEFAULT_SPOOL", "ENV_PREFIX", "open_relay_spool", "relay_command"]
@@ -225,19 +232,13 @@ def _name(flag: str) -> str:
     help="Seconds after SIGTERM to finish requests and forward what is due; the rest "
     "stays in the spool.",
 )
-@_option(
-    "--max-connections",
-    default=1024,
-    type=click.IntRange(min=1),
-    help="Concurrent connections and requests; more are answered 503.",
-)
+@connection_options(_env)
 @log_level_option(envvar=_env("log_level"))
 def relay_command(
     host: str,
     port: int,
     spool: str,
     max_event_age: float,
-    max_connections: int,
     log_level: str,
     **options: Any,
 ) -> None:
@@ -250,6 +251,7 @@ def relay_command(
     flushes for --shutdown-timeout seconds, leaving the rest in the spool.
     """
     configure_logging(log_level)
+    limits = connection_limits(options, options["retry_after"])
     settings = RelaySettings(**options)
     from xpevents.relay.server import RelayServer
 
@@ -260,9 +262,7 @@ def relay_command(
         store.close()
         raise
     try:
-        server = RelayServer(
-            relay, host=host, port=port, log_level=log_level, limit_concurrency=max_connections
-        )
+        server = RelayServer(relay, host=host, port=port, log_level=log_level, limits=limits)
     except OSError as exc:
         relay.close(timeout=0)
         raise cannot_listen(host, port, exc) from None
