@@ -87,7 +87,7 @@ _GOOD_JSON = json.dumps(GOOD).encode()
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[CollectorServer]:
-    collector = Collector(max_body=MAX_BODY)
+    collector = Collector(max_body=MAX_BODY, strict="refuse")
     with CollectorServer(collector, port=0) as srv:
         yield srv
     collector.close()

@@ -7,7 +7,11 @@ Routes:
   ``503`` + ``Retry-After`` while the spool is full or failing (backpressure: the
   client keeps the events); ``400`` with the JSON path of the first error; ``401``
   when a token is configured and the request does not carry it; ``408``, ``413``,
-  ``415`` for slow, oversize and oddly encoded bodies.
+  ``415`` for slow, oversize and oddly encoded bodies. The relay is a forwarder, not a
+  judge: it refuses only what it cannot forward or merge
+  (:mod:`xpevents.serving.ingest`); every refusal's JSON body has ``error``,
+  ``reason`` and ``path``, and is counted by ``reason`` in
+  ``xpevents_relay_rejected_requests_total``. Both paths accept a trailing slash.
 * ``GET /datafiles/{sdk_key}.json`` and ``/datafiles/auth/{sdk_key}.json``: a datafile
   cache for every SDK on the host (:mod:`xpevents.relay.datafiles`).
 * ``GET /healthz``: the process is up. ``GET /readyz``: the spool takes writes (503
@@ -68,7 +72,6 @@ DEFAULT_UPSTREAM: Final = "https://logx.optimizely.com/v1/events"
 DEFAULT_UPSTREAM_EU: Final = "https://eu.logx.optimizely.com/v1/events"
 
 _WAKE_EVERY: Final = 0.02
-_REJECTED_REASONS: Final = {413: "too_large", 408: "read_timeout", 415: "unsupported_encoding"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,12 +252,12 @@ class Relay:
                 request, max_body=settings.max_body, timeout=settings.read_timeout
             )
         except BodyRejected as exc:
-            metrics.rejected.labels(_REJECTED_REASONS.get(exc.status, "invalid_body")).inc()
+            metrics.rejected.labels(exc.reason).inc()
             return rejected(exc)
         try:
             return await run_in_threadpool(self._spool, body, region)
         except PayloadSchemaError as exc:
-            metrics.rejected.labels("invalid_payload").inc()
+            metrics.rejected.labels(exc.reason).inc()
             return invalid_payload(exc)
 
     def _authorized(self, request: Request) -> bool:

@@ -21,7 +21,14 @@ from xpevents.errors import ConfigError, SpoolError
 from xpevents.relay.app import Relay, RelaySettings
 from xpevents.relay.writer import store_bounds
 from xpevents.send.endpoint import validate_url
-from xpevents.serving.command import cannot_listen, configure_logging, log_level_option, serve
+from xpevents.serving.command import (
+    cannot_listen,
+    configure_logging,
+    connection_limits,
+    connection_options,
+    log_level_option,
+    serve,
+)
 from xpevents.spool.base import Spool
 
 __all__ = [
@@ -258,19 +265,13 @@ def _name(flag: str) -> str:
     help="Directory keeping the last good datafiles (0600). Default: next to a SQLite "
     "spool (SPOOL.db.datafiles/), else memory only.",
 )
-@_option(
-    "--max-connections",
-    default=1024,
-    type=click.IntRange(min=1),
-    help="Concurrent connections and requests; more are answered 503.",
-)
+@connection_options(_env)
 @log_level_option(envvar=_env("log_level"))
 def relay_command(
     host: str,
     port: int,
     spool: str,
     max_event_age: float,
-    max_connections: int,
     log_level: str,
     **options: Any,
 ) -> None:
@@ -287,6 +288,7 @@ def relay_command(
     configure_logging(log_level)
     if options.get("datafile_cache_dir") is None:
         options["datafile_cache_dir"] = default_datafile_dir(spool)
+    limits = connection_limits(options, options["retry_after"])
     try:
         settings = RelaySettings(**options)
         settings.datafile_settings()
@@ -301,9 +303,7 @@ def relay_command(
         store.close()
         raise
     try:
-        server = RelayServer(
-            relay, host=host, port=port, log_level=log_level, limit_concurrency=max_connections
-        )
+        server = RelayServer(relay, host=host, port=port, log_level=log_level, limits=limits)
     except OSError as exc:
         relay.close(timeout=0)
         raise cannot_listen(host, port, exc) from None
