@@ -84,6 +84,7 @@ MODULES = {
     ],
     "xpevents.example": ["example_datafile"],
     "xpevents.metrics": ["DispatcherMetrics", "register"],
+    "xpevents.openfeature": ["XpeventsProvider"],
     "xpevents.integrations.starlette": ["lifespan"],
     "xpevents.relay.testing": ["RelayHandle", "run_relay"],
     "xpevents.official": ["use_fast_uuids"],
