@@ -70,9 +70,11 @@ class Client(FeatureVariables, Closing):
     decides and reports with one revision from start to finish.
 
     Args:
-        datafile: the project datafile as JSON text (``str`` or ``bytes``) or a decoded
-            ``dict``. Given alone, a datafile that cannot be decoded raises
-            :class:`~xpevents.DatafileError` here, naming the JSON path of the problem.
+        datafile: the project datafile as JSON text (``str`` or ``bytes``), a decoded
+            ``dict``, or a ``pathlib.Path`` to read it from (a str that looks like a
+            path raises :class:`~xpevents.DatafileError` saying so). Given alone, a
+            datafile that cannot be decoded raises :class:`~xpevents.DatafileError`
+            here, naming the JSON path of the problem.
         event_dispatcher: anything with ``dispatch_event(event)``. Default ``None``: the
             client creates its own :class:`~xpevents.BatchDispatcher` (non-blocking,
             batching, retrying) and flushes and closes it in :meth:`close`. A
@@ -121,7 +123,7 @@ class Client(FeatureVariables, Closing):
 
     def __init__(
         self,
-        datafile: str | bytes | Mapping[str, Any] | None = None,
+        datafile: str | bytes | Mapping[str, Any] | os.PathLike[str] | None = None,
         event_dispatcher: EventDispatcher | None = None,
         *,
         sdk_key: str | None = None,

@@ -86,7 +86,7 @@ class Inputs:
         message = f'{method}: {what} key "{key}" is not in the datafile.'
         if self.strict:
             raise UnknownKeyError(message)
-        self._log.info(message)
+        self._log.error(message)  # as optimizely-sdk: a typo'd key is loud
 
     def wrong_variable_type(self, method: str, variable_key: str, actual: str, asked: str) -> None:
         """Report a typed getter called for a variable of another type."""
@@ -166,8 +166,22 @@ class Inputs:
             event = self._events.get(event_key)
             if event is None:
                 self.unknown("event", event_key, "track")
+            elif event_tags:
+                self._revenue(event_tags.get("revenue"))
             return event
         return None
+
+    def _revenue(self, revenue: Any) -> None:
+        """A ``revenue`` tag that is not an integer is not sent as revenue: say so."""
+        if revenue is None or (isinstance(revenue, int) and not isinstance(revenue, bool)):
+            return
+        message = (
+            f"track: revenue must be an integer number of cents (1299 for $12.99); got "
+            f"{revenue!r}, sent as a tag only, not as revenue"
+        )
+        if self.strict:
+            raise InvalidInputError(message)
+        self._log.warning(message)
 
     def flag(self, method: str, feature_key: Any, user_id: Any, attributes: Any) -> Flag | None:
         """The flag ``feature_key`` names, after checking the key, user id and attributes."""

@@ -23,7 +23,7 @@ from xpevents.client.inputs import load_datafile
 from xpevents.config.base import ConfigManager
 from xpevents.config.polling import PollingConfigManager
 from xpevents.config.static import StaticConfigManager
-from xpevents.errors import ConfigError
+from xpevents.errors import ConfigError, DatafileError
 
 __all__ = ["choose_config_manager"]
 
@@ -58,6 +58,35 @@ def _check_key(sdk_key: object) -> str:
     return sdk_key
 
 
+def datafile_contents(datafile: Any) -> Any:
+    """A ``pathlib.Path`` (any ``os.PathLike``) read as the datafile; a str that looks like
+    a file path refused with a message saying so (a common mistake)."""
+    if isinstance(datafile, os.PathLike):
+        path = os.fspath(datafile)
+        try:
+            with open(path, "rb") as file:
+                return file.read()
+        except OSError as exc:
+            raise ConfigError(f"Client(datafile=Path({path!r})): cannot read it: {exc}") from None
+    if isinstance(datafile, str) and _looks_like_path(datafile):
+        raise DatafileError(
+            f"Client(datafile={datafile!r}): this looks like a file path, not datafile "
+            f"contents; pass pathlib.Path({datafile!r}) or the file's text "
+            "(open(path).read())"
+        )
+    return datafile
+
+
+def _looks_like_path(text: str) -> bool:
+    stripped = text.strip()
+    return (
+        0 < len(stripped) < 4096
+        and not stripped.startswith(("{", "["))
+        and "\n" not in stripped
+        and (stripped.endswith(".json") or "/" in stripped or os.sep in stripped)
+    )
+
+
 def choose_config_manager(
     *,
     datafile: Any,
@@ -82,6 +111,7 @@ def choose_config_manager(
             "datafile_cache": datafile_cache,
         }
         return _check_manager(config_manager, others)
+    datafile = datafile_contents(datafile)
     if datafile is not None and not isinstance(datafile, str | bytes | Mapping):
         raise ConfigError(
             f"Client(datafile={type(datafile).__name__}): expected the datafile as JSON text "

@@ -1,0 +1,67 @@
+"""Mistakes are loud, like the official SDK: unknown keys at ERROR, float revenue, paths."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from xpevents import Client, DatafileError, InvalidInputError, UnknownKeyError
+from xpevents.example import example_datafile
+from xpevents.testing import RecordingDispatcher
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client(example_datafile(), event_dispatcher=RecordingDispatcher())
+
+
+def test_unknown_keys_are_errors_at_the_default_warning_level(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        client.activate("checkout_buton_color", "u1")
+        client.track("purchse", "u1")
+        client.is_feature_enabled("new_chekout", "u1")
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any('"checkout_buton_color" is not in the datafile' in m for m in errors)
+    assert any('"purchse" is not in the datafile' in m for m in errors)
+    assert any('"new_chekout" is not in the datafile' in m for m in errors)
+    strict = Client(example_datafile(), event_dispatcher=RecordingDispatcher(), strict=True)
+    with pytest.raises(UnknownKeyError):
+        strict.track("purchse", "u1")
+
+
+def test_a_float_revenue_is_said_and_refused_in_strict_mode(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = client.event_dispatcher
+    assert isinstance(recorder, RecordingDispatcher)
+    with caplog.at_level(logging.WARNING):
+        client.track("purchase", "u1", event_tags={"revenue": 12.99})
+    assert any(
+        "revenue must be an integer number of cents" in r.getMessage() for r in caplog.records
+    )
+    (conversion,) = recorder.conversions()
+    assert conversion.revenue is None and conversion.tags == {"revenue": 12.99}
+    strict = Client(example_datafile(), event_dispatcher=RecordingDispatcher(), strict=True)
+    with pytest.raises(InvalidInputError, match=r"1299 for \$12\.99"):
+        strict.track("purchase", "u1", event_tags={"revenue": 12.99})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        client.track("purchase", "u1", event_tags={"revenue": 1299})
+    assert not caplog.records
+
+
+def test_a_path_is_read_and_a_path_string_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "datafile.json"
+    path.write_text(example_datafile())
+    with Client(path, event_dispatcher=RecordingDispatcher()) as client:
+        assert client.is_valid
+    with pytest.raises(DatafileError, match="this looks like a file path"):
+        Client(str(path), event_dispatcher=RecordingDispatcher())
+    with pytest.raises(DatafileError, match="this looks like a file path"):
+        Client("datafile.json", event_dispatcher=RecordingDispatcher())
+    with pytest.raises(Exception, match="cannot read it"):
+        Client(tmp_path / "missing.json", event_dispatcher=RecordingDispatcher())
