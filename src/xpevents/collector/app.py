@@ -29,9 +29,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from xpevents.collector.dashboard import Dashboard
 from xpevents.collector.faults import Fault, FaultInjector, FaultSettings, FaultUpdate
 from xpevents.collector.stats import NULL_VARIATION, CollectorStats
 from xpevents.collector.store import EventStore
+from xpevents.decide.datafile import ProjectConfig
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError
 from xpevents.serving.body import read_body
 from xpevents.serving.endpoints import event_api_routes, healthz, json_response, rejected
@@ -69,6 +71,7 @@ class Collector:
         db: SQLite file for the events, or ``None`` for an in-memory database.
         max_body: largest accepted body in bytes, raw and after decompression.
         faults: initial fault injection settings.
+        datafile: the project's datafile (keys and traffic allocation for the dashboard).
 
     ``collector.app`` is the Starlette application; serve it with
     :class:`xpevents.collector.server.CollectorServer` (which supports dropped
@@ -81,6 +84,7 @@ class Collector:
         db: str | Path | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         faults: FaultSettings | None = None,
+        datafile: ProjectConfig | None = None,
     ) -> None:
         if max_body < 1:
             raise ConfigError(f"max_body must be a positive number of bytes, got {max_body!r}")
@@ -88,15 +92,18 @@ class Collector:
         self.store = EventStore(db)
         self.stats = CollectorStats()
         self.faults = FaultInjector(faults)
+        self.dashboard = Dashboard(self, datafile)
         self.app = Starlette(
+            middleware=self.dashboard.middleware(),
             routes=[
+                *self.dashboard.routes(),
                 *event_api_routes(self._handle_events),
                 Route("/stats", self._stats, methods=["GET"]),
                 Route("/events", self._events, methods=["GET"]),
                 Route("/control", self._control, methods=["GET", "POST"]),
                 Route("/reset", self._reset, methods=["POST"]),
                 Route("/healthz", healthz, methods=["GET"]),
-            ]
+            ],
         )
 
     def close(self) -> None:
@@ -211,18 +218,15 @@ class Collector:
     # -- control -----------------------------------------------------------------
 
     async def _stats(self, request: Request) -> Response:
-        return json_response(self.stats.snapshot())
+        return json_response({**self.stats.snapshot(), **self.dashboard.stats_extra()})
 
     async def _events(self, request: Request) -> Response:
-        try:
-            limit = _query_int(request, "limit", 1000)
-            offset = _query_int(request, "offset", 0)
-        except BodyRejected as exc:
-            return rejected(exc)
-        return json_response(self.store.events(limit=limit, offset=offset))
+        return await self.dashboard.events(request)
 
     async def _control(self, request: Request) -> Response:
         if request.method == "POST":
+            if (form_response := await self.dashboard.control_form(request)) is not None:
+                return form_response
             try:
                 update = _CONTROL.decode(await request.body())
                 settings = update.apply(self.faults.settings)
@@ -239,19 +243,6 @@ class Collector:
         self.stats.reset()
         logger.info("events and stats reset")
         return json_response({"reset": True})
-
-
-def _query_int(request: Request, name: str, default: int) -> int:
-    text = request.query_params.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise BodyRejected(400, f"{name} must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise BodyRejected(400, f"{name} must be an integer >= 0, got {text!r}")
-    return value
 
 
 def _abort_callable(request: Request) -> Callable[[], None] | None:

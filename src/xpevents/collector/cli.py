@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from xpevents.collector.app import DEFAULT_MAX_BODY, Collector
+from xpevents.collector.dashboard.datafile import load_datafile
 from xpevents.collector.faults import FaultSettings
 from xpevents.collector.server import CollectorServer
 from xpevents.errors import ConfigError
@@ -72,6 +73,12 @@ def _fault(flag: str, type: click.ParamType[Any], help: str) -> Callable[[_F], _
     "Share of events requests whose connection is closed with no response.",
 )
 @click.option(
+    "--datafile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Project datafile: the dashboard shows keys for ids and checks sample ratios.",
+)
+@click.option(
     "--seed",
     type=int,
     default=None,
@@ -83,6 +90,7 @@ def collector_command(
     port: int,
     db: Path | None,
     max_body: int,
+    datafile: Path | None,
     seed: int | None,
     log_level: str,
     **faults: float,
@@ -101,7 +109,9 @@ def collector_command(
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        collector = Collector(db=db, max_body=max_body, faults=settings)
+        collector = Collector(
+            db=db, max_body=max_body, faults=settings, datafile=load_datafile(datafile)
+        )
     except Exception as exc:  # sqlite3 errors: unwritable path, not a database, ...
         raise click.ClickException(f"cannot open --db {db}: {exc}") from None
     try:
