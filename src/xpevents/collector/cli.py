@@ -108,10 +108,9 @@ def collector_command(
         settings = FaultSettings(**faults, seed=seed).validate()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    config = load_datafile(datafile)
     try:
-        collector = Collector(
-            db=db, max_body=max_body, faults=settings, datafile=load_datafile(datafile)
-        )
+        collector = Collector(db=db, max_body=max_body, faults=settings, datafile=config)
     except Exception as exc:  # sqlite3 errors: unwritable path, not a database, ...
         raise click.ClickException(f"cannot open --db {db}: {exc}") from None
     try:
