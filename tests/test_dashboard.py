@@ -158,6 +158,11 @@ def test_fault_form_changes_behaviour(dash: CollectorHandle, page: Any) -> None:
     page.click("#fault-form button[type=submit]")
     page.wait_for_url(dash.base_url + "/")
     assert dash.control()["fail_rate"] == 0.0
+    expect(page.locator("#rows tr.request.fault")).to_have_count(1, timeout=TIMEOUT_MS)
+    dash.reset()  # event ids start over: the open page follows
+    expect(page.locator("#rows tr")).to_have_count(0, timeout=TIMEOUT_MS)
+    send(dash, 1)
+    expect(page.locator("#rows tr.event")).to_have_count(2, timeout=TIMEOUT_MS)
 
 
 def test_payload_values_render_as_text(dash: CollectorHandle, page: Any) -> None:

@@ -79,7 +79,7 @@ def handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorHandle
 @pytest.fixture
 def http(handle: CollectorHandle) -> Iterator[httpx.Client]:
     handle.reset()
-    handle.control(fail_rate=0, rate_429=0)
+    handle.control(fail_rate=0, rate_429=0, drop_rate=0)
     with httpx.Client(base_url=handle.base_url, trust_env=False, timeout=10) as client:
         yield client
 
@@ -184,14 +184,19 @@ def test_feed_lists_outcomes_and_experiments(handle: CollectorHandle, http: http
     assert http.post("/v1/events", json={"account_id": 1}).status_code == 400
     handle.control(rate_429=1.0, retry_after=0.1)
     assert http.post("/v1/events", json=payload).status_code == 429
-    handle.control(rate_429=0)
+    handle.control(rate_429=0, drop_rate=1.0)
+    with pytest.raises(httpx.TransportError):
+        http.post("/v1/events", json=payload)
+    handle.control(drop_rate=0)
     feed = http.get("/dashboard/feed").json()
     outcomes = [r.get("outcome") for r in feed["rows"] if r["type"] == "request"]
-    assert sorted(outcomes) == ["duplicate", "fault", "rejected"]
+    assert sorted(outcomes) == ["duplicate", "fault", "fault", "rejected"]
+    statuses = {r["status"] for r in feed["rows"] if r.get("outcome") == "fault"}
+    assert statuses == {"fault (429)", "fault (no response)"}
     rejected = next(r for r in feed["rows"] if r.get("outcome") == "rejected")
     assert "account_id" in rejected["raw"] and rejected["status"] == "rejected (400)"
     totals = {o: sum(p[o] for p in feed["series"]) for o in feed["series"][0] if o != "t"}
-    assert totals == {"accepted": 7, "duplicate": 1, "rejected": 1, "fault": 1}
+    assert totals == {"accepted": 7, "duplicate": 1, "rejected": 1, "fault": 2}
     assert len(feed["series"]) == 120
     summary = next(s for s in feed["experiments"] if s["key"] == EXPERIMENT)
     assert summary["impressions"] == 3
@@ -199,7 +204,7 @@ def test_feed_lists_outcomes_and_experiments(handle: CollectorHandle, http: http
     assert sum(v["revenue"] for v in summary["variations"].values()) == 30
     assert summary["srm"]["dof"] == 2 and 0 <= summary["srm"]["p_value"] <= 1
     only_faults = http.get("/dashboard/feed", params={"status": "fault"}).json()["rows"]
-    assert [r["outcome"] for r in only_faults] == ["fault"]
+    assert [r["outcome"] for r in only_faults] == ["fault", "fault"]
     assert http.get("/dashboard/feed?after_seq=x").status_code == 400
     http.post("/reset")
     assert http.get("/dashboard/feed").json()["rows"] == []

@@ -1,20 +1,24 @@
 """Per experiment: impressions per variation, the split, SRM, conversions and revenue.
 
-Computed from the stored events (SQL over the ``events`` table) on request:
+:class:`ExperimentTally` reads the stored events incrementally (only the rows added since
+its last look, by ``id``), so a page polling it costs in proportion to new events:
 
-* impressions: stored impression events grouped by the first decision's experiment and
-  variation (decisions with no variation are left out of the split);
-* conversions and revenue per variation: conversion events of the visitors who had an
-  impression in that variation (a visitor seen in two variations counts in both);
+* impressions: stored impression events counted by the first decision's experiment and
+  variation (decisions with no variation are counted apart, out of the split);
+* conversions, revenue and value per variation: conversion events of a visitor stored
+  after that visitor's impression in the variation (a visitor seen in two variations
+  counts in both; a conversion stored before any impression of its visitor is not
+  attributed);
 * keys: ``metadata.rule_key`` / ``metadata.variation_key`` of the impressions, else the
   datafile's keys when the collector was given one, else the ids;
+* a page opened on a big store catches up :data:`CHUNK` rows per poll;
 * SRM: :func:`~xpevents.collector.dashboard.srm.srm_check` against the datafile's traffic
   allocation (only when the datafile is known).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Final
 
 from xpevents.collector.dashboard.srm import srm_check
@@ -23,24 +27,20 @@ from xpevents.collector.store import EventStore
 from xpevents.decide.datafile import Experiment, ProjectConfig
 from xpevents.serving.schema import ACTIVATE_EVENT_KEY
 
-__all__ = ["KeyNames", "allocation_weights", "experiment_summaries"]
+__all__ = ["ExperimentTally", "KeyNames", "allocation_weights"]
 
-_IMPRESSIONS: Final = """
-SELECT experiment_id, variation_id,
-       max(json_extract(metadata, '$.rule_key')), max(json_extract(metadata, '$.variation_key')),
-       count(*)
-FROM events WHERE key = ? AND experiment_id IS NOT NULL
-GROUP BY experiment_id, variation_id
+_NEW_ROWS: Final = """
+SELECT id, key, visitor_id, experiment_id, variation_id,
+       json_extract(metadata, '$.rule_key'), json_extract(metadata, '$.variation_key'),
+       revenue, value
+FROM events WHERE id > ? ORDER BY id LIMIT ?
 """
-_CONVERSIONS: Final = """
-WITH seen AS (
-    SELECT DISTINCT visitor_id, experiment_id, variation_id FROM events
-    WHERE key = ? AND experiment_id IS NOT NULL AND variation_id IS NOT NULL
-)
-SELECT seen.experiment_id, seen.variation_id, count(c.id), sum(c.revenue), sum(c.value)
-FROM seen JOIN events AS c ON c.visitor_id = seen.visitor_id AND c.key != ?
-GROUP BY seen.experiment_id, seen.variation_id
-"""
+CHUNK: Final = 20_000
+"""Rows read per update at most: a page opened on a big store catches up over a few polls
+instead of holding the event loop for long."""
+_MAX_ID: Final = "SELECT max(id) FROM events"
+
+Pair = tuple[str, str]
 
 
 def allocation_weights(experiment: Experiment) -> dict[str, int]:
@@ -54,21 +54,95 @@ def allocation_weights(experiment: Experiment) -> dict[str, int]:
     return dict(weights)
 
 
-def _variation_key(experiment: Experiment | None, variation_id: str | None, key: str | None) -> str:
+class ExperimentTally:
+    """Running per-experiment counts over an :class:`EventStore` (see the module doc)."""
+
+    def __init__(self, store: EventStore, config: ProjectConfig | None) -> None:
+        self._store = store
+        self._config = config
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (the store was cleared)."""
+        self._last_id = 0
+        self._visitors: dict[str, set[Pair]] = {}
+        self._impressions: Counter[Pair] = Counter()
+        self._no_variation: Counter[str] = Counter()
+        self._keys: dict[Pair, tuple[str | None, str | None]] = {}
+        self._conversions: defaultdict[Pair, list[float]] = defaultdict(lambda: [0, 0, 0.0])
+
+    def update(self) -> None:
+        """Read up to :data:`CHUNK` events stored since the last call."""
+        top = self._store.query(_MAX_ID)[0][0] or 0
+        if top < self._last_id:
+            self.reset()
+        for row in self._store.query(_NEW_ROWS, (self._last_id, CHUNK)):
+            self._add(*row)
+
+    def _add(
+        self,
+        row_id: int,
+        key: str,
+        visitor: str,
+        exp_id: str | None,
+        var_id: str | None,
+        rule_key: str | None,
+        var_key: str | None,
+        revenue: int | None,
+        value: float | None,
+    ) -> None:
+        self._last_id = row_id
+        if key != ACTIVATE_EVENT_KEY:
+            for pair in self._visitors.get(visitor, ()):
+                totals = self._conversions[pair]
+                totals[0] += 1
+                totals[1] += revenue or 0
+                totals[2] += value or 0.0
+        elif exp_id is not None and var_id is None:
+            self._no_variation[exp_id] += 1
+        elif exp_id is not None and var_id is not None:
+            pair = (exp_id, var_id)
+            self._impressions[pair] += 1
+            self._keys.setdefault(pair, (rule_key, var_key))
+            self._visitors.setdefault(visitor, set()).add(pair)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """One JSON-ready summary per experiment seen in impressions, sorted by key."""
+        self.update()
+        by_id = {} if self._config is None else self._config.experiments_by_id
+        out: dict[str, dict[str, Any]] = {}
+        for exp_id in {e for e, _ in self._impressions} | set(self._no_variation):
+            out[exp_id] = _new_summary(exp_id, by_id.get(exp_id), self._no_variation[exp_id])
+        for (exp_id, var_id), count in self._impressions.items():
+            experiment = by_id.get(exp_id)
+            rule_key, var_key = self._keys[(exp_id, var_id)]
+            summary = out[exp_id]
+            if rule_key and experiment is None:
+                summary["key"] = rule_key
+            row = _variation(summary, var_id, _variation_key(experiment, var_id, var_key))
+            row["impressions"] = count
+            conversions, revenue, value = self._conversions.get((exp_id, var_id), (0, 0, 0.0))
+            row.update(conversions=int(conversions), revenue=int(revenue), value=float(value))
+            summary["impressions"] += count
+        for summary in out.values():
+            _finish(summary, by_id.get(summary["experiment_id"]))
+        return sorted(out.values(), key=lambda s: str(s["key"]))
+
+
+def _variation_key(experiment: Experiment | None, variation_id: str, key: str | None) -> str:
     if key:
         return key
-    if variation_id is None:
-        return "(none)"
     if experiment is not None and variation_id in experiment.variations_by_id:
         return experiment.variations_by_id[variation_id].key
     return variation_id
 
 
-def _new_summary(exp_id: str, experiment: Experiment | None) -> dict[str, Any]:
+def _new_summary(exp_id: str, experiment: Experiment | None, no_variation: int) -> dict[str, Any]:
     return {
         "experiment_id": exp_id,
         "key": experiment.key if experiment is not None else exp_id,
         "impressions": 0,
+        "no_variation": no_variation,
         "variations": {},
         "srm": None,
     }
@@ -89,35 +163,6 @@ def _variation(summary: dict[str, Any], variation_id: str, key: str) -> dict[str
     return variations[variation_id]  # type: ignore[no-any-return]
 
 
-def experiment_summaries(store: EventStore, config: ProjectConfig | None) -> list[dict[str, Any]]:
-    """One JSON-ready summary per experiment seen in impressions, sorted by key."""
-    by_id = {} if config is None else config.experiments_by_id
-    summaries: dict[str, dict[str, Any]] = {}
-    for exp_id, var_id, rule_key, var_key, count in store.query(
-        _IMPRESSIONS, (ACTIVATE_EVENT_KEY,)
-    ):
-        experiment = by_id.get(exp_id)
-        summary = summaries.setdefault(exp_id, _new_summary(exp_id, experiment))
-        if rule_key and experiment is None:
-            summary["key"] = rule_key
-        if var_id is None:
-            summary["no_variation"] = summary.get("no_variation", 0) + count
-            continue
-        _variation(summary, var_id, _variation_key(experiment, var_id, var_key))["impressions"] = (
-            count
-        )
-        summary["impressions"] += count
-    for exp_id, var_id, conversions, revenue, value in store.query(
-        _CONVERSIONS, (ACTIVATE_EVENT_KEY, ACTIVATE_EVENT_KEY)
-    ):
-        if exp_id in summaries:
-            row = _variation(summaries[exp_id], var_id, _variation_key(None, var_id, None))
-            row.update(conversions=conversions, revenue=revenue or 0, value=value or 0.0)
-    for summary in summaries.values():
-        _finish(summary, by_id.get(summary["experiment_id"]))
-    return sorted(summaries.values(), key=lambda s: str(s["key"]))
-
-
 def _finish(summary: dict[str, Any], experiment: Experiment | None) -> None:
     variations: dict[str, Any] = summary["variations"]
     total = summary["impressions"]
@@ -127,8 +172,7 @@ def _finish(summary: dict[str, Any], experiment: Experiment | None) -> None:
         return
     weights = allocation_weights(experiment)
     for var_id in weights:
-        var = experiment.variations_by_id[var_id]
-        _variation(summary, var_id, var.key)
+        _variation(summary, var_id, experiment.variations_by_id[var_id].key)
     result = srm_check({v: r["impressions"] for v, r in variations.items()}, weights)
     if result is not None:
         summary["srm"] = result.to_dict()

@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from xpevents.collector.dashboard import render
-from xpevents.collector.dashboard.experiments import KeyNames, experiment_summaries
+from xpevents.collector.dashboard.experiments import ExperimentTally, KeyNames
 from xpevents.collector.dashboard.metrics import CONTENT_TYPE, metrics_registry
 from xpevents.collector.dashboard.metrics import render as render_metrics
 from xpevents.collector.dashboard.queries import STATUSES, EventQuery, QueryError, parse_query
@@ -57,10 +57,11 @@ class Dashboard:
         self.timeline = Timeline(collector.stats)
         self.registry = metrics_registry(collector.stats)
         self._names = KeyNames(collector.store, datafile)
+        self.tally = ExperimentTally(collector.store, datafile)
 
     def middleware(self) -> list[Middleware]:
         """Middleware to give the collector's Starlette app (outcome recording)."""
-        return [Middleware(RequestObserver, timeline=self.timeline)]
+        return [Middleware(RequestObserver, timeline=self.timeline, on_reset=self.tally.reset)]
 
     def routes(self) -> list[Route]:
         """``GET /``, ``/dashboard/feed``, ``/dashboard/static/{name}``, ``/metrics``."""
@@ -105,7 +106,7 @@ class Dashboard:
         return {
             "stats": self.collector.stats.snapshot(),
             "series": self.timeline.series(),
-            "experiments": experiment_summaries(self.collector.store, self.datafile),
+            "experiments": self.tally.summaries(),
         }
 
     # -- handlers --------------------------------------------------------------------
@@ -142,7 +143,10 @@ class Dashboard:
             return json_response({"error": str(exc)}, 400)
         query = msgspec.structs.replace(query, limit=min(query.limit, PAGE_ROWS))
         rows = self._rows(query, seq)
-        return json_response({"rows": rows, **self._state()})
+        state = self._state()
+        # Event ids restart at 1 after POST /reset: the page starts over when this changes.
+        state["started_at"] = self.collector.stats.started_at
+        return json_response({"rows": rows, **state})
 
     async def _static(self, request: Request) -> Response:
         name = request.path_params["name"]

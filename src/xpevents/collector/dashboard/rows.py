@@ -8,14 +8,17 @@ that was not a plain acceptance (rejected, injected fault, or carrying duplicate
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
+from typing import Any, Final
+
+import msgspec
 
 from xpevents.decide.datafile import ProjectConfig
 from xpevents.serving.schema import ACTIVATE_EVENT_KEY
 
 __all__ = ["event_row", "request_row"]
+
+_encode: Final = msgspec.json.Encoder().encode
 
 
 def _clock(ts: float) -> str:
@@ -70,7 +73,7 @@ def event_row(event: dict[str, Any], config: ProjectConfig | None) -> dict[str, 
         "amount": _amount(event),
         "client": client,
         "status": "accepted",
-        "raw": json.dumps(raw, indent=2, ensure_ascii=False),
+        "raw": msgspec.json.format(_encode(raw), indent=2).decode(),
     }
 
 

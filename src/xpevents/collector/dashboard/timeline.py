@@ -52,6 +52,7 @@ class Timeline:
     def __init__(self, stats: CollectorStats) -> None:
         self._stats = stats
         self._last = _counters(stats)
+        self._dropped = stats.dropped_connections
         self._seconds: deque[list[int]] = deque(maxlen=SECONDS)  # [second, *outcomes]
         self.requests: deque[dict[str, Any]] = deque(maxlen=RECENT_REQUESTS)
         self._seq = 0
@@ -59,11 +60,16 @@ class Timeline:
     def reset(self) -> None:
         """Forget everything (the collector's ``POST /reset``)."""
         self._last = _counters(self._stats)
+        self._dropped = self._stats.dropped_connections
         self._seconds.clear()
         self.requests.clear()
 
     def record(self, path: str, status: int | None, error: str) -> None:
         """Account for one finished events request."""
+        dropped = self._stats.dropped_connections > self._dropped
+        self._dropped = self._stats.dropped_connections
+        if dropped:
+            status = None  # the response the app returned was never sent
         now = _counters(self._stats)
         if any(n < last for n, last in zip(now, self._last, strict=True)):
             self._last = (0, 0, 0, 0)  # the stats were reset in between
@@ -113,9 +119,10 @@ class Timeline:
 class RequestObserver:
     """ASGI middleware feeding a :class:`Timeline` from the events endpoints' answers."""
 
-    def __init__(self, app: ASGIApp, timeline: Timeline) -> None:
+    def __init__(self, app: ASGIApp, timeline: Timeline, on_reset: Callable[[], None]) -> None:
         self.app = app
         self.timeline = timeline
+        self.on_reset = on_reset
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Pass the request on; after an events request, record its outcome."""
@@ -123,6 +130,7 @@ class RequestObserver:
             await self.app(scope, receive, send)
             if scope.get("path") == "/reset" and scope.get("method") == "POST":
                 self.timeline.reset()
+                self.on_reset()
             return
         seen: dict[str, Any] = {"status": None, "body": b""}
 

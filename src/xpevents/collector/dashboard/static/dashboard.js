@@ -9,6 +9,7 @@
   var SVG = "http://www.w3.org/2000/svg";
   var lastId = 0;
   var lastSeq = 0;
+  var startedAt = null;
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -121,6 +122,17 @@
     fetch("/dashboard/feed?" + params.toString(), { cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
       .then(function (data) {
+        if (startedAt !== null && data.started_at !== startedAt) {
+          // POST /reset: ids start over; forget the table and fetch everything again.
+          startedAt = data.started_at;
+          lastId = 0;
+          lastSeq = 0;
+          var body = document.getElementById("rows");
+          while (body.firstChild) body.removeChild(body.firstChild);
+          poll();
+          return;
+        }
+        startedAt = data.started_at;
         data.rows.forEach(function (r) {
           if (r.id && r.id > lastId) lastId = r.id;
           if (r.seq && r.seq > lastSeq) lastSeq = r.seq;
