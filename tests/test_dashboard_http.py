@@ -294,3 +294,28 @@ def test_allocation_weights_of_the_example_datafile() -> None:
     assert sorted(three.values()) == [3333, 3333, 3334]
     partial = allocation_weights(config.experiments["pricing_page_layout"])
     assert sorted(partial.values()) == [4500, 4500]  # 10% not allocated: left out
+
+
+def test_feed_flags_a_sample_ratio_mismatch(http: httpx.Client) -> None:
+    """pricing_page_layout allocates 45% / 45% (10% unallocated): 60 vs 20 is a mismatch."""
+    visitors = []
+    for i in range(81):
+        variation = None if i == 80 else ("21000026808" if i % 4 else "21000027925")
+        decision = {"campaign_id": "1", "experiment_id": "21000024574", "variation_id": variation}
+        event = {"entity_id": "1", "uuid": f"s{i}", "key": "campaign_activated", "timestamp": 1}
+        visitors.append(
+            {"visitor_id": f"v{i}", "snapshots": [{"decisions": [decision], "events": [event]}]}
+        )
+    assert (
+        http.post("/v1/events", json={"account_id": "1", "visitors": visitors}).status_code == 204
+    )
+    summary = http.get("/dashboard/feed").json()["experiments"][0]
+    assert summary["key"] == "pricing_page_layout" and summary["impressions"] == 80
+    assert summary["no_variation"] == 1  # left out of the split
+    assert [v["key"] for v in summary["variations"].values()] == ["control", "treatment"]
+    assert [v["expected_share"] for v in summary["variations"].values()] == [0.5, 0.5]
+    srm = summary["srm"]
+    assert srm["mismatch"] and srm["chi_square"] == pytest.approx(20.0) and srm["dof"] == 1
+    assert srm["p_value"] == pytest.approx(math.erfc(math.sqrt(10.0)), rel=1e-12)
+    page = http.get("/").text
+    assert "SRM MISMATCH" in page and "srm-bad" in page

@@ -169,10 +169,15 @@ def _finish(summary: dict[str, Any], experiment: Experiment | None) -> None:
     for row in variations.values():
         row["share"] = round(row["impressions"] / total, 4) if total else 0.0
     if experiment is None:
+        summary["variations"] = dict(sorted(variations.items(), key=lambda item: item[1]["key"]))
         return
     weights = allocation_weights(experiment)
     for var_id in weights:
         _variation(summary, var_id, experiment.variations_by_id[var_id].key)
+    order = {v.id: i for i, v in enumerate(experiment.variations)}
+    summary["variations"] = variations = dict(
+        sorted(variations.items(), key=lambda item: order.get(item[0], len(order)))
+    )
     result = srm_check({v: r["impressions"] for v, r in variations.items()}, weights)
     if result is not None:
         summary["srm"] = result.to_dict()
