@@ -235,6 +235,8 @@ def test_control_form(handle: CollectorHandle, http: httpx.Client) -> None:
     ):
         response = http.post("/control", data=bad)
         assert response.status_code == 400 and named in response.text
+    evil = http.post("/control", data={"fail_rate": "1"}, headers={"origin": "http://evil.test"})
+    assert evil.status_code == 403
     assert handle.control()["fail_rate"] == 0.25  # unchanged by the refused forms
     assert http.post("/control", json={"fail_rate": 0}).json()["fail_rate"] == 0
 

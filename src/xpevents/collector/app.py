@@ -6,8 +6,9 @@ Routes:
   fault injection first, then the body is read (``Content-Encoding: gzip`` accepted,
   size-limited before and after decompression), validated against
   :mod:`xpevents.serving.schema`, de-duplicated and stored; ``204`` on success.
-* ``GET /stats``, ``GET /events?limit=&offset=``, ``GET|POST /control``,
-  ``POST /reset``, ``GET /healthz``.
+* ``GET /`` (the dashboard), ``GET /metrics``: :mod:`xpevents.collector.dashboard`;
+* ``GET /stats``, ``GET /events`` (filters: :mod:`~xpevents.collector.dashboard.queries`),
+  ``GET|POST /control``, ``POST /reset``, ``GET /healthz``.
 
 Dropping a connection without a response needs help from the server: the collector's
 own HTTP protocol (:mod:`xpevents.collector.server`) puts an abort callable into

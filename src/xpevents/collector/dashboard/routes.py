@@ -170,10 +170,15 @@ class Dashboard:
         """``POST /control`` from the HTML form: apply it, then back to ``/`` (303).
 
         ``None`` when the request is not a form (the JSON API handles it). Empty fields
-        are left unchanged; a bad value answers ``400`` naming the field.
+        are left unchanged; a bad value answers ``400`` naming the field; a form sent
+        from another origin (``Origin`` header naming another host) answers ``403``.
         """
         if request.headers.get("content-type", "").split(";")[0].strip() != _FORM:
             return None
+        origin = request.headers.get("origin")
+        if origin and urllib.parse.urlsplit(origin).netloc != request.headers.get("host"):
+            # another site's page posting a form to a collector on this machine
+            return HTMLResponse("<p>cross-origin form refused</p>", 403, headers=_HEADERS)
         fields = urllib.parse.parse_qs((await request.body()).decode("utf-8", "replace"))
         changes: dict[str, Any] = {}
         try:
