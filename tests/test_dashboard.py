@@ -92,7 +92,7 @@ def send(handle: CollectorHandle, users: int, attributes: dict[str, Any] | None 
 def test_live_table_counts_and_experiments(dash: CollectorHandle, page: Any) -> None:
     page.goto(dash.base_url + "/")
     expect(page.locator("#live")).to_have_text("(live)", timeout=TIMEOUT_MS)
-    events = send(dash, 12)
+    events = send(dash, 16)
     dash.wait_for(unique_events=events)
     rows = page.locator("#rows tr.event")
     expect(rows).to_have_count(events, timeout=TIMEOUT_MS)
@@ -100,8 +100,8 @@ def test_live_table_counts_and_experiments(dash: CollectorHandle, page: Any) -> 
     # newest first: the last visitor's conversion is the top row
     first = rows.first
     expect(first.locator("td.type")).to_have_text("conversion")
-    expect(first.locator("td.visitor")).to_have_text("user-11")
-    expect(first.locator("td.amount")).to_have_text("revenue 111")
+    expect(first.locator("td.visitor")).to_have_text("user-15")
+    expect(first.locator("td.amount")).to_have_text("revenue 115")
     impression = page.locator("#rows tr.event", has=page.locator("td.type", has_text="impression"))
     expect(impression.first.locator("td.experiment")).to_have_text(EXPERIMENT)
     assert impression.first.locator("td.variation").inner_text() in {
@@ -112,14 +112,14 @@ def test_live_table_counts_and_experiments(dash: CollectorHandle, page: Any) -> 
     expect(impression.first.locator("td.client")).to_contain_text("xpevents")
     expect(impression.first.locator("td.status")).to_have_text("accepted")
     impression.first.locator("summary").click()
-    expect(impression.first.locator("pre")).to_contain_text('"visitor_id": "user-11"')
+    expect(impression.first.locator("pre")).to_contain_text('"visitor_id": "user-15"')
     panel = page.locator(f'#experiments .exp[data-experiment="{EXPERIMENT}"]')
-    expect(panel).to_contain_text("12 impressions", timeout=TIMEOUT_MS)
+    expect(panel).to_contain_text("16 impressions", timeout=TIMEOUT_MS)
     expect(panel.locator("p")).to_contain_text("SRM ok")
     expect(panel).to_contain_text("33.3%")  # expected share of each of the 3 variations
-    # every impression's visitor converted once: conversions per variation add up to 12
+    # every impression's visitor converted once: conversions per variation add up to 16
     conversions = [int(c) for c in panel.locator("tbody tr td:nth-child(5)").all_inner_texts()]
-    assert sum(conversions) == 12
+    assert sum(conversions) == 16
     assert page.locator("#chart-svg polyline.accepted").get_attribute("points")
 
 

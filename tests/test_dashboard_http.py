@@ -288,6 +288,11 @@ def test_srm_check() -> None:
     stray = srm_check({"a": 5, "b": 5, "c": 1}, weights)
     assert stray is not None and stray.p_value == 0.0
     assert srm_check({}, weights) is None and srm_check({"a": 3}, {"a": 10000}) is None
+    thirds = {"a": 3334, "b": 3333, "c": 3333}
+    small = srm_check({"a": 14}, thirds)  # p < 0.001, but 4.67 expected per variation
+    assert small is not None and small.too_few and small.p_value < SRM_ALPHA
+    assert not small.mismatch
+    assert srm_check({"a": 1, "c": 1}, weights).mismatch  # type: ignore[union-attr]
 
 
 def test_allocation_weights_of_the_example_datafile() -> None:

@@ -95,6 +95,8 @@ def _srm_text(srm: dict[str, Any] | None) -> tuple[str, str]:
     if srm is None:
         return "srm-none", "SRM check: needs the datafile (--datafile) and impressions"
     verdict = "MISMATCH" if srm["mismatch"] else "ok"
+    if srm["too_few"] and not srm["mismatch"]:
+        verdict = "not yet testable (fewer than 5 impressions expected in a variation)"
     text = f"SRM {verdict}: chi-square {srm['chi_square']:.3f}, dof {srm['dof']}, p = "
     text += f"{srm['p_value']:.3g}"
     return ("srm-bad" if srm["mismatch"] else "srm-ok"), text

@@ -7,7 +7,8 @@ For an experiment with variations ``i`` whose traffic allocation gives them the 
 with a weight > 0), and the p-value is ``Q((k - 1) / 2, X2 / 2)``, the regularized upper
 incomplete gamma function, computed here without scipy (series below ``a + 1``,
 continued fraction above). An impression in a variation with no weight makes the
-p-value 0. A p-value below :data:`SRM_ALPHA` is reported as a mismatch.
+p-value 0. A p-value below :data:`SRM_ALPHA` is reported as a mismatch, once every
+variation expects at least :data:`MIN_EXPECTED` impressions.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ import math
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["SRM_ALPHA", "SrmResult", "chi_square_p", "srm_check"]
+__all__ = ["MIN_EXPECTED", "SRM_ALPHA", "SrmResult", "chi_square_p", "srm_check"]
 
 SRM_ALPHA: Final = 0.001
 """p-value under which the split is called a sample ratio mismatch."""
+
+MIN_EXPECTED: Final = 5.0
+"""Smallest expected count per variation for the chi-square approximation to hold: below
+it the result says ``too_few`` and calls no mismatch (except for impressions in a
+variation with no weight, a mismatch at any size)."""
 
 _EPS: Final = 1e-15
 _TINY: Final = 1e-300
@@ -79,16 +85,24 @@ def chi_square_p(statistic: float, dof: int) -> float:
 class SrmResult:
     """Outcome of :func:`srm_check` (``expected`` share per variation id)."""
 
-    def __init__(self, statistic: float, dof: int, p_value: float, expected: dict[str, float]):
+    def __init__(
+        self,
+        statistic: float,
+        dof: int,
+        p_value: float,
+        expected: dict[str, float],
+        too_few: bool = False,
+    ):
         self.statistic = statistic
         self.dof = dof
         self.p_value = p_value
         self.expected = expected
+        self.too_few = too_few
 
     @property
     def mismatch(self) -> bool:
-        """Whether ``p_value < SRM_ALPHA``."""
-        return self.p_value < SRM_ALPHA
+        """Whether ``p_value < SRM_ALPHA`` (never when there are too few impressions)."""
+        return self.p_value < SRM_ALPHA and (not self.too_few or math.isinf(self.statistic))
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -98,6 +112,7 @@ class SrmResult:
             "p_value": self.p_value,
             "expected_share": self.expected,
             "mismatch": self.mismatch,
+            "too_few": self.too_few,
         }
 
 
@@ -120,4 +135,5 @@ def srm_check(observed: Mapping[str, int], weights: Mapping[str, int]) -> SrmRes
             expected = n * s
             statistic += (observed.get(v, 0) - expected) ** 2 / expected
     dof = len(weighted) - 1
-    return SrmResult(statistic, dof, chi_square_p(statistic, dof), share)
+    too_few = n * min(share.values()) < MIN_EXPECTED
+    return SrmResult(statistic, dof, chi_square_p(statistic, dof), share, too_few)

@@ -85,8 +85,10 @@
     h.appendChild(el("span", "sub", s.experiment_id + " \u00b7 " + s.impressions + " impressions"));
     box.appendChild(h);
     var srm = s.srm;
+    var verdict = srm && srm.mismatch ? "MISMATCH" : "ok";
+    if (srm && srm.too_few && !srm.mismatch) verdict = "not yet testable (fewer than 5 impressions expected in a variation)";
     box.appendChild(srm
-      ? el("p", srm.mismatch ? "srm-bad" : "srm-ok", "SRM " + (srm.mismatch ? "MISMATCH" : "ok") +
+      ? el("p", srm.mismatch ? "srm-bad" : "srm-ok", "SRM " + verdict +
           ": chi-square " + srm.chi_square.toFixed(3) + ", dof " + srm.dof + ", p = " + Number(srm.p_value.toPrecision(3)))
       : el("p", "srm-none", "SRM check: needs the datafile (--datafile) and impressions"));
     var table = el("table");
