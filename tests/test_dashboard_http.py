@@ -275,6 +275,9 @@ def test_chi_square_p_matches_closed_form_for_even_dof() -> None:
         for x in (0.01, 0.5, 1.0, 3.0, 7.5, 20.0, 60.0):
             closed = math.exp(-x / 2) * sum((x / 2) ** i / math.factorial(i) for i in range(k))
             assert chi_square_p(x, dof) == pytest.approx(closed, rel=1e-9, abs=1e-300)
+    for x in (0.05, 1.0, 2.9, 4.0, 11.0, 40.0):  # dof 3: both branches (x/2 < 2.5 and above)
+        closed = math.erfc(math.sqrt(x / 2)) + math.sqrt(2 * x / math.pi) * math.exp(-x / 2)
+        assert chi_square_p(x, 3) == pytest.approx(closed, rel=1e-9)
     assert chi_square_p(0.0, 3) == 1.0 and chi_square_p(math.inf, 3) == 0.0
 
 
