@@ -36,6 +36,9 @@ def test_the_wheel_ships_package_data_entry_points_and_extras(wheel: Path) -> No
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "xpevents/example_datafile.json" in names and "xpevents/py.typed" in names
     assert {n for n in names if n.endswith(".lua")}, "the Redis spool's Lua scripts"
+    dashboard = "xpevents/collector/dashboard/"
+    for part in ("templates/page.html", "static/dashboard.js", "static/dashboard.css"):
+        assert dashboard + part in names, "the collector dashboard's files"
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     metadata = zipfile.ZipFile(wheel).read(meta).decode()
     assert "Provides-Extra: official" in metadata and "Provides-Extra: redis" in metadata

@@ -165,7 +165,7 @@ def run_collector(**options: Any) -> Iterator[CollectorHandle]:
 
     Keyword arguments are the command's options in snake_case (``db``, ``max_body``,
     ``latency_ms``, ``fail_rate``, ``rate_429``, ``retry_after``, ``drop_rate``, ``html_rate``,
-    ``seed``, ``host``, ``log_level``); ``port`` defaults to 0 (a free port).
+    ``seed``, ``host``, ``log_level``, ``datafile``); ``port`` defaults to 0 (a free port).
 
     Raises:
         RuntimeError: the collector did not print its "listening on" line within

@@ -6,8 +6,9 @@ Routes:
   fault injection first, then the body is read (``Content-Encoding: gzip`` accepted,
   size-limited before and after decompression), validated against
   :mod:`xpevents.serving.schema`, de-duplicated and stored; ``204`` on success.
-* ``GET /stats``, ``GET /events?limit=&offset=``, ``GET|POST /control``,
-  ``POST /reset``, ``GET /healthz``.
+* ``GET /`` (the dashboard), ``GET /metrics``: :mod:`xpevents.collector.dashboard`;
+* ``GET /stats``, ``GET /events`` (filters: :mod:`~xpevents.collector.dashboard.queries`),
+  ``GET|POST /control``, ``POST /reset``, ``GET /healthz``.
 * ``PUT|POST|GET|DELETE /datafiles/{sdk_key}.json`` and ``GET /datafiles/auth/{sdk_key}.json``:
   a CDN-like datafile server (:mod:`xpevents.collector.datafiles`).
 
@@ -31,11 +32,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from xpevents.collector.dashboard import Dashboard
 from xpevents.collector.datafiles import ERROR_PAGE, DatafileShelf, datafile_routes
 from xpevents.collector.faults import Fault, FaultInjector, FaultSettings, FaultUpdate
 from xpevents.collector.loose import LoosePayload, decode_loose, number, text
 from xpevents.collector.stats import NULL_VARIATION, CollectorStats
 from xpevents.collector.store import EventStore, StoredEvent
+from xpevents.decide.datafile import ProjectConfig
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError
 from xpevents.serving.body import read_body
 from xpevents.serving.endpoints import event_api_routes, healthz, json_response, rejected
@@ -75,6 +78,7 @@ class Collector:
             API; ``"warn"``: schema errors become ``schema_warnings`` in ``/stats``;
             ``"refuse"``: they are answered 400 with their JSON path).
         read_timeout: seconds a client may take to send its body (408 after).
+        datafile: the project's datafile (keys and traffic allocation for the dashboard).
 
     ``collector.app`` is the Starlette application; serve it with
     :class:`xpevents.collector.server.CollectorServer` (which supports dropped
@@ -89,6 +93,7 @@ class Collector:
         faults: FaultSettings | None = None,
         strict: str = "off",
         read_timeout: float = 10.0,
+        datafile: ProjectConfig | None = None,
     ) -> None:
         if max_body < 1:
             raise ConfigError(f"max_body must be a positive number of bytes, got {max_body!r}")
@@ -104,8 +109,11 @@ class Collector:
         self.faults = FaultInjector(faults)
         self.datafiles = DatafileShelf()
         """The datafiles served on ``/datafiles/`` (see :mod:`xpevents.collector.datafiles`)."""
+        self.dashboard = Dashboard(self, datafile)
         self.app = Starlette(
+            middleware=self.dashboard.middleware(),
             routes=[
+                *self.dashboard.routes(),
                 *event_api_routes(self._handle_events),
                 *datafile_routes(self.datafiles, self.faults, _abort_callable),
                 Route("/stats", self._stats, methods=["GET"]),
@@ -113,7 +121,7 @@ class Collector:
                 Route("/control", self._control, methods=["GET", "POST"]),
                 Route("/reset", self._reset, methods=["POST"]),
                 Route("/healthz", healthz, methods=["GET"]),
-            ]
+            ],
         )
 
     def close(self) -> None:
@@ -252,19 +260,15 @@ class Collector:
     # -- control -----------------------------------------------------------------
 
     async def _stats(self, request: Request) -> Response:
-        return json_response(self.stats.snapshot())
+        return json_response({**self.stats.snapshot(), **self.dashboard.stats_extra()})
 
     async def _events(self, request: Request) -> Response:
-        try:
-            limit = _query_int(request, "limit", 1000)
-            offset = _query_int(request, "offset", 0)
-        except BodyRejected as exc:
-            return rejected(exc)
-        raw = request.query_params.get("raw", "") in ("1", "true")
-        return json_response(self.store.events(limit=limit, offset=offset, raw=raw))
+        return await self.dashboard.events(request)
 
     async def _control(self, request: Request) -> Response:
         if request.method == "POST":
+            if (form_response := await self.dashboard.control_form(request)) is not None:
+                return form_response
             try:
                 update = _CONTROL.decode(await request.body())
                 settings = update.apply(self.faults.settings)
@@ -283,24 +287,6 @@ class Collector:
         self.stats.reset()
         logger.info("events and stats reset")
         return json_response({"reset": True})
-
-
-_QUERY_MAX: Final = {"limit": 100_000, "offset": 2**62}
-
-
-def _query_int(request: Request, name: str, default: int) -> int:
-    text = request.query_params.get(name)
-    if text is None:
-        return default
-    most = _QUERY_MAX[name]
-    problem = f"{name} must be an integer from 0 to {most}, got {text[:40]!r}"
-    try:
-        value = int(text) if len(text) <= 20 else -1
-    except ValueError:
-        raise BodyRejected(400, problem, reason="invalid_query") from None
-    if not 0 <= value <= most:
-        raise BodyRejected(400, problem, reason="invalid_query")
-    return value
 
 
 def _abort_callable(request: Request) -> Callable[[], None] | None:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from xpevents.collector.app import DEFAULT_MAX_BODY, STRICT_MODES, Collector
+from xpevents.collector.dashboard.datafile import load_datafile
 from xpevents.collector.faults import FaultSettings
 from xpevents.collector.server import CollectorServer
 from xpevents.errors import ConfigError
@@ -84,6 +85,12 @@ def _fault(flag: str, type: click.ParamType[Any], help: str) -> Callable[[_F], _
     "Share of requests answered 200 with an HTML error page (events and datafiles).",
 )
 @click.option(
+    "--datafile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Project datafile: the dashboard shows keys for ids and checks sample ratios.",
+)
+@click.option(
     "--seed",
     type=int,
     default=None,
@@ -114,6 +121,7 @@ def collector_command(
     port: int,
     db: Path | None,
     max_body: int,
+    datafile: Path | None,
     seed: int | None,
     strict: str,
     read_timeout: float,
@@ -137,9 +145,15 @@ def collector_command(
         settings = FaultSettings(**options, seed=seed).validate()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    config = load_datafile(datafile)
     try:
         collector = Collector(
-            db=db, max_body=max_body, faults=settings, strict=strict, read_timeout=read_timeout
+            db=db,
+            max_body=max_body,
+            faults=settings,
+            strict=strict,
+            read_timeout=read_timeout,
+            datafile=config,
         )
     except Exception as exc:  # sqlite3 errors: unwritable path, not a database, ...
         raise click.ClickException(f"cannot open --db {db}: {exc}") from None

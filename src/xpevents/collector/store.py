@@ -99,7 +99,7 @@ _INSERT: Final = (
     f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
 )
-_SELECT: Final = f"SELECT id, {', '.join(_COLUMNS)} FROM events ORDER BY id LIMIT ? OFFSET ?"
+_SELECT: Final = f"SELECT id, {', '.join(_COLUMNS)} FROM events"
 
 _encode = msgspec.json.Encoder().encode
 _decode_json = msgspec.json.Decoder().decode
@@ -244,14 +244,27 @@ class EventStore:
             _encode(snapshot.decisions).decode(),
         )
 
-    def events(self, limit: int = 1000, offset: int = 0, raw: bool = False) -> list[dict[str, Any]]:
+    def events(
+        self,
+        limit: int = 1000,
+        offset: int = 0,
+        *,
+        raw: bool = False,
+        where: str = "",
+        params: Sequence[Any] = (),
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
         """Stored events in arrival order, JSON columns decoded, booleans as bools.
 
-        ``raw=True`` leaves the ``visitor`` column as the JSON text received.
+        ``raw=True`` leaves the ``visitor`` column as the JSON text received. ``where``
+        is an SQL condition with ``?`` placeholders bound to ``params`` (built by
+        :mod:`xpevents.collector.dashboard.queries`, never from raw user text).
         """
         decoded = _JSON_COLUMNS - {"visitor"} if raw else _JSON_COLUMNS
+        order = "DESC" if newest_first else "ASC"
+        sql = f"{_SELECT} {'WHERE ' + where if where else ''} ORDER BY id {order} LIMIT ? OFFSET ?"
         with self._lock:
-            cursor = self._db.execute(_SELECT, (limit, offset))
+            cursor = self._db.execute(sql, (*params, limit, offset))
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
         out: list[dict[str, Any]] = []
@@ -265,6 +278,11 @@ class EventStore:
                 item[name] = value
             out.append(item)
         return out
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only SQL query over the ``events`` table (for the dashboard)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     def clear(self) -> None:
         """Delete every stored event (and forget their de-duplication keys)."""
