@@ -42,3 +42,16 @@ def test_demo_rejects_bad_options() -> None:
     )
     assert result.returncode == 2
     assert "--users" in result.stderr
+
+
+def test_the_demo_datafile_change_moves_traffic_to_the_new_variation() -> None:
+    out = io.StringIO()
+    summary = run(users=60, console=Console(file=out, width=140))
+    change = summary["datafile_change"]
+    old, new = change["revisions"]
+    assert int(new) == int(old) + 1
+    assert len(change["before"]) >= 2  # split between variations before
+    assert change["after"] == {change["target"]: 60}  # all on the new one after
+    assert change["seconds_to_swap"] < 10
+    assert change["delivered"] == 120
+    assert "datafile change mid-run" in out.getvalue()

@@ -16,7 +16,7 @@ from test_relay import FAST, wait_for_uuids
 from xpevents.relay.testing import run_relay
 from xpevents.testing import CollectorHandle
 
-from servers import Reply, scripted_server
+from servers import Reply, datafile_server, scripted_server
 
 PHP = shutil.which("php")
 SCRIPT = Path(__file__).parent.parent / "examples" / "php" / "dispatch_events.php"
@@ -174,3 +174,50 @@ def test_php_dispatcher_maps_eu_events_to_the_eu_path() -> None:
         )
         assert result["outcomes"] == {"relay": 1}
         assert fake_relay.received[0].path == "/eu/v1/events"
+
+
+FETCH = Path(__file__).parent.parent / "examples" / "php" / "fetch_datafile.php"
+FIXTURE = Path(__file__).parent / "fixtures" / "datafile.json"
+
+
+def run_fetch(*args: str) -> dict[str, Any]:
+    assert PHP is not None
+    done = subprocess.run(
+        [PHP, str(FETCH), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_php_fetches_its_datafile_through_the_relay_cache(tmp_path: Path) -> None:
+    """The PHP SDK's URL template (sprintf, %s) pointed at the relay; the CDN stand-in is
+    asked far less often than PHP asks the relay, and a down CDN changes nothing."""
+    datafile = json.loads(FIXTURE.read_text())
+    datafile["revision"] = "77"
+    with datafile_server() as cdn:
+        cdn.publish("PhpKey", datafile)
+        with run_relay(
+            spool=f"sqlite:///{tmp_path}/r.db",
+            upstream="http://127.0.0.1:9/v1/events",
+            upstream_eu="http://127.0.0.1:9/eu/v1/events",
+            sdk_key=["PhpKey", "Other"],
+            datafile_upstream=cdn.base_url,
+            datafile_interval=30,
+            **FAST,
+        ) as relay:
+            template = relay.base_url + "/datafiles/%s.json"
+            first = run_fetch("--sdk-key=PhpKey", f"--url-template={template}", "--count=50")
+            assert first["statuses"] == {"200": 50} and first["revisions"] == {"77": 50}
+            assert first["url"] == relay.base_url + "/datafiles/PhpKey.json"
+            assert sum(1 for r in cdn.requests if "PhpKey" in r.path) <= 2
+            conditional = run_fetch(
+                "--sdk-key=PhpKey", f"--url-template={template}", "--count=5", "--conditional"
+            )
+            assert conditional["statuses"] == {"200": 1, "304": 4}  # If-Modified-Since
+            cdn.fault = Reply(503)
+            down = run_fetch("--sdk-key=PhpKey", f"--url-template={template}", "--count=5")
+            assert down["statuses"] == {"200": 5}
+            unknown = run_fetch("--sdk-key=Nope", f"--url-template={template}")
+            assert unknown["statuses"] == {"404": 1}
+        assert (tmp_path / "r.db.datafiles" / "PhpKey.json").exists()

@@ -69,8 +69,14 @@ def run(
     fail_rate: float = 0.0,
     seed: int = 1,
     console: Console | None = None,
+    datafile_change: bool = True,
 ) -> dict[str, Any]:
-    """Run the demo; returns a summary dict (used by the tests)."""
+    """Run the demo; returns a summary dict (used by the tests).
+
+    ``datafile_change``: then run the datafile step (:mod:`xpevents.demo_datafile`):
+    the collector serves a datafile, a polling client follows it, a new revision moves
+    an experiment's traffic to another variation mid-run.
+    """
     from xpevents.client import Client
     from xpevents.testing import run_collector
 
@@ -97,7 +103,27 @@ def run(
         total = time.perf_counter() - started
         stats = collector.stats()
         dstats = dispatcher.stats().as_dict() if hasattr(dispatcher, "stats") else {}
-    summary = {
+        _print_summary(console, _summary(sent, expected, stats, dstats, produced, total))
+        change = None
+        if datafile_change:
+            from xpevents.demo_datafile import datafile_step
+
+            step_users = max(50, min(users, 500))
+            change = datafile_step(collector, example_datafile(), users=step_users, console=console)
+    summary = _summary(sent, expected, stats, dstats, produced, total)
+    summary["datafile_change"] = change
+    return summary
+
+
+def _summary(
+    sent: Sent,
+    expected: int,
+    stats: dict[str, Any],
+    dstats: dict[str, Any],
+    produced: float,
+    total: float,
+) -> dict[str, Any]:
+    return {
         "users": sent.users,
         "activates": sent.activates,
         "impressions_from_activate": sent.impressions,
@@ -109,8 +135,6 @@ def run(
         "seconds_producing": produced,
         "seconds_total": total,
     }
-    _print_summary(console, summary)
-    return summary
 
 
 def _progress(console: Console) -> Progress:

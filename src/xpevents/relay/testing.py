@@ -92,7 +92,11 @@ def _option_args(options: dict[str, Any]) -> list[str]:
         if value is None or value is False:
             continue
         flag = "--" + name.replace("_", "-")
-        args += [flag] if value is True else [flag, str(value)]
+        if isinstance(value, list | tuple):  # a repeatable option (sdk_key=[...])
+            for item in value:
+                args += [flag, str(item)]
+        else:
+            args += [flag] if value is True else [flag, str(value)]
     return args
 
 
