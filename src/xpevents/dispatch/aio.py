@@ -18,12 +18,10 @@ See ``docs/asyncio.md``.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
@@ -35,8 +33,8 @@ from xpevents._internal import forking
 from xpevents._internal.redact import shown_url
 from xpevents.dispatch._http import async_client, bounded_request
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
-from xpevents.dispatch.leftover import report_abandoned, report_loop_stopped
-from xpevents.dispatch.loop import Signals, SpoolThread
+from xpevents.dispatch.leftover import report_abandoned, report_loop_stopped, unclosed
+from xpevents.dispatch.loop import Signals, SpoolThread, wait_for_event
 from xpevents.dispatch.options import DispatchOptions
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.send.retry import BACKGROUND_RETRY, RetryPolicy
@@ -51,20 +49,6 @@ _T = TypeVar("_T")
 _GZIP_OFFLOAD_BYTES: Final = 64 * 1024
 """Bodies larger than this are gzip-compressed in a worker thread, not on the loop."""
 _FLUSH_POLL: Final = 0.05
-
-_live: weakref.WeakSet[AsyncDispatcher] = weakref.WeakSet()
-
-
-def _report_unclosed_at_exit() -> None:
-    # The loop is gone at exit: nothing can be sent, but the loss is said and counted.
-    for dispatcher in list(_live):
-        try:
-            report_abandoned(dispatcher._core, "reached interpreter exit")
-        except Exception:  # pragma: no cover - never let atexit fail
-            pass
-
-
-atexit.register(_report_unclosed_at_exit)
 
 
 class AsyncDispatcher:
@@ -157,15 +141,11 @@ class AsyncDispatcher:
         self._init_runtime()
         core.set_hooks(wake=self._wake, settled=self._notify_settled)
         forking.track(self, forking.Stage.DISPATCHER)
-        _live.add(self)
+        unclosed.add(self)  # never closed: at exit or garbage collection, say what is lost
 
     def __del__(self) -> None:
-        core = getattr(self, "_core", None)
-        if core is not None and not core.closed:
-            try:
-                report_abandoned(core, "was garbage-collected")
-            except Exception:  # pragma: no cover - a finalizer must never raise
-                pass
+        if "_core" in self.__dict__:
+            report_abandoned(self._core, "was garbage-collected")
 
     def _init_runtime(self) -> None:
         """State bound to one event loop (and one process)."""
@@ -255,7 +235,7 @@ class AsyncDispatcher:
         if loop is None or loop.is_closed():
             self._attach(asyncio.get_running_loop())
         core.closed = True
-        _live.discard(self)
+        unclosed.discard(self)
         forking.untrack(self)
         outcome = await self._flush_until(deadline)
         self._stopping = True
@@ -369,30 +349,21 @@ class AsyncDispatcher:
     # -- the sender tasks -----------------------------------------------------------------
 
     async def _sender(self) -> None:
+        event = self._signals.wake
         try:
-            await self._sender_loop()
+            while not self._stopping:
+                event.clear()
+                try:
+                    pause = await self._step()
+                except Exception:  # a bug must not kill the sender; leases expire and retry
+                    logger.exception("AsyncDispatcher sender error; continuing")
+                    pause = 0.1
+                if pause > 0 and not self._stopping:
+                    await wait_for_event(event, pause)
         except asyncio.CancelledError:
-            if not self._stopping:
-                # Cancelled without aclose(): the app's loop is shutting down (uvicorn
-                # ends asyncio.run, then re-raises SIGTERM, so atexit never runs).
+            if not self._stopping:  # the app's loop shuts down without aclose()
                 report_loop_stopped(self._core)
             raise
-
-    async def _sender_loop(self) -> None:
-        event = self._signals.wake
-        while not self._stopping:
-            event.clear()
-            try:
-                pause = await self._step()
-            except Exception:  # a bug must not kill the sender; leases expire and retry
-                logger.exception("AsyncDispatcher sender error; continuing")
-                pause = 0.1
-            if pause > 0 and not self._stopping:
-                try:
-                    async with asyncio.timeout(pause):
-                        await event.wait()
-                except TimeoutError:
-                    pass
 
     async def _step(self) -> float:
         """Send one batch if one is due; else return how long to wait."""

@@ -11,13 +11,21 @@ says so.
 
 from __future__ import annotations
 
+import atexit
 import logging
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from xpevents.dispatch.core import DispatchCore
 
-__all__ = ["held_in_memory", "report_abandoned", "report_flush_at_exit", "report_loop_stopped"]
+__all__ = [
+    "held_in_memory",
+    "report_abandoned",
+    "report_flush_at_exit",
+    "report_loop_stopped",
+    "unclosed",
+]
 
 logger = logging.getLogger("xpevents.dispatch")
 
@@ -34,11 +42,30 @@ def held_in_memory(core: DispatchCore) -> int:
     return core.memory.counts()[2]
 
 
-def report_abandoned(core: DispatchCore, when: str) -> int:
-    """An unclosed dispatcher is let go ``when`` ("at exit", "garbage-collected").
+unclosed: weakref.WeakSet[Any] = weakref.WeakSet()
+"""AsyncDispatchers not closed yet (each has a ``_core``), reported at interpreter exit."""
 
-    Returns how many visitors were lost (logged once, counted as dropped).
+
+def _report_unclosed_at_exit() -> None:
+    for dispatcher in list(unclosed):
+        report_abandoned(dispatcher._core, "reached interpreter exit")
+
+
+atexit.register(_report_unclosed_at_exit)
+
+
+def report_abandoned(core: DispatchCore, when: str) -> int:
+    """An unclosed dispatcher is let go ``when`` ("was garbage-collected", at exit).
+
+    Returns how many visitors were lost (logged once, counted as dropped). Never raises.
     """
+    try:
+        return _abandoned(core, when)
+    except Exception:  # pragma: no cover - a finalizer must never raise
+        return 0
+
+
+def _abandoned(core: DispatchCore, when: str) -> int:
     if core.closed:
         return 0
     core.closed = True

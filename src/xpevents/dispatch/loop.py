@@ -88,3 +88,12 @@ class Signals:
                 loop.call_soon_threadsafe(event.set)
             except RuntimeError:  # the loop is closed; the next start() picks them up
                 pass
+
+
+async def wait_for_event(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` passed, whichever comes first."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass
