@@ -41,7 +41,10 @@ def path_from_url(url: str) -> tuple[str, dict[str, str]]:
     Raises:
         ConfigError: not an SQLite spool URL.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # "Invalid IPv6 URL"...
+        raise ConfigError(f"spool URL {redact_url(url)!r}: not a valid URL ({error})") from None
     if parts.scheme != "sqlite":
         raise ConfigError(f"spool URL {redact_url(url)!r}: expected the scheme 'sqlite://'")
     if parts.netloc:
