@@ -172,3 +172,27 @@ def test_a_clean_close_in_interval_mode_leaves_no_mark_and_counts_nothing(
     with SqliteSpool(path) as spool:
         stats = spool.stats(now=time.time())
         assert stats.depth == 30 and stats.lost == {}
+
+
+def test_the_relay_reports_a_redis_reset_in_its_metrics() -> None:
+    from xpevents.relay.testing import run_relay
+
+    from payloads import payload, visitor
+
+    with (
+        RedisServer() as server,
+        run_relay(
+            spool=server.url + "?stream=relay", upstream=closed_port_url(), shutdown_timeout=1
+        ) as relay,
+    ):
+        for _ in range(5):
+            assert relay.http.post("/v1/events", json=payload([visitor()])).status_code == 204
+        deadline = time.monotonic() + 10
+        while relay.metrics().get("xpevents_relay_spool_depth") != 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        server.stop()
+        server.start()
+        assert relay.http.post("/v1/events", json=payload([visitor()])).status_code == 204
+        metrics = relay.metrics()
+        assert metrics['xpevents_relay_lost_visitors_total{reason="redis_reset"}'] == 5
