@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-long lint bench clean
+.PHONY: demo test test-long lint bench clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ test: lint
 
 test-long: $(STAMP)
 	$(BIN)/pytest -q -m long
+
+# tests/fuzz with many more hypothesis examples, then atheris (coverage-guided, installed
+# on demand with pip: it has wheels for CPython 3.11 on Linux x86-64).
+FUZZ_EXAMPLES ?= 20000
+FUZZ_RUNS ?= 500000
+fuzz: $(STAMP)
+	XPEVENTS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/fuzz
+	$(BIN)/python -m pip install --quiet atheris
+	$(BIN)/python tests/fuzz/atheris_spool_urls.py -runs=$(FUZZ_RUNS) -artifact_prefix=$(VENV)/
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH)

@@ -11,6 +11,9 @@
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 from spool_redis_server import RedisServer
 from xpevents import BatchDispatcher
 from xpevents.spool.redis import RedisSpool
+from xpevents.spool.sqlite import SqliteSpool
 
 from payloads import event
 from servers import closed_port_url
@@ -100,3 +104,95 @@ def test_batch_dispatcher_reports_a_redis_reset() -> None:
         stats = bd.stats()
         assert stats.lost == {"redis_reset": 8}
         bd.close(0)
+
+
+# -- SQLite, durability="interval": the window at a SIGKILL -------------------------------
+
+_CHILD = """
+import sys, time
+from xpevents import BatchDispatcher, LogEvent
+sys.path.insert(0, {tests!r})
+from payloads import payload, visitor
+bd = BatchDispatcher(
+    spool={spool!r}, endpoint="http://127.0.0.1:9", flush_interval=600,
+    durability="interval", commit_interval=600,
+)
+for _ in range({first}):
+    bd.dispatch_event(LogEvent("https://logx.optimizely.com/v1/events", payload([visitor()])))
+assert bd.spool.flush_buffer(30)
+for _ in range({second}):
+    bd.dispatch_event(LogEvent("https://logx.optimizely.com/v1/events", payload([visitor()])))
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def _killed_child(spool: str, first: int, second: int) -> None:
+    code = _CHILD.format(tests=str(Path(__file__).parent), spool=spool, first=first, second=second)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+
+
+def test_the_interval_window_lost_at_a_sigkill_is_counted_at_the_next_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "spool.db"
+    _killed_child(f"sqlite:///{path}", first=40, second=25)
+    assert list(tmp_path.glob("spool.db-accepted-*"))  # the dead process's mark
+    with caplog.at_level(logging.WARNING, logger="xpevents.spool.sqlite"):
+        spool = SqliteSpool(path)
+    stats = spool.stats(now=time.time())
+    assert stats.depth == 40 and stats.lost == {"interval_window": 25}
+    assert len(_warnings(caplog)) == 1
+    spool.close()
+    assert not list(tmp_path.glob("spool.db-accepted-*"))
+    # Counted once: the next open finds nothing new, and the count stays.
+    with SqliteSpool(path) as again:
+        assert again.stats(now=time.time()).lost == {"interval_window": 25}
+
+
+def test_a_clean_close_in_interval_mode_leaves_no_mark_and_counts_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "spool.db"
+    with BatchDispatcher(
+        spool=f"sqlite:///{path}",
+        endpoint=closed_port_url(),
+        flush_interval=600,
+        durability="interval",
+    ) as bd:
+        for _ in range(30):
+            bd.dispatch_event(event())
+        bd.close(5)
+    assert not list(tmp_path.glob("spool.db-accepted-*"))
+    with SqliteSpool(path) as spool:
+        stats = spool.stats(now=time.time())
+        assert stats.depth == 30 and stats.lost == {}
+
+
+def test_the_relay_reports_a_redis_reset_in_its_metrics() -> None:
+    from xpevents.relay.testing import run_relay
+
+    from payloads import payload, visitor
+
+    with (
+        RedisServer() as server,
+        run_relay(
+            spool=server.url + "?stream=relay", upstream=closed_port_url(), shutdown_timeout=1
+        ) as relay,
+    ):
+        for _ in range(5):
+            assert relay.http.post("/v1/events", json=payload([visitor()])).status_code == 204
+        deadline = time.monotonic() + 10
+        while relay.metrics().get("xpevents_relay_spool_depth") != 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        server.stop()
+        server.start()
+        assert relay.http.post("/v1/events", json=payload([visitor()])).status_code == 204
+        metrics = relay.metrics()
+        assert metrics['xpevents_relay_lost_visitors_total{reason="redis_reset"}'] == 5

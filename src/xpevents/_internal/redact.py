@@ -8,6 +8,7 @@ and a message that may quote one from elsewhere (a driver's exception text) thro
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -15,6 +16,8 @@ __all__ = ["redact_text", "redact_url", "secrets_of", "shown_url"]
 
 _HIDDEN: Final = "***"
 _SECRET_KEYS: Final = frozenset({"password", "passwd", "pass", "token", "secret", "key"})
+_STRAY_USERINFO: Final = re.compile(r"(^|[/:])[^/:@?#]*(?::[^/@?#]*)?@")
+"""Credentials where a parser does not look for them (``redis:///:secret@host``)."""
 
 
 def redact_url(url: object) -> str:
@@ -38,7 +41,16 @@ def redact_url(url: object) -> str:
         if any(key.lower() in _SECRET_KEYS for key, _ in pairs):
             safe = [(k, _HIDDEN if k.lower() in _SECRET_KEYS else v) for k, v in pairs]
             text = text.replace("?" + parts.query, "?" + urlencode(safe, safe="*"), 1)
-    return text
+    head, mark, query = text.partition("?")
+    return _STRAY_USERINFO.sub(_hide_userinfo, head) + mark + query
+
+
+def _hide_userinfo(match: re.Match[str]) -> str:
+    found = match.group(0)
+    if _HIDDEN in found:
+        return found
+    user, colon, _ = found[len(match.group(1)) : -1].partition(":")
+    return f"{match.group(1)}{user}:{_HIDDEN}@" if colon else f"{match.group(1)}{_HIDDEN}@"
 
 
 def secrets_of(url: object) -> list[str]:

@@ -179,6 +179,8 @@ class SpoolFront(SafeStore, Closing):
             buffer = self._buffer
             was_empty = not buffer
             buffer.extend(entries)
+            if self._mark is not None:
+                self._mark.accepted(len(entries))
             if self._fallback:
                 self._held += len(entries)
             # Checked here, not in _trim_locked: this runs for every event.
@@ -193,14 +195,14 @@ class SpoolFront(SafeStore, Closing):
             )
             batch = self._take_batch_locked() if behind else []
         if overflow:
-            self._drop("spool_buffer_full", overflow)
+            self._drop_buffered("spool_buffer_full", overflow)
         if batch:
             self._commit_inline(batch)
 
     def _commit_inline(self, batch: list[tuple[bytes, bytes]]) -> None:
         """Backpressure: the caller commits what the committer thread has not."""
         try:
-            self.store.append(batch, now=time.time())
+            self._store_append(batch)
         except Exception as error:
             with self._lock:
                 self._in_flight -= len(batch)
@@ -262,7 +264,7 @@ class SpoolFront(SafeStore, Closing):
             if not batch:
                 continue
             try:
-                self.store.append(batch, now=time.time())
+                self._store_append(batch)
             except Exception as error:
                 self._commit_failed(batch, error)
                 # Wait before the next try; flush_buffer() and close() cut it short.
@@ -291,7 +293,7 @@ class SpoolFront(SafeStore, Closing):
             with self._lock:
                 self._in_flight -= release
                 self._settled.notify_all()
-            self._drop("spool_error", len(batch))
+            self._drop_buffered("spool_error", len(batch))
             return
         with self._lock:
             self._in_flight -= release
@@ -303,7 +305,7 @@ class SpoolFront(SafeStore, Closing):
             self._buffer.extendleft(reversed(batch))
             overflow = self._trim_locked()
         if overflow:
-            self._drop("spool_buffer_full", overflow)
+            self._drop_buffered("spool_buffer_full", overflow)
 
     def flush_buffer(self, timeout: float = 5.0) -> bool:
         """Commit what is buffered now; True when the buffer is empty within ``timeout``."""
@@ -348,6 +350,7 @@ class SpoolFront(SafeStore, Closing):
             oldest_enqueued_at=base.oldest_enqueued_at,
             dead_letters=base.dead_letters,
             evicted=base.evicted,
+            lost=base.lost,
         )
 
     def close(self, timeout: float = 5.0) -> None:
@@ -376,7 +379,9 @@ class SpoolFront(SafeStore, Closing):
                 self.url,
                 lost,
             )
-            self._drop("closed", lost)
+            self._drop_buffered("closed", lost)
+        if self._mark is not None:
+            self._mark.close(settled=True)
         try:
             self.store.close()
         except Exception:

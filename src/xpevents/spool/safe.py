@@ -27,6 +27,7 @@ from types import MappingProxyType
 from xpevents._internal.ratelimit import LogEvery
 from xpevents.errors import SpoolError
 from xpevents.spool.base import DeadLetter, Spool, SpoolRecord, SpoolStats, spool_problem
+from xpevents.spool.sqlite.watermark import Watermark
 
 __all__ = ["SafeStore"]
 
@@ -61,6 +62,10 @@ class SafeStore:
         self._dropped: Counter[str] = Counter()
         self._episodes = 0
         self._held = 0
+        # Loss accounting, only for a store whose own class keeps marks (not a wrapper
+        # passing attributes on): see xpevents.spool.sqlite.watermark.
+        make_mark = getattr(type(store), "loss_watermark", None)
+        self._mark: Watermark | None = make_mark(store) if callable(make_mark) else None
 
     def _init_failure_state(self) -> None:
         """No episode under way (at start, and in a forked child)."""
@@ -102,6 +107,23 @@ class SafeStore:
                 self._on_drop(reason, count)
             except Exception:
                 logger.exception("on_drop callback failed")
+
+    def _drop_buffered(self, reason: str, count: int) -> None:
+        """Accepted visitors dropped from the buffer (the loss accounting knows)."""
+        if self._mark is not None:
+            with self._lock:
+                self._mark.dropped(count)
+        self._drop(reason, count)
+
+    def _store_append(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """Commit ``batch`` to the store, with the front's committed total if it keeps one."""
+        mark = self._mark.mark(len(batch)) if self._mark is not None else None
+        if mark is None:
+            self.store.append(batch, now=time.time())
+            return
+        self.store.append(batch, now=time.time(), mark=mark)  # type: ignore[call-arg]
+        assert self._mark is not None
+        self._mark.committed = mark[1]
 
     def _store_failed(self, error: BaseException) -> None:
         with self._lock:

@@ -35,7 +35,10 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
         ConfigError: not a ``redis://``, ``rediss://`` or ``unix://`` URL, or an empty
             spool parameter.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # "Invalid IPv6 URL"...
+        raise ConfigError(f"spool URL {redact_url(url)!r}: not a valid URL ({error})") from None
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(
             f"spool URL {redact_url(url)!r}: expected 'redis://host:port/db?stream=NAME' "

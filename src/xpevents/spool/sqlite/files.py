@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from xpevents._internal.redact import redact_url
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool.connection import ProcessConnection
-from xpevents.spool.sqlite import schema
+from xpevents.spool.sqlite import schema, space
 from xpevents.spool.sqlite.identity import FileIdentity
 
 __all__ = ["Database", "error", "open_database", "options_from_url", "path_from_url"]
@@ -41,7 +41,10 @@ def path_from_url(url: str) -> tuple[str, dict[str, str]]:
     Raises:
         ConfigError: not an SQLite spool URL.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # "Invalid IPv6 URL"...
+        raise ConfigError(f"spool URL {redact_url(url)!r}: not a valid URL ({error})") from None
     if parts.scheme != "sqlite":
         raise ConfigError(f"spool URL {redact_url(url)!r}: expected the scheme 'sqlite://'")
     if parts.netloc:
@@ -105,6 +108,7 @@ class Database:
         self.busy_timeout = busy_timeout
         self.sync = sync
         self.identity = FileIdentity(path)
+        self._unstick = space.Unstick()
         self._connection = ProcessConnection(
             self._open(create=create),
             name=f"SQLite spool {str(path)!r}",
@@ -156,6 +160,7 @@ class Database:
                 db.execute("COMMIT")
             except sqlite3.Error as failure:
                 self._rollback(db)
+                self._unstick.after(db, failure, self.path)
                 raise self.error(action, failure) from failure
             except BaseException:
                 self._rollback(db)
@@ -212,6 +217,9 @@ def open_database(
             "be writable: SQLite creates -wal and -shm files next to it); fix the "
             "permissions or choose another path"
         )
+    if create:  # a spool that will take writes (inspection tools may look anyway)
+        space.check_free_space(path)
+        space.make_reserve(path)
     try:
         db = sqlite3.connect(
             str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -220,6 +228,7 @@ def open_database(
         raise error(path, "cannot open", failure, busy_timeout=busy_timeout) from failure
     try:
         _configure(db, path, busy_timeout=busy_timeout, sync=sync)
+        space.truncate_wal(db)  # what earlier runs left in the WAL, folded in
         schema.prepare(db, path)
     except SpoolError:
         db.close()
@@ -279,6 +288,7 @@ def _configure(db: sqlite3.Connection, path: Path, *, busy_timeout: float, sync:
             "not): put the spool on a local disk"
         )
     db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
+    db.execute(f"PRAGMA journal_size_limit = {space.WAL_LIMIT_BYTES}")
     db.execute("PRAGMA foreign_keys = OFF")
 
 

@@ -38,7 +38,8 @@ from xpevents._internal.validate import positive_number
 from xpevents.errors import ConfigError
 from xpevents.spool import bounds
 from xpevents.spool.base import DeadLetter, SpoolRecord, SpoolStats
-from xpevents.spool.sqlite import files, tables
+from xpevents.spool.sqlite import files, tables, watermark
+from xpevents.spool.sqlite.watermark import Mark
 
 __all__ = ["SqliteSpool"]
 
@@ -114,6 +115,8 @@ class SqliteSpool(Closing):
         self._db = files.Database(
             self.path, create=create, busy_timeout=self.busy_timeout, sync=sync
         )
+        with self._db.write("recover") as db:
+            watermark.recover(db, self.path)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteSpool:
@@ -131,8 +134,10 @@ class SqliteSpool(Closing):
 
     # -- the Spool interface --------------------------------------------------------
 
-    def append(self, entries: Sequence[tuple[bytes, bytes]], *, now: float) -> None:
-        """Store ``(envelope, visitor)`` pairs in one committed transaction.
+    def append(
+        self, entries: Sequence[tuple[bytes, bytes]], *, now: float, mark: Mark | None = None
+    ) -> None:
+        """Store ``(envelope, visitor)`` pairs (and a front's ``mark``) in one transaction.
 
         Raises:
             SpoolError: the write failed (disk full, lock timeout, I/O error...).
@@ -162,6 +167,12 @@ class SqliteSpool(Closing):
                 (len(rows), total),
             ).fetchone()
             self._enforce_bounds(db, depth, nbytes, now)
+            if mark is not None:
+                watermark.record_commit(db, *mark)
+
+    def loss_watermark(self) -> watermark.Watermark:
+        """Loss accounting for a front that holds visitors before committing them."""
+        return watermark.Watermark(self.path)
 
     def _enforce_bounds(self, db: sqlite3.Connection, depth: int, nbytes: int, now: float) -> None:
         if depth > self.max_spool_events:
@@ -283,7 +294,8 @@ class SqliteSpool(Closing):
             ).fetchone()[0]
             oldest = db.execute("SELECT enqueued_at FROM records ORDER BY id LIMIT 1").fetchone()
             dead = dict(db.execute("SELECT reason, count FROM dead_reasons").fetchall())
-            evicted = dict(db.execute("SELECT reason, count FROM evictions").fetchall())
+            counted = dict(db.execute("SELECT reason, count FROM evictions").fetchall())
+        evicted, lost = watermark.split_counts(counted)
         return SpoolStats(
             depth=int(depth),
             bytes=int(nbytes),
@@ -291,6 +303,7 @@ class SqliteSpool(Closing):
             oldest_enqueued_at=None if oldest is None else float(oldest[0]),
             dead_letters=MappingProxyType(dead),
             evicted=MappingProxyType(evicted),
+            lost=MappingProxyType(lost),
         )
 
     def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
