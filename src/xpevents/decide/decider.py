@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
@@ -40,60 +40,39 @@ from xpevents.decide.datafile import (
     Flag,
     ProjectConfig,
     Rollout,
-    VariableDef,
     Variation,
+)
+from xpevents.decide.holdouts import HoldoutPlans
+from xpevents.decide.outcome import (
+    NO_ROLLOUT_DECISION,
+    SOURCE_FEATURE_TEST,
+    SOURCE_HOLDOUT,
+    SOURCE_ROLLOUT,
+    FlagDecision,
 )
 from xpevents.decide.plan import ExperimentPlan, RolloutRule, cast_variable
 from xpevents.decide.profile import StickyProfile, stored_variation
+from xpevents.decide.variables import VariableValues
 
 logger = logging.getLogger("xpevents.decisions")
 
 __all__ = [
     "SOURCE_FEATURE_TEST",
+    "SOURCE_HOLDOUT",
     "SOURCE_ROLLOUT",
     "Decider",
     "FlagDecision",
     "cast_variable",
 ]
 
-SOURCE_FEATURE_TEST: Final = "feature-test"
-SOURCE_ROLLOUT: Final = "rollout"
 
 _EMPTY: Mapping[Any, Any] = {}
 
 
-class FlagDecision(msgspec.Struct, frozen=True):
-    """The result of a flag decision.
-
-    ``experiment`` is the experiment or rollout rule that decided (``None`` for a
-    flag-level forced decision or no decision); ``source`` is ``"feature-test"`` or
-    ``"rollout"`` (also reported when nothing matched, as the official SDK does);
-    ``enabled`` is ``variation.feature_enabled is True``-ish (truthy).
-    """
-
-    experiment: Experiment | None
-    variation: Variation | None
-    source: str
-    enabled: bool
-
-    @property
-    def rule_key(self) -> str | None:
-        """The key of the deciding experiment or rule, ``None`` when there is none."""
-        return self.experiment.key if self.experiment is not None else None
-
-    @property
-    def variation_key(self) -> str | None:
-        """The key of the variation, ``None`` when there is none."""
-        return self.variation.key if self.variation is not None else None
-
-
-_NO_ROLLOUT_DECISION: Final = FlagDecision(None, None, SOURCE_ROLLOUT, False)
-
-
-class Decider:
+class Decider(VariableValues):
     """Decisions for one :class:`ProjectConfig`; stateless apart from it and thread-safe."""
 
-    __slots__ = ("_adhoc", "_by_id", "_config", "_plans", "_rollouts")
+    __slots__ = ("_adhoc", "_by_id", "_config", "_holdouts", "_plans", "_rollouts")
 
     def __init__(self, config: ProjectConfig) -> None:
         self._config = config
@@ -103,6 +82,7 @@ class Decider:
         }
         # experiments not in experiments_by_id (rollout rule objects, foreign objects)
         self._adhoc: dict[int, ExperimentPlan] = {}
+        self._holdouts = HoldoutPlans(config)
         self._rollouts: dict[str, tuple[tuple[RolloutRule, ...], RolloutRule]] = {}
         for rollout_id, rollout in config.rollouts.items():
             rules = self._rollout_rules(rollout)
@@ -255,25 +235,62 @@ class Decider:
         applies to the flag's experiments, never to its rollout rules, as official.
         """
         if not self._config.usable:
-            return _NO_ROLLOUT_DECISION
+            return NO_ROLLOUT_DECISION
         if forced_decisions:
             forced = self._forced_decision(flag, None, forced_decisions, user_id, reasons)
             if forced is not None:
                 return FlagDecision(None, forced, SOURCE_FEATURE_TEST, bool(forced.feature_enabled))
 
+        held: FlagDecision | None = None
+        if self._holdouts.global_holdouts:
+            held = self._holdouts.global_decision(flag, user_id, attributes, reasons)
+            if held is not None and held.holdout is None:
+                return held  # held out: no rule is evaluated
+        decision = self._decide_experiments(
+            flag, user_id, attributes, forced_variations, forced_decisions, reasons, profile, held
+        )
+        if decision is not None:
+            return decision
+        if held is not None and reasons is not None:
+            reasons.append(
+                f'Holdout "{held.rule_key}" has excludeTargetedDeliveries enabled, '
+                "continuing to rollout evaluation."
+            )
+        decision = self._decide_rollout(flag, user_id, attributes, forced_decisions, reasons)
+        if held is not None:
+            return msgspec.structs.replace(decision, holdout=held.holdout)
+        return decision
+
+    def _decide_experiments(
+        self,
+        flag: Flag,
+        user_id: str,
+        attributes: Mapping[str, Any],
+        forced_variations: Mapping[str, str],
+        forced_decisions: Mapping[tuple[str, str | None], str],
+        reasons: list[str] | None,
+        profile: StickyProfile | None,
+        held: FlagDecision | None,
+    ) -> FlagDecision | None:
+        """The flag's experiments in order (only type ``td`` when ``held``)."""
         by_id = self._by_id
         for experiment_id in flag.experiment_ids:
             experiment = by_id.get(experiment_id)
-            if experiment is None:
+            if experiment is None or (held is not None and experiment.type != "td"):
                 continue
             if forced_decisions:
                 forced = self._forced_decision(
                     flag, experiment.key, forced_decisions, user_id, reasons
                 )
                 if forced is not None:
-                    return FlagDecision(
-                        experiment, forced, SOURCE_FEATURE_TEST, bool(forced.feature_enabled)
-                    )
+                    enabled = bool(forced.feature_enabled)
+                    holdout = held.holdout if held is not None else None
+                    return FlagDecision(experiment, forced, SOURCE_FEATURE_TEST, enabled, holdout)
+            local = self._holdouts.local_decision(
+                experiment, "experiment rule", user_id, attributes, reasons
+            )
+            if local is not None:
+                return local
             variation = self.get_variation(
                 experiment,
                 user_id,
@@ -285,10 +302,10 @@ class Decider:
                 profile=profile,
             )
             if variation is not None:
-                return FlagDecision(
-                    experiment, variation, SOURCE_FEATURE_TEST, bool(variation.feature_enabled)
-                )
-        return self._decide_rollout(flag, user_id, attributes, forced_decisions, reasons)
+                enabled = bool(variation.feature_enabled)
+                holdout = held.holdout if held is not None else None
+                return FlagDecision(experiment, variation, SOURCE_FEATURE_TEST, enabled, holdout)
+        return None
 
     def _decide_rollout(
         self,
@@ -299,19 +316,19 @@ class Decider:
         reasons: list[str] | None,
     ) -> FlagDecision:
         if not flag.rollout_id:
-            return _NO_ROLLOUT_DECISION
+            return NO_ROLLOUT_DECISION
         rollout = self._rollouts.get(flag.rollout_id)
         if rollout is None:
             if reasons is not None:
                 reasons.append(f"There is no rollout of feature {flag.key}.")
-            return _NO_ROLLOUT_DECISION
+            return NO_ROLLOUT_DECISION
         targeted, everyone_else = rollout
         bucketing_id = get_bucketing_id(user_id, attributes) if attributes else user_id
         for rule in targeted:
             decision = self._decide_rule(
                 rule, flag, user_id, bucketing_id, attributes, forced_decisions, reasons
             )
-            if decision is _NO_ROLLOUT_DECISION:
+            if decision is NO_ROLLOUT_DECISION:
                 # the user meets this rule's audiences: no other targeted rule is tried
                 if reasons is not None:
                     reasons.append(
@@ -324,7 +341,7 @@ class Decider:
         decision = self._decide_rule(
             everyone_else, flag, user_id, bucketing_id, attributes, forced_decisions, reasons
         )
-        return _NO_ROLLOUT_DECISION if decision is None else decision
+        return NO_ROLLOUT_DECISION if decision is None else decision
 
     def _decide_rule(
         self,
@@ -338,7 +355,7 @@ class Decider:
     ) -> FlagDecision | None:
         """One rollout rule's decision.
 
-        ``None`` when the rule's audiences do not admit the user; ``_NO_ROLLOUT_DECISION``
+        ``None`` when the rule's audiences do not admit the user; ``NO_ROLLOUT_DECISION``
         when they do but the user is bucketed into no variation.
         """
         experiment = rule.experiment
@@ -348,6 +365,12 @@ class Decider:
                 return FlagDecision(
                     experiment, forced, SOURCE_ROLLOUT, bool(forced.feature_enabled)
                 )
+        if self._holdouts.rule_holdouts:
+            local = self._holdouts.local_decision(
+                experiment, "delivery rule", user_id, attributes, reasons
+            )
+            if local is not None:
+                return local
         check = rule.plan.audience_check
         admitted = check is None or check(attributes)
         if reasons is not None:
@@ -359,33 +382,7 @@ class Decider:
             return None
         variation = rule.plan.bucket(bucketing_id, user_id, reasons)
         if variation is None:
-            return _NO_ROLLOUT_DECISION
+            return NO_ROLLOUT_DECISION
         if reasons is not None:
             reasons.append(f'User "{user_id}" bucketed into a targeting rule {rule.label}.')
         return FlagDecision(experiment, variation, SOURCE_ROLLOUT, bool(variation.feature_enabled))
-
-    def variable_value(
-        self, flag: Flag, variable_key: str, variation: Variation | None, enabled: bool
-    ) -> Any:
-        """A flag variable's typed value for a decision.
-
-        The variation's value when the flag is enabled for that variation (and the
-        variation sets the variable), else the default; converted by type (boolean,
-        integer, double, string, json). Raises ``KeyError`` for an unknown variable.
-        """
-        variable = flag.variables[variable_key]
-        return self._variable(variable, variation, enabled)
-
-    def _variable(self, variable: VariableDef, variation: Variation | None, enabled: bool) -> Any:
-        value: Any = variable.default_value
-        if enabled and variation is not None:
-            values = self._config.variable_values.get(variation.id)
-            value = None if values is None else values.get(variable.id, variable.default_value)
-        return cast_variable(value, variable.type)
-
-    def variables(self, flag: Flag, decision: FlagDecision) -> dict[str, Any]:
-        """Every variable of a flag, typed, for a decision (the ``variables`` of ``decide``)."""
-        return {
-            key: self._variable(variable, decision.variation, decision.enabled)
-            for key, variable in flag.variables.items()
-        }
