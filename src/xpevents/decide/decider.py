@@ -42,7 +42,7 @@ from xpevents.decide.datafile import (
     Rollout,
     Variation,
 )
-from xpevents.decide.holdouts import HoldoutPlans
+from xpevents.decide.holdouts import HoldoutPlans, audience_lines
 from xpevents.decide.outcome import (
     NO_ROLLOUT_DECISION,
     SOURCE_FEATURE_TEST,
@@ -67,6 +67,12 @@ __all__ = [
 
 
 _EMPTY: Mapping[Any, Any] = {}
+
+
+def _bucketing_id_reason(attributes: Mapping[str, Any], reasons: list[str]) -> None:
+    value = attributes.get(BUCKETING_ID_ATTRIBUTE) if attributes else None
+    if value is not None and not isinstance(value, str):
+        reasons.append("Bucketing ID attribute is not a string. Defaulted to user_id.")
 
 
 class Decider(VariableValues):
@@ -167,7 +173,10 @@ class Decider(VariableValues):
         """Audiences, then bucketing (the new variation joins the profile)."""
         experiment = plan.experiment
         check = plan.audience_check
-        if check is not None and not check(attributes):
+        admitted = check is None or check(attributes)
+        if reasons is not None:
+            audience_lines(reasons, f'experiment "{experiment.key}"', plan, admitted)
+        if not admitted:
             if reasons is not None:
                 reasons.append(
                     f'User "{user_id}" does not meet conditions to be in experiment '
@@ -176,6 +185,8 @@ class Decider(VariableValues):
             return None
         attribute_id = attributes.get(BUCKETING_ID_ATTRIBUTE) if attributes else None
         bucketing_id = attribute_id if isinstance(attribute_id, str) else user_id
+        if reasons is not None:
+            _bucketing_id_reason(attributes, reasons)
         variation = plan.bucket(bucketing_id, user_id, reasons)
         if reasons is not None:
             reasons.append(
@@ -240,7 +251,28 @@ class Decider(VariableValues):
             forced = self._forced_decision(flag, None, forced_decisions, user_id, reasons)
             if forced is not None:
                 return FlagDecision(None, forced, SOURCE_FEATURE_TEST, bool(forced.feature_enabled))
+            if reasons:  # the flag-level reasons stay out of the official repeats
+                rest: list[str] = []
+                decision = self._decide_rules(
+                    flag, user_id, attributes, forced_variations, forced_decisions, rest, profile
+                )
+                reasons.extend(rest)
+                return decision
+        return self._decide_rules(
+            flag, user_id, attributes, forced_variations, forced_decisions, reasons, profile
+        )
 
+    def _decide_rules(
+        self,
+        flag: Flag,
+        user_id: str,
+        attributes: Mapping[str, Any],
+        forced_variations: Mapping[str, str],
+        forced_decisions: Mapping[tuple[str, str | None], str],
+        reasons: list[str] | None,
+        profile: StickyProfile | None,
+    ) -> FlagDecision:
+        """Holdouts, the flag's experiments, then its rollout."""
         held: FlagDecision | None = None
         if self._holdouts.global_holdouts:
             held = self._holdouts.global_decision(flag, user_id, attributes, reasons)
@@ -291,6 +323,9 @@ class Decider(VariableValues):
             )
             if local is not None:
                 return local
+            # The official get_variation returns the reasons it was given plus its own,
+            # and the flag adds them all to those it had: the earlier ones repeat.
+            own: list[str] | None = None if reasons is None else []
             variation = self.get_variation(
                 experiment,
                 user_id,
@@ -298,9 +333,12 @@ class Decider(VariableValues):
                 forced_variation_key=forced_variations.get(experiment.key)
                 if forced_variations
                 else None,
-                reasons=reasons,
+                reasons=own,
                 profile=profile,
             )
+            if reasons is not None and own is not None:
+                reasons.extend(reasons)
+                reasons.extend(own)
             if variation is not None:
                 enabled = bool(variation.feature_enabled)
                 holdout = held.holdout if held is not None else None
@@ -320,7 +358,10 @@ class Decider(VariableValues):
         rollout = self._rollouts.get(flag.rollout_id)
         if rollout is None:
             if reasons is not None:
-                reasons.append(f"There is no rollout of feature {flag.key}.")
+                if flag.rollout_id in self._config.rollouts:
+                    reasons.append(f"Rollout {flag.rollout_id} has no experiments.")
+                else:
+                    reasons.append(f"There is no rollout of feature {flag.key}.")
             return NO_ROLLOUT_DECISION
         targeted, everyone_else = rollout
         bucketing_id = get_bucketing_id(user_id, attributes) if attributes else user_id
@@ -374,6 +415,8 @@ class Decider(VariableValues):
         check = rule.plan.audience_check
         admitted = check is None or check(attributes)
         if reasons is not None:
+            _bucketing_id_reason(attributes, reasons)
+            audience_lines(reasons, f"rule {rule.label}", rule.plan, admitted)
             verb = "meets" if admitted else "does not meet"
             reasons.append(
                 f'User "{user_id}" {verb} audience conditions for targeting rule {rule.label}.'

@@ -69,6 +69,9 @@ class HoldoutPlans:
         check = plan.audience_check
         admitted = check is None or check(attributes)
         if reasons is not None:
+            value = attributes.get("$opt_bucketing_id") if attributes else None
+            if value is not None and not isinstance(value, str):
+                reasons.append("Bucketing ID attribute is not a string. Defaulted to user_id.")
             audience_lines(reasons, f'experiment "{key}"', plan, admitted)
         if not admitted:
             if reasons is not None:

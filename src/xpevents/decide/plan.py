@@ -25,6 +25,8 @@ logger = logging.getLogger("xpevents.decisions")
 __all__ = ["ExperimentPlan", "RolloutRule", "cast_variable"]
 
 _hash = mmh3.hash
+_DANGLING = Variation("", "", None, {})
+"""The traffic value of a range whose entity id is not a variation of the experiment."""
 
 
 class ExperimentPlan:
@@ -59,7 +61,7 @@ class ExperimentPlan:
         self.bucket_suffix = experiment.id
         by_id = experiment.variations_by_id
         self.traffic: Allocation[Variation] = Allocation(
-            (t.end_of_range, by_id.get(t.entity_id) if t.entity_id else None)
+            (t.end_of_range, by_id.get(t.entity_id, _DANGLING) if t.entity_id else None)
             for t in experiment.traffic_allocation
         )
         self.in_group = experiment.group_policy == "random"
@@ -104,6 +106,8 @@ class ExperimentPlan:
         if not self.can_bucket:
             return None
         if self.in_group and not self._in_group(bucketing_id, user_id, reasons):
+            if reasons is not None:  # the official bucketer says so for a group miss too
+                reasons.append("Bucketed into an empty traffic range. Returning nil.")
             return None
         # bucketing.bucket_value, inlined: this runs on every decision
         key: str | bytes = bucketing_id + self.bucket_suffix
@@ -111,6 +115,8 @@ class ExperimentPlan:
             key = hashable_key(bucketing_id + self.bucket_suffix)
         bucket = (_hash(key, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE) >> 32
         variation = self.traffic.find(bucket)
+        if variation is _DANGLING:  # a range naming no variation of the experiment
+            return None
         if variation is None and reasons is not None:
             reasons.append("Bucketed into an empty traffic range. Returning nil.")
         return variation
