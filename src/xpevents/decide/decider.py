@@ -34,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from xpevents.decide.bucketing import BUCKETING_ID_ATTRIBUTE, get_bucketing_id
+from xpevents.decide.bucketing import BUCKETING_ID_ATTRIBUTE
 from xpevents.decide.datafile import (
     Experiment,
     Flag,
@@ -52,6 +52,7 @@ from xpevents.decide.outcome import (
 )
 from xpevents.decide.plan import ExperimentPlan, RolloutRule, cast_variable
 from xpevents.decide.profile import StickyProfile, stored_variation
+from xpevents.decide.rules import RuleDecisions, bucketing_id_reason
 from xpevents.decide.variables import VariableValues
 
 logger = logging.getLogger("xpevents.decisions")
@@ -69,13 +70,7 @@ __all__ = [
 _EMPTY: Mapping[Any, Any] = {}
 
 
-def _bucketing_id_reason(attributes: Mapping[str, Any], reasons: list[str]) -> None:
-    value = attributes.get(BUCKETING_ID_ATTRIBUTE) if attributes else None
-    if value is not None and not isinstance(value, str):
-        reasons.append("Bucketing ID attribute is not a string. Defaulted to user_id.")
-
-
-class Decider(VariableValues):
+class Decider(RuleDecisions, VariableValues):
     """Decisions for one :class:`ProjectConfig`; stateless apart from it and thread-safe."""
 
     __slots__ = ("_adhoc", "_by_id", "_config", "_holdouts", "_plans", "_rollouts")
@@ -186,7 +181,7 @@ class Decider(VariableValues):
         attribute_id = attributes.get(BUCKETING_ID_ATTRIBUTE) if attributes else None
         bucketing_id = attribute_id if isinstance(attribute_id, str) else user_id
         if reasons is not None:
-            _bucketing_id_reason(attributes, reasons)
+            bucketing_id_reason(attributes, reasons)
         variation = plan.bucket(bucketing_id, user_id, reasons)
         if reasons is not None:
             reasons.append(
@@ -198,34 +193,6 @@ class Decider(VariableValues):
         if profile is not None and variation is not None:
             profile.remember(experiment.id, variation.id)
         return variation
-
-    def _forced_decision(
-        self,
-        flag: Flag,
-        rule_key: str | None,
-        forced_decisions: Mapping[tuple[str, str | None], str],
-        user_id: str,
-        reasons: list[str] | None,
-    ) -> Variation | None:
-        variation_key = forced_decisions.get((flag.key, rule_key))
-        if variation_key is None:
-            return None
-        for variation in self._config.flag_variations.get(flag.key, ()):
-            if variation.key == variation_key:
-                if reasons is not None:
-                    where = f"flag ({flag.key})" + (f", rule ({rule_key})" if rule_key else "")
-                    reasons.append(
-                        f"Variation ({variation_key}) is mapped to {where} and user "
-                        f"({user_id}) in the forced decision map."
-                    )
-                return variation
-        if reasons is not None:
-            where = f"flag ({flag.key})" + (f", rule ({rule_key})" if rule_key else "")
-            reasons.append(
-                f"Invalid variation is mapped to {where} and user ({user_id}) "
-                "in the forced decision map."
-            )
-        return None
 
     def decide_flag(
         self,
@@ -344,88 +311,3 @@ class Decider(VariableValues):
                 holdout = held.holdout if held is not None else None
                 return FlagDecision(experiment, variation, SOURCE_FEATURE_TEST, enabled, holdout)
         return None
-
-    def _decide_rollout(
-        self,
-        flag: Flag,
-        user_id: str,
-        attributes: Mapping[str, Any],
-        forced_decisions: Mapping[tuple[str, str | None], str],
-        reasons: list[str] | None,
-    ) -> FlagDecision:
-        if not flag.rollout_id:
-            return NO_ROLLOUT_DECISION
-        rollout = self._rollouts.get(flag.rollout_id)
-        if rollout is None:
-            if reasons is not None:
-                if flag.rollout_id in self._config.rollouts:
-                    reasons.append(f"Rollout {flag.rollout_id} has no experiments.")
-                else:
-                    reasons.append(f"There is no rollout of feature {flag.key}.")
-            return NO_ROLLOUT_DECISION
-        targeted, everyone_else = rollout
-        bucketing_id = get_bucketing_id(user_id, attributes) if attributes else user_id
-        for rule in targeted:
-            decision = self._decide_rule(
-                rule, flag, user_id, bucketing_id, attributes, forced_decisions, reasons
-            )
-            if decision is NO_ROLLOUT_DECISION:
-                # the user meets this rule's audiences: no other targeted rule is tried
-                if reasons is not None:
-                    reasons.append(
-                        f'User "{user_id}" not bucketed into a targeting rule {rule.label}. '
-                        'Checking "Everyone Else" rule now.'
-                    )
-                break
-            if decision is not None:
-                return decision
-        decision = self._decide_rule(
-            everyone_else, flag, user_id, bucketing_id, attributes, forced_decisions, reasons
-        )
-        return NO_ROLLOUT_DECISION if decision is None else decision
-
-    def _decide_rule(
-        self,
-        rule: RolloutRule,
-        flag: Flag,
-        user_id: str,
-        bucketing_id: str,
-        attributes: Mapping[str, Any],
-        forced_decisions: Mapping[tuple[str, str | None], str],
-        reasons: list[str] | None,
-    ) -> FlagDecision | None:
-        """One rollout rule's decision.
-
-        ``None`` when the rule's audiences do not admit the user; ``NO_ROLLOUT_DECISION``
-        when they do but the user is bucketed into no variation.
-        """
-        experiment = rule.experiment
-        if forced_decisions:
-            forced = self._forced_decision(flag, experiment.key, forced_decisions, user_id, reasons)
-            if forced is not None:
-                return FlagDecision(
-                    experiment, forced, SOURCE_ROLLOUT, bool(forced.feature_enabled)
-                )
-        if self._holdouts.rule_holdouts:
-            local = self._holdouts.local_decision(
-                experiment, "delivery rule", user_id, attributes, reasons
-            )
-            if local is not None:
-                return local
-        check = rule.plan.audience_check
-        admitted = check is None or check(attributes)
-        if reasons is not None:
-            _bucketing_id_reason(attributes, reasons)
-            audience_lines(reasons, f"rule {rule.label}", rule.plan, admitted)
-            verb = "meets" if admitted else "does not meet"
-            reasons.append(
-                f'User "{user_id}" {verb} audience conditions for targeting rule {rule.label}.'
-            )
-        if not admitted:
-            return None
-        variation = rule.plan.bucket(bucketing_id, user_id, reasons)
-        if variation is None:
-            return NO_ROLLOUT_DECISION
-        if reasons is not None:
-            reasons.append(f'User "{user_id}" bucketed into a targeting rule {rule.label}.')
-        return FlagDecision(experiment, variation, SOURCE_ROLLOUT, bool(variation.feature_enabled))
