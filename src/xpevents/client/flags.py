@@ -195,6 +195,21 @@ class FlagDecisions(ClientPart):
             reasons=reasons,
             profile=profile,
         )
+        if decision.error:  # the official error decision: nothing sent, no notification
+            if reasons is None:  # it carries its reasons even without INCLUDE_REASONS
+                reasons = []
+                self._decider.decide_flag(
+                    flag,
+                    user_id,
+                    attributes,
+                    forced_variations=forced or _EMPTY,
+                    forced_decisions=forced_decisions,
+                    reasons=reasons,
+                )
+            errors = tuple(reasons)
+            return Decision(
+                flag_key=flag.key, user_id=user_id, reasons=errors, user_context=user_context
+            )
         experiment, variation, enabled = decision.experiment, decision.variation, decision.enabled
         rule_key = experiment.key if experiment is not None else None
         dispatched = _DISABLE_EVENT not in opts and self._impressions(

@@ -70,6 +70,27 @@ __all__ = [
 _EMPTY: Mapping[Any, Any] = {}
 
 
+class CmabUnavailable(Exception):
+    """A user is in a CMAB experiment's traffic: only the prediction service could decide."""
+
+
+def _cmab(
+    experiment: Experiment, hit: Variation | None, user_id: str, reasons: list[str] | None
+) -> Variation | None:
+    """A CMAB experiment, with no prediction service: as optimizely-sdk when it is down."""
+    if hit is None:
+        if reasons is not None:
+            reasons.append(
+                f'User "{user_id}" not in CMAB experiment "{experiment.key}" due to traffic '
+                "allocation."
+            )
+            reasons.append(f'User "{user_id}" is in no variation.')
+        return None
+    if reasons is not None:
+        reasons.append(f"Failed to fetch CMAB data for experiment {experiment.key}.")
+    raise CmabUnavailable(experiment.key)
+
+
 class Decider(RuleDecisions, VariableValues):
     """Decisions for one :class:`ProjectConfig`; stateless apart from it and thread-safe."""
 
@@ -138,6 +159,22 @@ class Decider(RuleDecisions, VariableValues):
         variation and the whitelist, and a variation found by bucketing is stored in it.
         Human-readable reasons are appended to ``reasons`` when given.
         """
+        try:
+            return self._get_variation(
+                experiment, user_id, attributes, forced_variation_key, reasons, profile
+            )
+        except CmabUnavailable:
+            return None  # activate / get_variation: no variation, as official
+
+    def _get_variation(
+        self,
+        experiment: Experiment,
+        user_id: str,
+        attributes: Mapping[str, Any],
+        forced_variation_key: str | None,
+        reasons: list[str] | None,
+        profile: StickyProfile | None,
+    ) -> Variation | None:
         if not self._config.usable:
             return None
         plan = self._plans.get(experiment.id)
@@ -156,6 +193,50 @@ class Decider(RuleDecisions, VariableValues):
             if stored is not None:
                 return stored
         return self._admit_and_bucket(plan, user_id, attributes, reasons, profile)
+
+    def _experiment_decision(
+        self,
+        experiment: Experiment,
+        user_id: str,
+        attributes: Mapping[str, Any],
+        forced_variations: Mapping[str, str],
+        reasons: list[str] | None,
+        profile: StickyProfile | None,
+        held: FlagDecision | None,
+    ) -> FlagDecision | None:
+        """One experiment of a flag: its decision, the CMAB error one, or ``None``."""
+        # The official get_variation returns the reasons it was given plus its own,
+        # and the flag adds them all to those it had: the earlier ones repeat.
+        own: list[str] | None = None if reasons is None else []
+        error: FlagDecision | None = None
+        try:
+            variation = self._variation(
+                experiment, user_id, attributes, forced_variations, own, profile
+            )
+        except CmabUnavailable:
+            variation = None
+            error = FlagDecision(experiment, None, SOURCE_FEATURE_TEST, False, error=True)
+        if reasons is not None and own is not None:
+            reasons.extend(reasons)
+            reasons.extend(own)
+        if error is not None or variation is None:
+            return error
+        enabled = bool(variation.feature_enabled)
+        holdout = held.holdout if held is not None else None
+        return FlagDecision(experiment, variation, SOURCE_FEATURE_TEST, enabled, holdout)
+
+    def _variation(
+        self,
+        experiment: Experiment,
+        user_id: str,
+        attributes: Mapping[str, Any],
+        forced_variations: Mapping[str, str],
+        reasons: list[str] | None,
+        profile: StickyProfile | None,
+    ) -> Variation | None:
+        """:meth:`get_variation` for a flag's experiment; CMAB raises CmabUnavailable."""
+        forced = forced_variations.get(experiment.key) if forced_variations else None
+        return self._get_variation(experiment, user_id, attributes, forced, reasons, profile)
 
     def _admit_and_bucket(
         self,
@@ -183,6 +264,8 @@ class Decider(RuleDecisions, VariableValues):
         if reasons is not None:
             bucketing_id_reason(attributes, reasons)
         variation = plan.bucket(bucketing_id, user_id, reasons)
+        if plan.experiment.cmab_traffic is not None:
+            return _cmab(plan.experiment, variation, user_id, reasons)
         if reasons is not None:
             reasons.append(
                 f'User "{user_id}" is in no variation.'
@@ -290,24 +373,9 @@ class Decider(RuleDecisions, VariableValues):
             )
             if local is not None:
                 return local
-            # The official get_variation returns the reasons it was given plus its own,
-            # and the flag adds them all to those it had: the earlier ones repeat.
-            own: list[str] | None = None if reasons is None else []
-            variation = self.get_variation(
-                experiment,
-                user_id,
-                attributes,
-                forced_variation_key=forced_variations.get(experiment.key)
-                if forced_variations
-                else None,
-                reasons=own,
-                profile=profile,
+            decision = self._experiment_decision(
+                experiment, user_id, attributes, forced_variations, reasons, profile, held
             )
-            if reasons is not None and own is not None:
-                reasons.extend(reasons)
-                reasons.extend(own)
-            if variation is not None:
-                enabled = bool(variation.feature_enabled)
-                holdout = held.holdout if held is not None else None
-                return FlagDecision(experiment, variation, SOURCE_FEATURE_TEST, enabled, holdout)
+            if decision is not None:
+                return decision
         return None

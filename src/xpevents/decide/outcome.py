@@ -38,6 +38,9 @@ class FlagDecision(msgspec.Struct, frozen=True):
     holdout: FlagDecision | None = None
     """A global holdout with ``excludeTargetedDeliveries`` the user is in: its impression
     is sent as well as this decision's."""
+    error: bool = False
+    """The decision failed (a CMAB experiment whose prediction service is out of reach):
+    the flag's decision is the official error decision, with no event."""
 
     @property
     def rule_key(self) -> str | None:

@@ -73,6 +73,8 @@ class Experiment(msgspec.Struct, frozen=True):
     group_policy: str | None
     type: str | None
     audience_check: AudienceCheck | None
+    cmab_traffic: int | None = None
+    """For a CMAB (contextual bandit) experiment: the end of its traffic range."""
 
     @property
     def is_running(self) -> bool:

@@ -68,6 +68,7 @@ class WireExperiment(msgspec.Struct, frozen=True, rename="camel"):
     group_id: str | None = None
     group_policy: str | None = None
     type: str | None = None
+    cmab: dict[str, Any] | None = None
 
 
 class WireGroup(msgspec.Struct, frozen=True, rename="camel"):
