@@ -121,7 +121,101 @@ def main() -> None:
     cheap = _time_per_call(users, lambda i: uuid4_str())
     label = "uuid: str(uuid.uuid4()) vs uuid4_str()"
     print(f"{label:<50} {std:>12.2f} µs {cheap:>7.2f} µs {std / cheap:>6.1f}x")
+    sticky_and_holdout_rows(datafile, flags, ids, users)
     logging.disable(logging.NOTSET)
+
+
+class OfficialMemoryUPS:
+    """An in-memory UPS for optimizely-sdk, as its README shows: a dict of profiles."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, Any] = {}
+
+    def lookup(self, user_id: str) -> Any:
+        return self.profiles.get(user_id)
+
+    def save(self, user_profile: dict[str, Any]) -> None:
+        self.profiles[user_profile["user_id"]] = user_profile
+
+
+def _with_holdout(datafile: dict[str, Any]) -> dict[str, Any]:
+    """The fixture with a running global holdout of 5% (audience-free)."""
+    doc = json.loads(json.dumps(datafile))
+    doc["holdouts"] = [
+        {
+            "id": "hold-1",
+            "key": "global_holdout",
+            "status": "Running",
+            "variations": [{"id": "hold-off", "key": "off", "featureEnabled": False}],
+            "trafficAllocation": [{"entityId": "hold-off", "endOfRange": 500}],
+            "audienceIds": [],
+        }
+    ]
+    return doc
+
+
+def sticky_and_holdout_rows(
+    datafile: dict[str, Any], flags: list[str], ids: list[str], users: int
+) -> None:
+    """decide with each profile store, vs the official SDK with its own memory UPS."""
+    import tempfile
+
+    from optimizely import optimizely
+    from optimizely.event.event_processor import ForwardingEventProcessor
+
+    from xpevents.client import Client
+    from xpevents.profiles import MemoryProfileStore, RedisProfileStore, SQLiteProfileStore
+
+    n_flag, n_attr = len(flags), len(ATTRIBUTE_SETS)
+    text = json.dumps(datafile)
+
+    def official(ups: Any, doc: str = text) -> Any:
+        return optimizely.Optimizely(
+            doc,
+            user_profile_service=ups,
+            event_processor=ForwardingEventProcessor(NoOpDispatcher()),
+        )
+
+    def ours(ups: Any, doc: dict[str, Any] = datafile) -> Client:
+        return Client(doc, NoOpDispatcher(), user_profile_service=ups)
+
+    def ours_decide(client: Client) -> Callable[[int], object]:
+        # each user twice: the first call stores, the second finds the profile
+        return lambda i: client.decide(ids[i // 2], flags[i % n_flag], ATTRIBUTE_SETS[i % n_attr])
+
+    def official_decide(sdk: Any) -> Callable[[int], object]:
+        def call(i: int) -> object:
+            user = sdk.create_user_context(ids[i // 2], ATTRIBUTE_SETS[i % n_attr])
+            return user.decide(flags[i % n_flag])
+
+        return call
+
+    print()
+    print(f"sticky bucketing: each of {users // 2:,} users decided twice (store, then hit)")
+    print(f"{'call':<50} {'optimizely-sdk':>15} {'xpevents':>10} {'ratio':>7}")
+    theirs = _time_per_call(users, official_decide(official(OfficialMemoryUPS())))
+    mine = _time_per_call(users, ours_decide(ours(MemoryProfileStore())))
+    label = "decide, memory UPS (official: README dict UPS)"
+    print(f"{label:<50} {theirs:>12.2f} µs {mine:>7.2f} µs {theirs / mine:>6.1f}x")
+    base = _time_per_call(users, ours_decide(ours(None)))
+    print(f"{'decide, no UPS (xpevents only)':<50} {'':>15} {base:>7.2f} µs")
+    n_io = max(2, users // 10)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteProfileStore(Path(tmp) / "profiles.db")
+        sqlite_us = _time_per_call(n_io, ours_decide(ours(store)))
+        print(f"{'decide, SQLiteProfileStore (xpevents only)':<50} {'':>15} {sqlite_us:>7.2f} µs")
+    redis_store = RedisProfileStore(prefix=f"bench:{uuid.uuid4().hex}:", socket_timeout=0.5)
+    if redis_store.lookup("probe") is None and redis_store.stats().errors == 0:
+        redis_us = _time_per_call(n_io, ours_decide(ours(redis_store)))
+        label = "decide, RedisProfileStore 127.0.0.1 (xpevents only)"
+        print(f"{label:<50} {'':>15} {redis_us:>7.2f} µs")
+    else:
+        print("decide, RedisProfileStore: skipped (no Redis at 127.0.0.1:6379)")
+    held = _with_holdout(datafile)
+    theirs = _time_per_call(users, official_decide(official(None, json.dumps(held))))
+    mine = _time_per_call(users, ours_decide(ours(None, held)))
+    label = "decide, datafile with a 5% global holdout"
+    print(f"{label:<50} {theirs:>12.2f} µs {mine:>7.2f} µs {theirs / mine:>6.1f}x")
 
 
 if __name__ == "__main__":

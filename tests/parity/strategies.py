@@ -398,3 +398,55 @@ def users(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     """A ``(user_id, attributes)`` pair; user ids include the whitelisted ones."""
     user_id = draw(st.one_of(st.sampled_from(USER_IDS), st.text("abcdef0123456789-", max_size=12)))
     return user_id, draw(user_attributes())
+
+
+@st.composite
+def holdout_datafiles(draw: st.DrawFn) -> dict[str, Any]:
+    """A generated datafile with global and local holdouts (optimizely-sdk 5.7.0 shapes).
+
+    Holdouts draw their audiences from the datafile's, their traffic from "all", "none"
+    and random splits; local holdouts name experiment and rollout rule ids (and one that
+    does not exist); some exclude targeted deliveries, some experiments become ``td``.
+    """
+    datafile = draw(datafiles())
+    audience_ids = [a["id"] for a in datafile["typedAudiences"] + datafile["audiences"]]
+    rule_ids = [e["id"] for e in datafile["experiments"]]
+    rule_ids += [e["id"] for r in datafile["rollouts"] for e in r["experiments"]]
+    for experiment in datafile["experiments"]:
+        if draw(st.integers(0, 3)) == 0:
+            experiment["type"] = "td"
+    counter = iter(range(900_000, 10**9))
+
+    def holdout(local: bool) -> dict[str, Any]:
+        hid = str(next(counter))
+        variations = [
+            {"id": str(next(counter)), "key": f"off_{hid}", "featureEnabled": False},
+        ]
+        if draw(st.booleans()):
+            variations.append(
+                {"id": str(next(counter)), "key": f"on_{hid}", "featureEnabled": True}
+            )
+        share = draw(st.sampled_from([0, 10000, 500, 3000, 7000]))
+        traffic = [{"entityId": variations[0]["id"], "endOfRange": share}]
+        if len(variations) > 1:
+            traffic.append({"entityId": variations[1]["id"], "endOfRange": min(10000, share * 2)})
+        entry: dict[str, Any] = {
+            "id": hid,
+            "key": f"holdout_{hid}",
+            "status": draw(st.sampled_from(["Running", "Running", "Running", "Draft"])),
+            "variations": variations,
+            "trafficAllocation": traffic,
+            "audienceIds": draw(st.lists(st.sampled_from(audience_ids), max_size=2))
+            if audience_ids
+            else [],
+            "excludeTargetedDeliveries": draw(st.booleans()),
+        }
+        if local:
+            entry["includedRules"] = draw(
+                st.lists(st.sampled_from([*rule_ids, "no-such-rule"]), min_size=1, max_size=3)
+            )
+        return entry
+
+    datafile["holdouts"] = [holdout(False) for _ in range(draw(st.integers(0, 2)))]
+    datafile["localHoldouts"] = [holdout(True) for _ in range(draw(st.integers(0, 2)))]
+    return datafile

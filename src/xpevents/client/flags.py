@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from xpevents.client.notifications import NotificationType
 from xpevents.client.shared import ClientPart, Collaborators
 from xpevents.decide import Decision, OptimizelyDecideOption, parse_decide_options
-from xpevents.decide.decider import SOURCE_FEATURE_TEST
+from xpevents.decide.decider import SOURCE_FEATURE_TEST, SOURCE_HOLDOUT
 
 if TYPE_CHECKING:
     from xpevents.client.user_context import OptimizelyUserContext
@@ -37,6 +37,7 @@ _ENABLED_ONLY = OptimizelyDecideOption.ENABLED_FLAGS_ONLY
 _INCLUDE_REASONS = OptimizelyDecideOption.INCLUDE_REASONS
 _EXCLUDE_VARIABLES = OptimizelyDecideOption.EXCLUDE_VARIABLES
 _IGNORE_PROFILES = OptimizelyDecideOption.IGNORE_USER_PROFILE_SERVICE
+_ALWAYS_SENT: Final = frozenset({SOURCE_FEATURE_TEST, SOURCE_HOLDOUT})
 
 _EMPTY: Final[Mapping[Any, Any]] = {}
 
@@ -194,23 +195,26 @@ class FlagDecisions(ClientPart):
             reasons=reasons,
             profile=profile,
         )
+        if decision.error:  # the official error decision: nothing sent, no notification
+            if reasons is None:  # it carries its reasons even without INCLUDE_REASONS
+                reasons = []
+                self._decider.decide_flag(
+                    flag,
+                    user_id,
+                    attributes,
+                    forced_variations=forced or _EMPTY,
+                    forced_decisions=forced_decisions,
+                    reasons=reasons,
+                )
+            errors = tuple(reasons)
+            return Decision(
+                flag_key=flag.key, user_id=user_id, reasons=errors, user_context=user_context
+            )
         experiment, variation, enabled = decision.experiment, decision.variation, decision.enabled
         rule_key = experiment.key if experiment is not None else None
-        source = decision.source
-        dispatched = _DISABLE_EVENT not in opts and (
-            source == SOURCE_FEATURE_TEST or self._config.send_flag_decisions
+        dispatched = _DISABLE_EVENT not in opts and self._impressions(
+            decision, user_id, attributes, flag.key
         )
-        if dispatched:
-            self._report.impression(
-                experiment,
-                variation,
-                user_id,
-                attributes,
-                flag.key,
-                rule_key or "",
-                source,
-                enabled,
-            )
         variables = {} if _EXCLUDE_VARIABLES in opts else self._decider.variables(flag, decision)
         reason_tuple = tuple(reasons) if reasons else ()
         if self._report.listens(_DECISION):
@@ -225,6 +229,38 @@ class FlagDecisions(ClientPart):
             reasons=reason_tuple,
             user_context=user_context,
         )
+
+    def _impressions(
+        self, decision: FlagDecision, user_id: str, attributes: dict[str, Any], flag_key: str
+    ) -> bool:
+        """Send the decision's impressions, as official; whether one was sent."""
+        source = decision.source
+        held = decision.holdout
+        if held is not None and source != SOURCE_HOLDOUT:
+            # excludeTargetedDeliveries: the holdout's impression too, first (as official)
+            self._report.impression(
+                held.experiment,
+                held.variation,
+                user_id,
+                attributes,
+                flag_key,
+                held.rule_key or "",
+                SOURCE_HOLDOUT,
+                held.enabled,
+            )
+        if not (source in _ALWAYS_SENT or self._config.send_flag_decisions):
+            return held is not None
+        self._report.impression(
+            decision.experiment,
+            decision.variation,
+            user_id,
+            attributes,
+            flag_key,
+            decision.rule_key or "",
+            source,
+            decision.enabled,
+        )
+        return True
 
     def _notify(
         self,

@@ -30,70 +30,71 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
-from xpevents.decide.bucketing import BUCKETING_ID_ATTRIBUTE, get_bucketing_id
+from xpevents.decide.bucketing import BUCKETING_ID_ATTRIBUTE
 from xpevents.decide.datafile import (
     Experiment,
     Flag,
     ProjectConfig,
     Rollout,
-    VariableDef,
     Variation,
+)
+from xpevents.decide.holdouts import HoldoutPlans, audience_lines
+from xpevents.decide.outcome import (
+    NO_ROLLOUT_DECISION,
+    SOURCE_FEATURE_TEST,
+    SOURCE_HOLDOUT,
+    SOURCE_ROLLOUT,
+    FlagDecision,
 )
 from xpevents.decide.plan import ExperimentPlan, RolloutRule, cast_variable
 from xpevents.decide.profile import StickyProfile, stored_variation
+from xpevents.decide.rules import RuleDecisions, bucketing_id_reason
+from xpevents.decide.variables import VariableValues
 
 logger = logging.getLogger("xpevents.decisions")
 
 __all__ = [
     "SOURCE_FEATURE_TEST",
+    "SOURCE_HOLDOUT",
     "SOURCE_ROLLOUT",
     "Decider",
     "FlagDecision",
     "cast_variable",
 ]
 
-SOURCE_FEATURE_TEST: Final = "feature-test"
-SOURCE_ROLLOUT: Final = "rollout"
 
 _EMPTY: Mapping[Any, Any] = {}
 
 
-class FlagDecision(msgspec.Struct, frozen=True):
-    """The result of a flag decision.
-
-    ``experiment`` is the experiment or rollout rule that decided (``None`` for a
-    flag-level forced decision or no decision); ``source`` is ``"feature-test"`` or
-    ``"rollout"`` (also reported when nothing matched, as the official SDK does);
-    ``enabled`` is ``variation.feature_enabled is True``-ish (truthy).
-    """
-
-    experiment: Experiment | None
-    variation: Variation | None
-    source: str
-    enabled: bool
-
-    @property
-    def rule_key(self) -> str | None:
-        """The key of the deciding experiment or rule, ``None`` when there is none."""
-        return self.experiment.key if self.experiment is not None else None
-
-    @property
-    def variation_key(self) -> str | None:
-        """The key of the variation, ``None`` when there is none."""
-        return self.variation.key if self.variation is not None else None
+class CmabUnavailable(Exception):
+    """A user is in a CMAB experiment's traffic: only the prediction service could decide."""
 
 
-_NO_ROLLOUT_DECISION: Final = FlagDecision(None, None, SOURCE_ROLLOUT, False)
+def _cmab(
+    experiment: Experiment, hit: Variation | None, user_id: str, reasons: list[str] | None
+) -> Variation | None:
+    """A CMAB experiment, with no prediction service: as optimizely-sdk when it is down."""
+    if hit is None:
+        if reasons is not None:
+            reasons.append(
+                f'User "{user_id}" not in CMAB experiment "{experiment.key}" due to traffic '
+                "allocation."
+            )
+            reasons.append(f'User "{user_id}" is in no variation.')
+        return None
+    if reasons is not None:
+        reasons.append(f"Failed to fetch CMAB data for experiment {experiment.key}.")
+    raise CmabUnavailable(experiment.key)
 
 
-class Decider:
+class Decider(RuleDecisions, VariableValues):
     """Decisions for one :class:`ProjectConfig`; stateless apart from it and thread-safe."""
 
-    __slots__ = ("_adhoc", "_by_id", "_config", "_plans", "_rollouts")
+    __slots__ = ("_adhoc", "_by_id", "_config", "_holdouts", "_plans", "_rollouts")
 
     def __init__(self, config: ProjectConfig) -> None:
         self._config = config
@@ -103,6 +104,7 @@ class Decider:
         }
         # experiments not in experiments_by_id (rollout rule objects, foreign objects)
         self._adhoc: dict[int, ExperimentPlan] = {}
+        self._holdouts = HoldoutPlans(config)
         self._rollouts: dict[str, tuple[tuple[RolloutRule, ...], RolloutRule]] = {}
         for rollout_id, rollout in config.rollouts.items():
             rules = self._rollout_rules(rollout)
@@ -157,6 +159,22 @@ class Decider:
         variation and the whitelist, and a variation found by bucketing is stored in it.
         Human-readable reasons are appended to ``reasons`` when given.
         """
+        try:
+            return self._get_variation(
+                experiment, user_id, attributes, forced_variation_key, reasons, profile
+            )
+        except CmabUnavailable:
+            return None  # activate / get_variation: no variation, as official
+
+    def _get_variation(
+        self,
+        experiment: Experiment,
+        user_id: str,
+        attributes: Mapping[str, Any],
+        forced_variation_key: str | None,
+        reasons: list[str] | None,
+        profile: StickyProfile | None,
+    ) -> Variation | None:
         if not self._config.usable:
             return None
         plan = self._plans.get(experiment.id)
@@ -176,6 +194,50 @@ class Decider:
                 return stored
         return self._admit_and_bucket(plan, user_id, attributes, reasons, profile)
 
+    def _experiment_decision(
+        self,
+        experiment: Experiment,
+        user_id: str,
+        attributes: Mapping[str, Any],
+        forced_variations: Mapping[str, str],
+        reasons: list[str] | None,
+        profile: StickyProfile | None,
+        held: FlagDecision | None,
+    ) -> FlagDecision | None:
+        """One experiment of a flag: its decision, the CMAB error one, or ``None``."""
+        # The official get_variation returns the reasons it was given plus its own,
+        # and the flag adds them all to those it had: the earlier ones repeat.
+        own: list[str] | None = None if reasons is None else []
+        error: FlagDecision | None = None
+        try:
+            variation = self._variation(
+                experiment, user_id, attributes, forced_variations, own, profile
+            )
+        except CmabUnavailable:
+            variation = None
+            error = FlagDecision(experiment, None, SOURCE_FEATURE_TEST, False, error=True)
+        if reasons is not None and own is not None:
+            reasons.extend(reasons)
+            reasons.extend(own)
+        if error is not None or variation is None:
+            return error
+        enabled = bool(variation.feature_enabled)
+        holdout = held.holdout if held is not None else None
+        return FlagDecision(experiment, variation, SOURCE_FEATURE_TEST, enabled, holdout)
+
+    def _variation(
+        self,
+        experiment: Experiment,
+        user_id: str,
+        attributes: Mapping[str, Any],
+        forced_variations: Mapping[str, str],
+        reasons: list[str] | None,
+        profile: StickyProfile | None,
+    ) -> Variation | None:
+        """:meth:`get_variation` for a flag's experiment; CMAB raises CmabUnavailable."""
+        forced = forced_variations.get(experiment.key) if forced_variations else None
+        return self._get_variation(experiment, user_id, attributes, forced, reasons, profile)
+
     def _admit_and_bucket(
         self,
         plan: ExperimentPlan,
@@ -187,7 +249,10 @@ class Decider:
         """Audiences, then bucketing (the new variation joins the profile)."""
         experiment = plan.experiment
         check = plan.audience_check
-        if check is not None and not check(attributes):
+        admitted = check is None or check(attributes)
+        if reasons is not None:
+            audience_lines(reasons, f'experiment "{experiment.key}"', plan, admitted)
+        if not admitted:
             if reasons is not None:
                 reasons.append(
                     f'User "{user_id}" does not meet conditions to be in experiment '
@@ -196,7 +261,11 @@ class Decider:
             return None
         attribute_id = attributes.get(BUCKETING_ID_ATTRIBUTE) if attributes else None
         bucketing_id = attribute_id if isinstance(attribute_id, str) else user_id
+        if reasons is not None:
+            bucketing_id_reason(attributes, reasons)
         variation = plan.bucket(bucketing_id, user_id, reasons)
+        if plan.experiment.cmab_traffic is not None:
+            return _cmab(plan.experiment, variation, user_id, reasons)
         if reasons is not None:
             reasons.append(
                 f'User "{user_id}" is in no variation.'
@@ -207,34 +276,6 @@ class Decider:
         if profile is not None and variation is not None:
             profile.remember(experiment.id, variation.id)
         return variation
-
-    def _forced_decision(
-        self,
-        flag: Flag,
-        rule_key: str | None,
-        forced_decisions: Mapping[tuple[str, str | None], str],
-        user_id: str,
-        reasons: list[str] | None,
-    ) -> Variation | None:
-        variation_key = forced_decisions.get((flag.key, rule_key))
-        if variation_key is None:
-            return None
-        for variation in self._config.flag_variations.get(flag.key, ()):
-            if variation.key == variation_key:
-                if reasons is not None:
-                    where = f"flag ({flag.key})" + (f", rule ({rule_key})" if rule_key else "")
-                    reasons.append(
-                        f"Variation ({variation_key}) is mapped to {where} and user "
-                        f"({user_id}) in the forced decision map."
-                    )
-                return variation
-        if reasons is not None:
-            where = f"flag ({flag.key})" + (f", rule ({rule_key})" if rule_key else "")
-            reasons.append(
-                f"Invalid variation is mapped to {where} and user ({user_id}) "
-                "in the forced decision map."
-            )
-        return None
 
     def decide_flag(
         self,
@@ -255,137 +296,86 @@ class Decider:
         applies to the flag's experiments, never to its rollout rules, as official.
         """
         if not self._config.usable:
-            return _NO_ROLLOUT_DECISION
+            return NO_ROLLOUT_DECISION
         if forced_decisions:
             forced = self._forced_decision(flag, None, forced_decisions, user_id, reasons)
             if forced is not None:
                 return FlagDecision(None, forced, SOURCE_FEATURE_TEST, bool(forced.feature_enabled))
+            if reasons:  # the flag-level reasons stay out of the official repeats
+                rest: list[str] = []
+                decision = self._decide_rules(
+                    flag, user_id, attributes, forced_variations, forced_decisions, rest, profile
+                )
+                reasons.extend(rest)
+                return decision
+        return self._decide_rules(
+            flag, user_id, attributes, forced_variations, forced_decisions, reasons, profile
+        )
 
+    def _decide_rules(
+        self,
+        flag: Flag,
+        user_id: str,
+        attributes: Mapping[str, Any],
+        forced_variations: Mapping[str, str],
+        forced_decisions: Mapping[tuple[str, str | None], str],
+        reasons: list[str] | None,
+        profile: StickyProfile | None,
+    ) -> FlagDecision:
+        """Holdouts, the flag's experiments, then its rollout."""
+        held: FlagDecision | None = None
+        if self._holdouts.global_holdouts:
+            held = self._holdouts.global_decision(flag, user_id, attributes, reasons)
+            if held is not None and held.holdout is None:
+                return held  # held out: no rule is evaluated
+        decision = self._decide_experiments(
+            flag, user_id, attributes, forced_variations, forced_decisions, reasons, profile, held
+        )
+        if decision is not None:
+            return decision
+        if held is not None and reasons is not None:
+            reasons.append(
+                f'Holdout "{held.rule_key}" has excludeTargetedDeliveries enabled, '
+                "continuing to rollout evaluation."
+            )
+        decision = self._decide_rollout(flag, user_id, attributes, forced_decisions, reasons)
+        if held is not None:
+            return msgspec.structs.replace(decision, holdout=held.holdout)
+        return decision
+
+    def _decide_experiments(
+        self,
+        flag: Flag,
+        user_id: str,
+        attributes: Mapping[str, Any],
+        forced_variations: Mapping[str, str],
+        forced_decisions: Mapping[tuple[str, str | None], str],
+        reasons: list[str] | None,
+        profile: StickyProfile | None,
+        held: FlagDecision | None,
+    ) -> FlagDecision | None:
+        """The flag's experiments in order (only type ``td`` when ``held``)."""
         by_id = self._by_id
         for experiment_id in flag.experiment_ids:
             experiment = by_id.get(experiment_id)
-            if experiment is None:
+            if experiment is None or (held is not None and experiment.type != "td"):
                 continue
             if forced_decisions:
                 forced = self._forced_decision(
                     flag, experiment.key, forced_decisions, user_id, reasons
                 )
                 if forced is not None:
-                    return FlagDecision(
-                        experiment, forced, SOURCE_FEATURE_TEST, bool(forced.feature_enabled)
-                    )
-            variation = self.get_variation(
-                experiment,
-                user_id,
-                attributes,
-                forced_variation_key=forced_variations.get(experiment.key)
-                if forced_variations
-                else None,
-                reasons=reasons,
-                profile=profile,
+                    enabled = bool(forced.feature_enabled)
+                    holdout = held.holdout if held is not None else None
+                    return FlagDecision(experiment, forced, SOURCE_FEATURE_TEST, enabled, holdout)
+            local = self._holdouts.local_decision(
+                experiment, "experiment rule", user_id, attributes, reasons
             )
-            if variation is not None:
-                return FlagDecision(
-                    experiment, variation, SOURCE_FEATURE_TEST, bool(variation.feature_enabled)
-                )
-        return self._decide_rollout(flag, user_id, attributes, forced_decisions, reasons)
-
-    def _decide_rollout(
-        self,
-        flag: Flag,
-        user_id: str,
-        attributes: Mapping[str, Any],
-        forced_decisions: Mapping[tuple[str, str | None], str],
-        reasons: list[str] | None,
-    ) -> FlagDecision:
-        if not flag.rollout_id:
-            return _NO_ROLLOUT_DECISION
-        rollout = self._rollouts.get(flag.rollout_id)
-        if rollout is None:
-            if reasons is not None:
-                reasons.append(f"There is no rollout of feature {flag.key}.")
-            return _NO_ROLLOUT_DECISION
-        targeted, everyone_else = rollout
-        bucketing_id = get_bucketing_id(user_id, attributes) if attributes else user_id
-        for rule in targeted:
-            decision = self._decide_rule(
-                rule, flag, user_id, bucketing_id, attributes, forced_decisions, reasons
+            if local is not None:
+                return local
+            decision = self._experiment_decision(
+                experiment, user_id, attributes, forced_variations, reasons, profile, held
             )
-            if decision is _NO_ROLLOUT_DECISION:
-                # the user meets this rule's audiences: no other targeted rule is tried
-                if reasons is not None:
-                    reasons.append(
-                        f'User "{user_id}" not bucketed into a targeting rule {rule.label}. '
-                        'Checking "Everyone Else" rule now.'
-                    )
-                break
             if decision is not None:
                 return decision
-        decision = self._decide_rule(
-            everyone_else, flag, user_id, bucketing_id, attributes, forced_decisions, reasons
-        )
-        return _NO_ROLLOUT_DECISION if decision is None else decision
-
-    def _decide_rule(
-        self,
-        rule: RolloutRule,
-        flag: Flag,
-        user_id: str,
-        bucketing_id: str,
-        attributes: Mapping[str, Any],
-        forced_decisions: Mapping[tuple[str, str | None], str],
-        reasons: list[str] | None,
-    ) -> FlagDecision | None:
-        """One rollout rule's decision.
-
-        ``None`` when the rule's audiences do not admit the user; ``_NO_ROLLOUT_DECISION``
-        when they do but the user is bucketed into no variation.
-        """
-        experiment = rule.experiment
-        if forced_decisions:
-            forced = self._forced_decision(flag, experiment.key, forced_decisions, user_id, reasons)
-            if forced is not None:
-                return FlagDecision(
-                    experiment, forced, SOURCE_ROLLOUT, bool(forced.feature_enabled)
-                )
-        check = rule.plan.audience_check
-        admitted = check is None or check(attributes)
-        if reasons is not None:
-            verb = "meets" if admitted else "does not meet"
-            reasons.append(
-                f'User "{user_id}" {verb} audience conditions for targeting rule {rule.label}.'
-            )
-        if not admitted:
-            return None
-        variation = rule.plan.bucket(bucketing_id, user_id, reasons)
-        if variation is None:
-            return _NO_ROLLOUT_DECISION
-        if reasons is not None:
-            reasons.append(f'User "{user_id}" bucketed into a targeting rule {rule.label}.')
-        return FlagDecision(experiment, variation, SOURCE_ROLLOUT, bool(variation.feature_enabled))
-
-    def variable_value(
-        self, flag: Flag, variable_key: str, variation: Variation | None, enabled: bool
-    ) -> Any:
-        """A flag variable's typed value for a decision.
-
-        The variation's value when the flag is enabled for that variation (and the
-        variation sets the variable), else the default; converted by type (boolean,
-        integer, double, string, json). Raises ``KeyError`` for an unknown variable.
-        """
-        variable = flag.variables[variable_key]
-        return self._variable(variable, variation, enabled)
-
-    def _variable(self, variable: VariableDef, variation: Variation | None, enabled: bool) -> Any:
-        value: Any = variable.default_value
-        if enabled and variation is not None:
-            values = self._config.variable_values.get(variation.id)
-            value = None if values is None else values.get(variable.id, variable.default_value)
-        return cast_variable(value, variable.type)
-
-    def variables(self, flag: Flag, decision: FlagDecision) -> dict[str, Any]:
-        """Every variable of a flag, typed, for a decision (the ``variables`` of ``decide``)."""
-        return {
-            key: self._variable(variable, decision.variation, decision.enabled)
-            for key, variable in flag.variables.items()
-        }
+        return None

@@ -22,9 +22,14 @@ from xpevents.decide.datafile import Experiment, ProjectConfig, Variation
 
 logger = logging.getLogger("xpevents.decisions")
 
-__all__ = ["ExperimentPlan", "RolloutRule", "cast_variable"]
+__all__ = ["CMAB_HIT", "ExperimentPlan", "RolloutRule", "cast_variable"]
 
 _hash = mmh3.hash
+_DANGLING = Variation("", "", None, {})
+CMAB_HIT = Variation("$", "$", None, {})
+"""What bucketing a CMAB experiment gives a user in its traffic: the prediction service
+must choose the variation (see docs/decisions.md)."""
+"""The traffic value of a range whose entity id is not a variation of the experiment."""
 
 
 class ExperimentPlan:
@@ -59,9 +64,11 @@ class ExperimentPlan:
         self.bucket_suffix = experiment.id
         by_id = experiment.variations_by_id
         self.traffic: Allocation[Variation] = Allocation(
-            (t.end_of_range, by_id.get(t.entity_id) if t.entity_id else None)
+            (t.end_of_range, by_id.get(t.entity_id, _DANGLING) if t.entity_id else None)
             for t in experiment.traffic_allocation
         )
+        if experiment.cmab_traffic is not None:  # CMAB: in the traffic or not, no variation
+            self.traffic = Allocation([(experiment.cmab_traffic, CMAB_HIT)])
         self.in_group = experiment.group_policy == "random"
         self.group_suffix = ""
         self.group_allocation: Allocation[bool] | None = None
@@ -104,6 +111,9 @@ class ExperimentPlan:
         if not self.can_bucket:
             return None
         if self.in_group and not self._in_group(bucketing_id, user_id, reasons):
+            if reasons is not None and self.experiment.cmab_traffic is None:
+                # the official bucketer says so for a group miss too (not for CMAB)
+                reasons.append("Bucketed into an empty traffic range. Returning nil.")
             return None
         # bucketing.bucket_value, inlined: this runs on every decision
         key: str | bytes = bucketing_id + self.bucket_suffix
@@ -111,7 +121,9 @@ class ExperimentPlan:
             key = hashable_key(bucketing_id + self.bucket_suffix)
         bucket = (_hash(key, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE) >> 32
         variation = self.traffic.find(bucket)
-        if variation is None and reasons is not None:
+        if variation is _DANGLING:  # a range naming no variation of the experiment
+            return None
+        if variation is None and reasons is not None and self.experiment.cmab_traffic is None:
             reasons.append("Bucketed into an empty traffic range. Returning nil.")
         return variation
 

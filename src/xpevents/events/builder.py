@@ -121,7 +121,13 @@ class EventBuilder:
         campaign_ids: dict[str, str] = {}
         exp_variations: dict[str, dict[str, tuple[str | None, str]]] = {}
         # experiments_by_id first; the key map too, in case it holds more.
-        for experiment in (*config.experiments_by_id.values(), *config.experiments.values()):
+        holdouts = [h.experiment for h in config.global_holdouts]
+        holdouts += [h.experiment for hs in config.rule_holdouts.values() for h in hs]
+        for experiment in (
+            *config.experiments_by_id.values(),
+            *config.experiments.values(),
+            *holdouts,
+        ):
             if experiment.id not in campaign_ids:
                 campaign_ids[experiment.id] = normalize_campaign_id(
                     experiment.layer_id, experiment.id
@@ -210,7 +216,7 @@ class EventBuilder:
         variation_id: str | None = None
         variation_key = ""
         if variation is not None and variation.id:
-            if flag_key:
+            if flag_key and rule_type != "holdout":  # a holdout's variation: by holdout id
                 info = self._flag_variations.get(flag_key, {}).get(variation.id)
             else:
                 info = self._exp_variations.get(experiment_id, {}).get(variation.id)

@@ -26,6 +26,7 @@ from xpevents.decide.datafile.convert import (
     to_variation,
     with_everyone_else,
 )
+from xpevents.decide.datafile.holdouts import read_holdouts
 from xpevents.decide.datafile.model import (
     AttributeDef,
     Audience,
@@ -137,7 +138,16 @@ class _Builder:
         groups = self._groups(by_id, audiences)
         flags, experiment_flag_ids = self._flags(by_id, rollouts)
         by_id, rollouts, groups = _with_audience_checks(by_id, rollouts, groups, audiences)
-        return self._project_config(audiences, by_id, rollouts, groups, flags, experiment_flag_ids)
+        config = self._project_config(
+            audiences, by_id, rollouts, groups, flags, experiment_flag_ids
+        )
+        predicates = {a.id: a.predicate for a in audiences.values()}
+        global_holdouts, rule_holdouts = read_holdouts(self.wire, predicates, self.warn)
+        if not (global_holdouts or rule_holdouts):
+            return config
+        return msgspec.structs.replace(
+            config, global_holdouts=global_holdouts, rule_holdouts=read_only(rule_holdouts)
+        )
 
     def _check_version(self) -> None:
         version = self.wire.version

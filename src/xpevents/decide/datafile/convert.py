@@ -89,8 +89,16 @@ def to_experiment(
         group_id=group_id if in_group else wire.group_id,
         group_policy=group_policy if in_group else wire.group_policy,
         type=wire.type,
+        cmab_traffic=_cmab_traffic(wire.cmab),
         audience_check=None,
     )
+
+
+def _cmab_traffic(cmab: dict[str, Any] | None) -> int | None:
+    if cmab is None:
+        return None
+    end = cmab.get("trafficAllocation")
+    return end if isinstance(end, int) and not isinstance(end, bool) else 0
 
 
 def with_everyone_else(experiment: Experiment, everyone_else: Variation) -> Experiment:

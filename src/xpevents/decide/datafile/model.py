@@ -21,6 +21,7 @@ __all__ = [
     "Experiment",
     "Flag",
     "Group",
+    "Holdout",
     "ProjectConfig",
     "Rollout",
     "TrafficAllocation",
@@ -72,6 +73,8 @@ class Experiment(msgspec.Struct, frozen=True):
     group_policy: str | None
     type: str | None
     audience_check: AudienceCheck | None
+    cmab_traffic: int | None = None
+    """For a CMAB (contextual bandit) experiment: the end of its traffic range."""
 
     @property
     def is_running(self) -> bool:
@@ -144,6 +147,22 @@ class Group(msgspec.Struct, frozen=True):
     traffic_allocation: tuple[TrafficAllocation, ...]
 
 
+class Holdout(msgspec.Struct, frozen=True):
+    """A running holdout: an experiment-like entity decided before the flag's rules.
+
+    ``experiment`` carries its id, key, variations, traffic and compiled audience check
+    (``layer_id`` is empty, so impressions use the holdout id as campaign id, as
+    official). A global holdout (datafile ``holdouts``) applies to every flag; a local
+    one (``localHoldouts``) to the rules named in its ``includedRules``. With
+    ``exclude_targeted_deliveries`` a held-out user still gets targeted deliveries
+    (experiments of type ``td`` and rollouts), and the holdout's impression is sent too.
+    """
+
+    experiment: Experiment
+    exclude_targeted_deliveries: bool
+    is_global: bool
+
+
 class ProjectConfig(msgspec.Struct, frozen=True):
     """A loaded datafile with its indexes; immutable and safe to share between threads.
 
@@ -179,6 +198,10 @@ class ProjectConfig(msgspec.Struct, frozen=True):
     """Per variation id: variable id -> value string (the official SDK's global map)."""
     experiment_flag_ids: Mapping[str, str]
     """Experiment id -> id of the flag that uses it (feature tests)."""
+    global_holdouts: tuple[Holdout, ...] = ()
+    """Running global holdouts, in datafile order."""
+    rule_holdouts: Mapping[str, tuple[Holdout, ...]] = msgspec.field(default_factory=dict)
+    """Rule (experiment or rollout rule) id -> the running local holdouts naming it."""
 
     def flag_rules(self, flag: Flag) -> tuple[Experiment, ...]:
         """The flag's experiments (as resolved by id), then its rollout's rules."""

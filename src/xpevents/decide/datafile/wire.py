@@ -31,6 +31,7 @@ __all__ = [
     "WireVariableUsage",
     "WireVariation",
     "decode",
+    "reformat_error",
 ]
 
 
@@ -67,6 +68,7 @@ class WireExperiment(msgspec.Struct, frozen=True, rename="camel"):
     group_id: str | None = None
     group_policy: str | None = None
     type: str | None = None
+    cmab: dict[str, Any] | None = None
 
 
 class WireGroup(msgspec.Struct, frozen=True, rename="camel"):
@@ -125,6 +127,7 @@ class WireHoldout(msgspec.Struct, frozen=True, rename="camel"):
     audience_ids: tuple[str, ...]
     audience_conditions: Any = None
     included_rules: tuple[str, ...] | None = None
+    exclude_targeted_deliveries: bool = False
 
 
 class WireIntegration(msgspec.Struct, frozen=True, rename="camel"):
@@ -166,7 +169,7 @@ _DECODER: Final = msgspec.json.Decoder(WireDatafile)
 _MSGSPEC_AT = re.compile(r"^(?P<problem>.*?) - at `(?P<path>[^`]*)`(?: in `(?P<parent>[^`]*)`)?$")
 
 
-def _reformat(message: str) -> str:
+def reformat_error(message: str) -> str:
     """Turn a msgspec message into ``$.path: problem``."""
     match = _MSGSPEC_AT.match(message)
     if match:
@@ -208,7 +211,7 @@ def decode(datafile: str | bytes | Mapping[str, Any]) -> WireDatafile:
     try:
         return _DECODER.decode(datafile)
     except msgspec.ValidationError as exc:
-        raise DatafileError(_reformat(str(exc))) from None
+        raise DatafileError(reformat_error(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise DatafileError(f"$: invalid JSON: {exc}") from None
     except (RecursionError, UnicodeError) as exc:
