@@ -67,10 +67,12 @@ def _register() -> None:
     # Subcommands live next to the code they drive; each module exposes one click command.
     from xpevents.collector.cli import collector_command
     from xpevents.relay.cli import relay_command
+    from xpevents.relay.forward import forward_command
     from xpevents.spool.cli import spool_command
 
     main.add_command(collector_command, "collector")
     main.add_command(relay_command, "relay")
+    main.add_command(forward_command, "forward")
     main.add_command(spool_command, "spool")
 
 
