@@ -15,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from test_relay import payload_body
@@ -32,6 +33,7 @@ LIMITS: dict[str, Any] = {
 
 class Service:
     def __init__(self, name: str, base_url: str, pid: int) -> None:
+        self.base_url = base_url
         self.name = name
         self.host, port = base_url.removeprefix("http://").rsplit(":", 1)
         self.port = int(port)
@@ -41,6 +43,16 @@ class Service:
         sock = socket.create_connection((self.host, self.port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
+
+    def refusals(self, reason: str) -> float:
+        """The service's count of connection-level refusals for ``reason``."""
+        if self.name == "collector":
+            stats = httpx.get(self.base_url + "/stats", timeout=10).json()
+            return float(stats["rejected_by_reason"].get(reason, 0))
+        text = httpx.get(self.base_url + "/metrics", timeout=10).text
+        key = f'xpevents_relay_rejected_requests_total{{reason="{reason}"}} '
+        lines = [line for line in text.splitlines() if line.startswith(key)]
+        return float(lines[0].split()[-1]) if lines else 0.0
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -117,12 +129,14 @@ def test_a_good_request_over_a_raw_socket(service: Service) -> None:
 
 
 def test_oversized_headers_are_431_and_memory_stays_bounded(service: Service) -> None:
+    counted = service.refusals("header_too_large")
     before = service.rss_kb()
     response = service.exchange(
         b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
     )
     assert status_of(response) == 431
     assert body_of(response)["reason"] == "header_too_large"
+    assert service.refusals("header_too_large") == counted + 1
     sockets = [service.connect() for _ in range(4)]
     sent = [0] * len(sockets)
     line = b"X-Pad: " + b"b" * 1000 + b"\r\n"
@@ -147,6 +161,7 @@ def test_oversized_headers_are_431_and_memory_stays_bounded(service: Service) ->
 
 
 def test_trickled_headers_are_timed_out(service: Service) -> None:
+    counted = service.refusals("header_timeout")
     started = time.monotonic()
     with service.connect() as sock:
         sock.sendall(b"POST /v1/events HTTP/1.1\r\n")
@@ -161,6 +176,7 @@ def test_trickled_headers_are_timed_out(service: Service) -> None:
     assert time.monotonic() - started < 9  # cut off, not allowed the whole 10 s
     assert status_of(answer) == 408
     assert body_of(answer)["reason"] == "header_timeout"
+    assert service.refusals("header_timeout") == counted + 1
 
 
 def test_idle_sockets_never_starve_health_and_are_reaped(service: Service) -> None:

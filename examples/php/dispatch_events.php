@@ -8,23 +8,28 @@
  *   php dispatch_events.php --relay=http://127.0.0.1:8787 \
  *       --original=http://127.0.0.1:8788/v1/events --count=100 [--token=T]
  *       [--timeout-ms=100] [--connect-timeout-ms=100] [--fallback=URL|none]
- *       [--mode=relay|direct] [--prefix=php] [--eu]
+ *       [--mode=relay|direct|redis] [--redis=redis://127.0.0.1:6379/0?stream=S]
+ *       [--interval-ms=0] [--prefix=php] [--eu]
  *
  * --original is the URL the events are built for (the SDK uses the Event API's URL;
  * tests use a local collector's so that nothing ever leaves the machine). --fallback is
  * the dispatcher's fallback_url (default: the event's URL; "none": no direct send).
+ * --mode=redis appends to the Redis stream (RedisSpoolEventDispatcher), falling back to
+ * the relay (and so directly) when Redis is down; outcomes "redis" or "fallback:...".
  */
 
 require __DIR__ . '/stubs/LogEvent.php';
 require __DIR__ . '/stubs/EventDispatcherInterface.php';
 require __DIR__ . '/RelayEventDispatcher.php';
+require __DIR__ . '/RedisSpoolEventDispatcher.php';
 
 use Optimizely\Event\LogEvent;
+use Xpevents\RedisSpoolEventDispatcher;
 use Xpevents\RelayEventDispatcher;
 
 $opts = getopt('', [
     'relay:', 'original:', 'count:', 'token:', 'timeout-ms:', 'connect-timeout-ms:', 'fallback:',
-    'mode:', 'prefix:', 'eu',
+    'mode:', 'prefix:', 'eu', 'redis:', 'interval-ms:',
 ]);
 $relay = $opts['relay'] ?? 'http://127.0.0.1:8787';
 $original = $opts['original'] ?? null;
@@ -124,6 +129,19 @@ $dispatcher = new RelayEventDispatcher([
     },
 ]);
 
+$logger = function ($level, $message) {
+    fwrite(STDERR, "[$level] $message\n");
+};
+if ($mode === 'redis') {
+    $dispatcher = new RedisSpoolEventDispatcher([
+        'redis_url' => $opts['redis'] ?? 'redis://127.0.0.1:6379/0',
+        'fallback' => $dispatcher,
+        'logger' => $logger,
+        'retry_after_ms' => 200,
+    ]);
+}
+$interval = (int) ($opts['interval-ms'] ?? 0);
+
 $outcomes = [];
 $uuids = [];
 $latencies = [];
@@ -139,6 +157,9 @@ for ($i = 0; $i < $count; $i++) {
         $outcome = $dispatcher->lastOutcome;
     }
     $latencies[] = microtime(true) - $t0;
+    if ($interval) {
+        usleep(1000 * $interval);
+    }
     $outcomes[$outcome] = ($outcomes[$outcome] ?? 0) + 1;
     $uuids[] = ['uuid' => $uuid, 'outcome' => $outcome];
 }

@@ -128,6 +128,7 @@ def _register() -> None:
     from xpevents.collector.cli import collector_command
     from xpevents.inspect.cli import datafile_command, decide_command
     from xpevents.relay.cli import relay_command
+    from xpevents.relay.forward import forward_command
     from xpevents.spool.cli import spool_command
 
     collector_command.short_help = "An events-API-compatible sink with faults and stats."
@@ -136,6 +137,7 @@ def _register() -> None:
     main.add_command(datafile_command, "datafile")
     main.add_command(decide_command, "decide")
     main.add_command(relay_command, "relay")
+    main.add_command(forward_command, "forward")
     main.add_command(spool_command, "spool")
     _show_envvars(main)
 

@@ -81,4 +81,5 @@ class CollectorServer(AppServer):
             log_level=log_level,
             limits=limits,
             protocol=DropCapableH11Protocol,
+            on_refused=lambda reason: collector.stats.rejected.update((reason,)),
         )

@@ -45,6 +45,7 @@ from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, Spool
 from xpevents.relay.datafiles import DatafileCache, DatafileCacheSettings
 from xpevents.relay.ingest import split_payload
 from xpevents.relay.metrics import RelayMetrics, TimedTransport
+from xpevents.relay.routing import CANONICAL, RegionTransport
 from xpevents.relay.writer import SpoolWriter
 from xpevents.send.retry import RetryPolicy
 from xpevents.serving.body import read_body
@@ -149,7 +150,9 @@ class Relay:
         if settings.max_body < 1:
             raise ConfigError(f"max_body={settings.max_body!r}: must be >= 1")
         self.store = store
-        self.routes_to = {"us": settings.upstream, "eu": settings.upstream_eu}
+        # Envelopes carry the region's canonical URL; RegionTransport sends each
+        # request to the region's upstream as configured now (a backlog included).
+        self.routes_to = dict(CANONICAL)
         self.metrics = RelayMetrics({settings.upstream: "us", settings.upstream_eu: "eu"})
         self._token = settings.token.encode() if settings.token else None
         self._http = _upstream_client(settings, self.metrics, http_transport)
@@ -339,7 +342,8 @@ class Relay:
 def _upstream_client(
     settings: RelaySettings, metrics: RelayMetrics, transport: httpx.BaseTransport | None
 ) -> httpx.Client:
-    """The client the dispatcher forwards with, timed by ``metrics``; never reads proxy env."""
+    """The client the dispatcher forwards with: each request to its region's configured
+    upstream (:mod:`xpevents.relay.routing`), timed by ``metrics``; never reads proxy env."""
     inner = transport or deadline_transport(
         proxy=settings.proxy,
         limits=httpx.Limits(
@@ -347,8 +351,9 @@ def _upstream_client(
             max_keepalive_connections=settings.concurrency + 2,
         ),
     )
+    upstreams = {"us": settings.upstream, "eu": settings.upstream_eu}
     return httpx.Client(
-        transport=TimedTransport(inner, metrics),
+        transport=RegionTransport(TimedTransport(inner, metrics), upstreams),
         timeout=httpx.Timeout(settings.timeout),
         trust_env=False,
     )

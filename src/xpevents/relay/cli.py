@@ -37,6 +37,8 @@ __all__ = [
     "default_datafile_dir",
     "open_relay_spool",
     "relay_command",
+    "resolve_upstreams",
+    "warn_if_exposed",
 ]
 
 logger = logging.getLogger("xpevents.relay")
@@ -110,6 +112,56 @@ def open_relay_spool(spec: str, *, max_events: int, max_bytes: int, max_event_ag
 
 
 _POSITIVE = click.FloatRange(min=0.0, min_open=True)
+_LOOPBACK = ("127.", "::1", "localhost")
+
+
+def resolve_upstreams(options: dict[str, Any], base: str | None) -> dict[str, str]:
+    """``upstream`` and ``upstream_eu`` from the options and ``--upstream-base``.
+
+    ``--upstream-base http://host:port`` maps US events to ``/v1/events`` and EU events
+    to ``/eu/v1/events`` on that host (a usage error together with ``--upstream`` or
+    ``--upstream-eu``). Overriding only one of those two logs a WARNING: the other
+    region still goes to Optimizely's own endpoint.
+    """
+    us, eu = options["upstream"], options["upstream_eu"]
+    custom_us, custom_eu = us != _DEFAULTS.upstream, eu != _DEFAULTS.upstream_eu
+    if base is not None:
+        if custom_us or custom_eu:
+            raise click.UsageError(
+                "--upstream-base maps both regions: give it alone, or --upstream and "
+                "--upstream-eu without it"
+            )
+        try:
+            root = validate_url(base, argument="--upstream-base").rstrip("/")
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--upstream-base") from None
+        return {"upstream": root + "/v1/events", "upstream_eu": root + "/eu/v1/events"}
+    if custom_us != custom_eu:
+        given, other, target = (
+            ("--upstream", "--upstream-eu", eu)
+            if custom_us
+            else ("--upstream-eu", "--upstream", us)
+        )
+        logger.warning(
+            "only %s is set: events for the other region still go to %s (%s); set %s "
+            "too, or --upstream-base http://host:port for both",
+            given,
+            target,
+            other,
+            other,
+        )
+    return {"upstream": us, "upstream_eu": eu}
+
+
+def warn_if_exposed(host: str, token: str | None) -> None:
+    """A WARNING when the relay listens beyond loopback without ``--token``."""
+    if token is None and not host.startswith(_LOOPBACK):
+        logger.warning(
+            "relay listening on %s without --token: anyone who can reach this address can "
+            "submit events to your Optimizely project; set --token (or "
+            "XPEVENTS_RELAY_TOKEN), or listen on 127.0.0.1",
+            host,
+        )
 
 
 def _option(flag: str, **kwargs: Any) -> Callable[[_F], _F]:
@@ -151,6 +203,13 @@ def _name(flag: str) -> str:
 )
 @_setting("--upstream", callback=_url, help="Where POST /v1/events is forwarded.")
 @_setting("--upstream-eu", callback=_url, help="Where POST /eu/v1/events is forwarded.")
+@_option(
+    "--upstream-base",
+    default=None,
+    help="http://host:port: US events to /v1/events and EU events to /eu/v1/events "
+    "there (instead of --upstream and --upstream-eu). Spooled events always go to the "
+    "upstream configured now, whatever it was when they were accepted.",
+)
 @_setting(
     "--token",
     show_default=False,
@@ -272,6 +331,7 @@ def relay_command(
     port: int,
     spool: str,
     max_event_age: float,
+    upstream_base: str | None,
     log_level: str,
     **options: Any,
 ) -> None:
@@ -289,11 +349,13 @@ def relay_command(
     if options.get("datafile_cache_dir") is None:
         options["datafile_cache_dir"] = default_datafile_dir(spool)
     limits = connection_limits(options, options["retry_after"])
+    options.update(resolve_upstreams(options, upstream_base))
     try:
         settings = RelaySettings(**options)
         settings.datafile_settings()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    warn_if_exposed(host, settings.token)
     from xpevents.relay.server import RelayServer
 
     store = _open_store(spool, settings, max_event_age)

@@ -8,8 +8,9 @@ ids, unknown fields and the like are the Event API's business), then split: each
 visitor's JSON text is taken verbatim from the body (``msgspec.Raw``), so what the SDK
 sent is what the upstream receives. The project-level fields become the *envelope*, built
 exactly as :class:`~xpevents.BatchDispatcher` builds its own
-(:func:`xpevents.spool.envelope.batch_envelope`), with the URL set to the relay's
-configured upstream for the path: the relay is not an open proxy, and a URL inside a
+(:func:`xpevents.spool.envelope.batch_envelope`), with the URL set to the Event API's
+canonical URL of the path's region (:mod:`xpevents.relay.routing` sends it to the
+upstream configured when it is forwarded): the relay is not an open proxy, and a URL inside a
 payload is never followed.
 """
 

@@ -50,6 +50,7 @@ class RelayServer(AppServer):
             name="relay",
             log_level=log_level,
             limits=limits,
+            on_refused=lambda reason: relay.metrics.rejected.labels(reason).inc(),
             graceful_timeout=max(1, int(relay.settings.shutdown_timeout)),
         )
         self._server.on_signal = _log_signal

@@ -19,6 +19,11 @@ refuses ``/healthz``. :class:`GuardedH11Protocol` (uvicorn's h11 protocol) close
   Past ``max_connections + reserve`` a new connection is closed at once, so that file
   descriptors and memory stay bounded whatever the clients do.
 
+Each refusal is reported to ``on_refused(reason)`` (``header_too_large``,
+``header_timeout``, ``invalid_http``, ``too_many_connections``, ``connection_limit``):
+the relay counts them in ``xpevents_relay_rejected_requests_total``, the collector in
+``/stats`` ``rejected_by_reason``.
+
 A malformed request (``Content-Length`` and ``Transfer-Encoding`` together, two
 different lengths, a bad chunk size...) is answered ``400`` (JSON) and the connection
 closed, so nothing can be smuggled behind a request.
@@ -27,6 +32,7 @@ closed, so nothing can be smuggled behind a request.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -129,6 +135,8 @@ class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with the limits of the module docstring."""
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+    refusal_hooks: ClassVar[tuple[Callable[[str], object], ...]] = ()
+    """Each is called with the reason of each refusal (the services count them)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -149,7 +157,12 @@ class GuardedH11Protocol(H11Protocol):
     def _saturated(self) -> bool:
         return len(self.connections) > self.limits.max_connections
 
+    def _count(self, reason: str) -> None:
+        for hook in self.refusal_hooks:
+            hook(reason)
+
     async def _send_busy(self, send: Any) -> None:
+        self._count("too_many_connections")
         limits = self.limits
         body = _encode(
             {
@@ -172,6 +185,7 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         limits = self.limits
         if len(self.connections) > limits.max_connections + limits.reserve:
+            self._count("connection_limit")
             transport.abort()  # over the hard ceiling: not even read
             return
         self._arm_header_timer()
@@ -235,6 +249,7 @@ class GuardedH11Protocol(H11Protocol):
         )
 
     def _close_with(self, status: int, reason: str, message: str) -> None:
+        self._count(reason)
         self._cancel_header_timer()
         if not self.transport.is_closing():
             self.transport.write(_error_bytes(status, reason, message))
@@ -242,8 +257,12 @@ class GuardedH11Protocol(H11Protocol):
 
 
 def guarded_protocol(
-    limits: ConnectionLimits, base: type[GuardedH11Protocol] = GuardedH11Protocol
+    limits: ConnectionLimits,
+    base: type[GuardedH11Protocol] = GuardedH11Protocol,
+    on_refused: Callable[[str], object] | None = None,
 ) -> type[GuardedH11Protocol]:
-    """A subclass of ``base`` bound to ``limits`` (uvicorn instantiates the class)."""
+    """A subclass of ``base`` bound to ``limits`` and ``on_refused(reason)``
+    (uvicorn instantiates the class)."""
     limits.validate()
-    return type(base.__name__, (base,), {"limits": limits})
+    hooks = () if on_refused is None else (on_refused,)
+    return type(base.__name__, (base,), {"limits": limits, "refusal_hooks": hooks})

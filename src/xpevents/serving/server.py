@@ -90,6 +90,7 @@ class AppServer:
             default :class:`~xpevents.serving.guard.ConnectionLimits`'s defaults.
         protocol: the HTTP protocol class, a :class:`GuardedH11Protocol` (bound to
             ``limits``).
+        on_refused: called with the reason of each connection-level refusal.
         **uvicorn_options: more ``uvicorn.Config`` options.
 
     Raises ``OSError`` when the address is taken.
@@ -106,6 +107,7 @@ class AppServer:
         graceful_timeout: int = 5,
         limits: ConnectionLimits | None = None,
         protocol: type[GuardedH11Protocol] = GuardedH11Protocol,
+        on_refused: Callable[[str], object] | None = None,
         **uvicorn_options: Any,
     ) -> None:
         limits = limits or ConnectionLimits()
@@ -121,7 +123,7 @@ class AppServer:
             server_header=False,
             date_header=False,
             timeout_graceful_shutdown=graceful_timeout,
-            http=guarded_protocol(limits, protocol),
+            http=guarded_protocol(limits, protocol, on_refused),
             **{**limits.uvicorn_options(), **uvicorn_options},
         )
         self._server = _Server(config)

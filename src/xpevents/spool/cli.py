@@ -13,6 +13,7 @@ from rich.table import Table
 
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool.base import DeadLetter, Spool, SpoolStats
+from xpevents.spool.retarget import replay_to
 
 logger = logging.getLogger("xpevents.spool.cli")
 
@@ -153,14 +154,26 @@ def _print_stats(url: str, stats: SpoolStats, dead: list[DeadLetter], now: float
     help="Put dead letters back in the queue (otherwise: make waiting retries due now).",
 )
 @click.option("--reason", default=None, help="Only dead letters with this reason.")
-def replay_command(url: str, dead_letter: bool, reason: str | None) -> None:
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    help="With --dead-letter: replay them addressed to this URL instead of the one they "
+    "failed at (http://host:port maps US and EU paths). Stop the relay first.",
+)
+def replay_command(url: str, dead_letter: bool, reason: str | None, to: str | None) -> None:
     """Send again: dead letters (--dead-letter), or retries waiting for their backoff."""
     if reason is not None and not dead_letter:
         raise click.UsageError("--reason applies to --dead-letter only")
+    if to is not None and not dead_letter:
+        raise click.UsageError("--to applies to --dead-letter only")
     spool = _open(url)
     try:
         now = time.time()
-        if dead_letter:
+        if to is not None:
+            count = replay_to(spool, to, reason=reason, now=now)
+            what = f"dead letter(s) replayed to {to}"
+        elif dead_letter:
             count = spool.replay_dead_letters(reason=reason, now=now)
             what = f"dead letter(s){f' with reason {reason!r}' if reason else ''} replayed"
         else:
@@ -169,7 +182,7 @@ def replay_command(url: str, dead_letter: bool, reason: str | None) -> None:
                 raise click.ClickException(f"{spool.url}: this spool cannot reschedule retries")
             count = int(make_due(now=now))
             what = "record(s) waiting for a retry made due now"
-    except SpoolError as error:
+    except (SpoolError, ConfigError) as error:
         raise click.ClickException(str(error)) from error
     finally:
         spool.close()
