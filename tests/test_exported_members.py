@@ -84,7 +84,8 @@ MODULES = {
     ],
     "xpevents.example": ["example_datafile"],
     "xpevents.metrics": ["DispatcherMetrics", "register"],
-    "xpevents.integrations.starlette": ["lifespan"],
+    "xpevents.integrations.starlette": ["get_client", "get_user", "install", "lifespan"],
+    "xpevents.integrations.settings": ["Settings", "Wiring", "build"],
     "xpevents.relay.testing": ["RelayHandle", "run_relay"],
     "xpevents.official": ["use_fast_uuids"],
     "xpevents.errors": [
