@@ -92,3 +92,17 @@ def hit(base_url: str, path: str, users: list[str], header: str = "x-user-id") -
             assert response.status_code == 200, response.text
             bodies.append(response.text)
         return bodies
+
+
+def spread(base_url: str, path: str, workers: int, at_least: int, at_most: int) -> dict[str, int]:
+    """GET ``path?user=u<i>`` on a new connection each time, until ``workers`` pids answered
+    (and ``at_least`` requests were made); return requests per answering pid."""
+    pids: dict[str, int] = {}
+    for i in range(at_most):
+        response = httpx.get(f"{base_url}{path}", params={"user": f"u{i}"}, trust_env=False)
+        assert response.status_code == 200, response.text
+        pid = str(response.json()["pid"])
+        pids[pid] = pids.get(pid, 0) + 1
+        if len(pids) >= workers and i + 1 >= at_least:
+            break
+    return pids

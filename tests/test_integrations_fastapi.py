@@ -70,7 +70,7 @@ def _app(**options: object) -> Starlette:
         return PlainTextResponse(user.user_id)
 
     app = Starlette(routes=[Route("/who", who)])
-    install(app, example_datafile(), **options)  # type: ignore[arg-type]
+    install(app, example_datafile(), endpoint="http://127.0.0.1:9", **options)  # type: ignore[arg-type]
     return app
 
 
