@@ -87,6 +87,7 @@ MODULES = {
     "xpevents.integrations.starlette": ["get_client", "get_user", "install", "lifespan"],
     "xpevents.integrations.settings": ["Settings", "Wiring", "build"],
     "xpevents.integrations.flask": ["Xpevents", "current_client"],
+    "xpevents.integrations.django": ["client", "wiring"],
     "xpevents.relay.testing": ["RelayHandle", "run_relay"],
     "xpevents.official": ["use_fast_uuids"],
     "xpevents.errors": [
