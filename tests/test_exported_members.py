@@ -88,6 +88,7 @@ MODULES = {
     "xpevents.integrations.settings": ["Settings", "Wiring", "build"],
     "xpevents.integrations.flask": ["Xpevents", "current_client"],
     "xpevents.integrations.django": ["client", "wiring"],
+    "xpevents.integrations.celery": ["client", "install"],
     "xpevents.relay.testing": ["RelayHandle", "run_relay"],
     "xpevents.official": ["use_fast_uuids"],
     "xpevents.errors": [
