@@ -89,6 +89,7 @@ MODULES = {
     "xpevents.integrations.flask": ["Xpevents", "current_client"],
     "xpevents.integrations.django": ["client", "wiring"],
     "xpevents.integrations.celery": ["client", "install"],
+    "xpevents.integrations.serverless": ["flush_after", "flush_budget"],
     "xpevents.relay.testing": ["RelayHandle", "run_relay"],
     "xpevents.official": ["use_fast_uuids"],
     "xpevents.errors": [
