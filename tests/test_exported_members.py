@@ -90,6 +90,7 @@ MODULES = {
     "xpevents.integrations.django": ["client", "wiring"],
     "xpevents.integrations.celery": ["client", "install"],
     "xpevents.integrations.serverless": ["flush_after", "flush_budget"],
+    "xpevents.integrations.pool": ["client", "initializer"],
     "xpevents.relay.testing": ["RelayHandle", "run_relay"],
     "xpevents.official": ["use_fast_uuids"],
     "xpevents.errors": [
