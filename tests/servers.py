@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +37,8 @@ class ScriptedServer:
     def __init__(self) -> None:
         self.script: deque[Reply] = deque()
         self.default = Reply()
+        self.judge: Callable[[bytes], Reply | None] | None = None
+        """Answers from the body when it returns a reply (before the script)."""
         self.received: list[Received] = []
         self.connections = 0
         outer = self
@@ -57,7 +59,11 @@ class ScriptedServer:
                 outer.received.append(
                     Received(self.command, self.path, dict(self.headers.items()), body)
                 )
-                reply = outer.script.popleft() if outer.script else outer.default
+                judged = outer.judge(body) if outer.judge is not None else None
+                if judged is not None:
+                    reply = judged
+                else:
+                    reply = outer.script.popleft() if outer.script else outer.default
                 if reply.delay:
                     time.sleep(reply.delay)
                 self.send_response(reply.status)

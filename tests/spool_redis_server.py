@@ -17,40 +17,43 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """``redis-server --port N --save '' --appendonly no``; ``stop()`` and ``start()``."""
+    """``redis-server --port N --save '' --appendonly no``; ``stop()`` and ``start()``.
 
-    def __init__(self) -> None:
+    ``password`` sets ``requirepass``; ``directory`` turns persistence on (an
+    append-only file fsynced on every write, in that directory), so a restart keeps
+    what was written.
+    """
+
+    def __init__(self, *, password: str | None = None, directory: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed")
         self.binary = binary
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        self.directory = directory
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if self.directory is None:
+            command += ["--appendonly", "no"]
+        else:
+            command += ["--appendonly", "yes", "--appendfsync", "always", "--dir", self.directory]
+        if self.password:
+            command += ["--requirepass", self.password]
         self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(port=self.port, password=self.password)
         deadline = time.monotonic() + 10
         while True:
             try:
                 client.ping()
                 break
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.BusyLoadingError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)

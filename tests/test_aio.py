@@ -224,7 +224,7 @@ def test_retry_after_honoured_413_split_and_4xx_dead_lettered() -> None:
         Reply(413),
         Reply(204),
         Reply(204),
-        Reply(400, body=b'{"error": "bad"}'),
+        Reply(401, body=b'{"error": "bad"}'),
     ]
     with scripted_server(*replies) as server:
 
@@ -249,9 +249,9 @@ def test_retry_after_honoured_413_split_and_4xx_dead_lettered() -> None:
     bodies = [r.body for r in server.received]
     assert bodies[0] == bodies[1] == bodies[2]  # retries resend the same bytes
     assert len(json.loads(bodies[3])["visitors"]) == 2  # the 413 halves
-    assert outcome.failed == {"http_400": 2}
-    assert stats.delivered == 4 and stats.failed == {"http_400": 2}
-    assert stats.dead_letters == {"http_400": 2}
+    assert outcome.failed == {"http_401": 2}
+    assert stats.delivered == 4 and stats.failed == {"http_401": 2}
+    assert stats.dead_letters == {"http_401": 2}
     assert failures[0].response_excerpt == '{"error": "bad"}'
     assert stats.retried == 4 and stats.attempts == 6  # the 413 halves are retries too
 

@@ -249,7 +249,7 @@ def test_retry_after_longer_than_allowed_is_dead_lettered() -> None:
 def test_other_4xx_fail_at_once() -> None:
     failures: list[DispatchError] = []
     with (
-        scripted_server(Reply(400, body=b'{"error": "bad"}')) as server,
+        scripted_server(Reply(401, body=b'{"error": "bad"}')) as server,
         BatchDispatcher(
             endpoint=server.base_url,
             flush_interval=0.05,
@@ -260,12 +260,36 @@ def test_other_4xx_fail_at_once() -> None:
         outcome = bd.flush(5)
         stats = bd.stats()
         letters = bd.spool.dead_letters()
-    assert outcome.failed == {"http_400": 2}
-    assert stats.failed == {"http_400": 2} and stats.dead_letters == {"http_400": 2}
-    assert len(letters) == 2 and letters[0].reason == "http_400"
+    assert outcome.failed == {"http_401": 2}
+    assert stats.failed == {"http_401": 2} and stats.dead_letters == {"http_401": 2}
+    assert len(letters) == 2 and letters[0].reason == "http_401"
     assert failures[0].response_excerpt == '{"error": "bad"}'
     assert len(server.received) == 1
-    assert stats.last_error is not None and "HTTP 400" in stats.last_error
+    assert stats.last_error is not None and "HTTP 401" in stats.last_error
+
+
+def test_a_400_batch_is_split_so_only_the_bad_visitor_is_dead_lettered() -> None:
+    """One visitor the upstream refuses must not take nine others down with it."""
+    failures: list[DispatchError] = []
+    with scripted_server() as server:
+        server.judge = lambda body: Reply(400, body=b"bad visitor") if b"poison" in body else None
+        with BatchDispatcher(
+            endpoint=server.base_url,
+            batch_size=10,
+            flush_interval=5,
+            on_failure=lambda v, e: failures.append(e),
+        ) as bd:
+            for index in range(10):
+                one = visitor()
+                if index == 6:
+                    one["visitor_id"] = "poison"
+                bd.dispatch_event(LogEvent("https://logx.optimizely.com/v1/events", payload([one])))
+            outcome = bd.flush(10)
+            stats = bd.stats()
+    assert outcome.delivered == 9 and outcome.failed == {"http_400": 1}
+    assert stats.dead_letters == {"http_400": 1} and stats.splits >= 1
+    assert len(server.received) <= 2 * 10 - 1
+    assert len(failures) == 1 and failures[0].status == 400
 
 
 def test_retry_age_limit_dead_letters() -> None:

@@ -28,6 +28,7 @@ DEFAULT_CONTROL = {
     "rate_429": 0.0,
     "retry_after": 1.0,
     "drop_rate": 0.0,
+    "html_rate": 0.0,
     "seed": None,
 }
 MAX_BODY = 200_000
@@ -86,7 +87,7 @@ _GOOD_JSON = json.dumps(GOOD).encode()
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[CollectorServer]:
-    collector = Collector(max_body=MAX_BODY)
+    collector = Collector(max_body=MAX_BODY, strict="refuse")
     with CollectorServer(collector, port=0) as srv:
         yield srv
     collector.close()

@@ -109,11 +109,12 @@ def test_options_reach_the_server(tmp_path: Path) -> None:
         "rate_429": 0.2,
         "retry_after": 3,
         "drop_rate": 0.3,
+        "html_rate": 0.1,
         "seed": 7,
     }
     with run_collector(max_body=1000, **options) as collector:
         assert collector.control() == options
-        collector.control(latency_ms=0, fail_rate=0, rate_429=0, drop_rate=0)
+        collector.control(latency_ms=0, fail_rate=0, rate_429=0, drop_rate=0, html_rate=0)
         with httpx.Client(trust_env=False) as http:
             big = json.dumps(PAYLOAD | {"padding": "x" * 1000})
             assert http.post(collector.events_url, content=big).status_code == 413

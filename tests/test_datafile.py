@@ -19,6 +19,11 @@ def minimal(**extra: Any) -> dict[str, Any]:
         "accountId": "1",
         "projectId": "2",
         "revision": "3",
+        # the five arrays the official schema requires
+        "groups": [],
+        "events": [],
+        "audiences": [],
+        "attributes": [],
         "experiments": [
             {
                 "id": "e1",
@@ -126,7 +131,7 @@ def test_invalid_legacy_conditions_json_is_an_error() -> None:
 
 
 def test_unknown_fields_are_ignored() -> None:
-    datafile = minimal(holdouts=[{"anything": 1}], integrations=[{"key": "odp"}], region="EU")
+    datafile = minimal(integrations=[{"key": "odp", "x": 1}], region="EU", anything=[{"x": 1}])
     datafile["experiments"][0]["cmab"] = {"trafficAllocation": 5}
     config = load_config(datafile)
     assert config.region == "EU"

@@ -40,6 +40,10 @@ DATAFILE = {
     "accountId": "1",
     "projectId": "2",
     "revision": "3",
+    "groups": [],
+    "events": [],
+    "audiences": [],
+    "attributes": [],
     "typedAudiences": [
         {
             "id": "us",

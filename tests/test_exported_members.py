@@ -84,6 +84,7 @@ MODULES = {
     ],
     "xpevents.example": ["example_datafile"],
     "xpevents.metrics": ["DispatcherMetrics", "register"],
+    "xpevents.openfeature": ["XpeventsProvider"],
     "xpevents.integrations.starlette": ["get_client", "get_user", "install", "lifespan"],
     "xpevents.integrations.settings": ["Settings", "Wiring", "build"],
     "xpevents.integrations.flask": ["Xpevents", "current_client"],

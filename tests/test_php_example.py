@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -82,28 +84,85 @@ def test_php_dispatcher_through_the_relay_then_directly_when_it_is_down(
     assert collector.stats()["unique_events"] == 68
 
 
-@pytest.mark.parametrize(
-    ("status", "outcome"),
-    [
-        (503, "fallback"),
-        (500, "fallback"),
-        (429, "fallback"),
-        (404, "fallback"),
-        (400, "rejected"),
-        (413, "rejected"),
-    ],
-)
-def test_php_dispatcher_falls_back_on_relay_errors_but_not_on_bad_payloads(
-    collector: CollectorHandle, status: int, outcome: str
+@pytest.mark.parametrize("status", [503, 500, 429, 404, 400, 413, 415, 422])
+def test_php_dispatcher_falls_back_on_every_relay_refusal_and_logs_why(
+    collector: CollectorHandle, status: int
 ) -> None:
+    refusal = {
+        "error": "invalid event payload at $.visitors[0]",
+        "reason": "r",
+        "path": "$.visitors[0]",
+    }
     with scripted_server() as fake_relay:
-        fake_relay.default = Reply(status=status, headers={"Retry-After": "1"})
+        fake_relay.default = Reply(
+            status=status, headers={"Retry-After": "1"}, body=json.dumps(refusal).encode()
+        )
         result = run_php(
             f"--relay={fake_relay.base_url}", f"--original={collector.events_url}", "--count=2"
         )
-    assert result["outcomes"] == {outcome: 2}
-    arrived = collector.stats()["unique_events"]
-    assert arrived == (2 if outcome == "fallback" else 0)
+    assert result["outcomes"] == {"fallback": 2}
+    assert f"relay answered HTTP {status} r at $.visitors[0]: invalid event" in result["stderr"]
+    assert collector.stats()["unique_events"] == 2
+
+
+def test_php_dispatcher_falls_back_to_the_configured_url_never_the_events_own(
+    collector: CollectorHandle, tmp_path: Path
+) -> None:
+    # The events are built for a closed loopback port: a fallback that went there
+    # (where production's URL would be) would fail; they must reach --fallback.
+    nowhere = "http://127.0.0.1:9/v1/events"
+    fallback = [f"--original={nowhere}", f"--fallback={collector.base_url}", "--timeout-ms=300"]
+    with run_relay(
+        spool=f"sqlite:///{tmp_path}/r.db",
+        upstream=collector.events_url,
+        upstream_eu=collector.eu_events_url,
+        max_body=300,  # every event is refused: 413 too_large
+        **FAST,
+    ) as relay:
+        refused = run_php(f"--relay={relay.base_url}", "--count=3", *fallback)
+        assert refused["outcomes"] == {"fallback": 3}
+        assert "relay answered HTTP 413 too_large" in refused["stderr"]
+        os.kill(relay.pid, signal.SIGSTOP)  # hung: it accepts connections, never answers
+        try:
+            hung = run_php(f"--relay={relay.base_url}", "--count=3", *fallback)
+        finally:
+            os.kill(relay.pid, signal.SIGCONT)
+        assert hung["outcomes"] == {"fallback": 3}
+        assert "relay unreachable" in hung["stderr"] and "timed out" in hung["stderr"].lower()
+    down = run_php(f"--relay={relay.base_url}", "--count=3", *fallback)
+    assert down["outcomes"] == {"fallback": 3}
+    assert "relay unreachable" in down["stderr"]
+    expected = uuids(refused, "fallback") | uuids(hung, "fallback") | uuids(down, "fallback")
+    assert not wait_for_uuids(collector, expected, timeout=20)
+    none = run_php(
+        f"--relay={relay.base_url}", "--count=1", f"--original={nowhere}", "--fallback=none"
+    )
+    assert none["outcomes"] == {"dropped": 1}
+    assert "no fallback_url" in none["stderr"]
+
+
+def test_php_4x_eu_project_uses_the_relays_eu_path(
+    collector: CollectorHandle, tmp_path: Path
+) -> None:
+    # PHP SDK 4.x builds every event for the US URL; an EU project points the
+    # dispatcher at the relay's /eu/v1/events path, which forwards to --upstream-eu.
+    with run_relay(
+        spool=f"sqlite:///{tmp_path}/eu.db",
+        upstream=collector.events_url,
+        upstream_eu=collector.eu_events_url,
+        **FAST,
+    ) as relay:
+        result = run_php(
+            f"--relay={relay.base_url}/eu/v1/events",
+            "--original=https://logx.optimizely.com/v1/events",
+            "--fallback=none",
+            "--count=4",
+            "--timeout-ms=2000",
+        )
+        assert result["outcomes"] == {"relay": 4}
+        assert not wait_for_uuids(collector, uuids(result, "relay"), timeout=20)
+    assert collector.stats()["requests_by_region"]["eu"] >= 1
+    assert collector.stats()["requests_by_region"]["us"] == 0
 
 
 def test_php_dispatcher_maps_eu_events_to_the_eu_path() -> None:

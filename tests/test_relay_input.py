@@ -20,9 +20,11 @@ from xpevents.errors import SpoolError
 from xpevents.relay.app import Relay, RelaySettings
 from xpevents.relay.cli import relay_command
 from xpevents.relay.ingest import split_payload
+from xpevents.relay.server import RelayServer
 from xpevents.relay.testing import RelayHandle, run_relay
 from xpevents.spool.base import SpoolRecord, SpoolStats
 from xpevents.spool.envelope import batch_envelope
+from xpevents.spool.memory import MemorySpool
 from xpevents.spool.sqlite import SqliteSpool
 from xpevents.testing import CollectorHandle, run_collector
 
@@ -85,31 +87,76 @@ def test_right_token_is_204_and_delivered(relay: RelayHandle, sink: CollectorHan
 
 
 @pytest.mark.parametrize(
-    ("body", "path"),
+    ("body", "path", "reason"),
     [
-        (b"{not json", "$"),
-        (b"", "$"),
-        (b"[]", "$"),
-        (b'{"visitors": []}', "$"),  # account_id missing
-        (b'{"account_id": 12, "visitors": []}', "$.account_id"),
-        (b'{"account_id": "1", "visitors": {}}', "$.visitors"),
+        (b"{not json", "$", "not_json"),
+        (b"", "$", "not_json"),
+        (b"[]", "$", "not_object"),
+        (b'"visitors"', "$", "not_object"),
+        (b'{"account_id": "1"}', "$.visitors", "no_visitors"),
+        (b'{"account_id": "1", "visitors": {}}', "$.visitors", "no_visitors"),
+        (b'{"account_id": "1", "visitors": null}', "$.visitors", "no_visitors"),
+        (b'{"account_id": "1", "visitors": [{}, 3]}', "$.visitors[1]", "visitor_not_object"),
         (
-            payload_body(["x"]).replace(b"1700000000000", b'"1700000000000"'),
-            "$.visitors[0].snapshots[0].events[0].timestamp",
+            b'{"visitors": [{"visitor_id": "a"}, {"x\xff": 1}]}',
+            "$.visitors[1]",
+            "invalid_string",
         ),
-        (
-            payload_body(["x"]).replace(b'"anonymize_ip":true', b'"anonymize_ip":"yes"'),
-            "$.anonymize_ip",
-        ),
-        (payload_body(["x"]).replace(b'"uuid":"x",', b""), "$.visitors[0].snapshots[0].events[0]"),
+        (b'{"visitors": [{"visitor_id": "\\ud800"}]}', "$.visitors[0]", "invalid_string"),
+        (b'{"visitors": [{"visitor_id": "\\udc00a"}]}', "$.visitors[0]", "invalid_string"),
+        (b'{"account_id": "\xc3\x28", "visitors": []}', "$.account_id", "invalid_string"),
+        (b'{"visitors": [' + b'{"a":' * 1200 + b"1" + b"}" * 1200 + b"]}", "$", "too_deep"),
+        (b'{"visitors": [' + b"[" * 1200 + b"]" * 1200 + b"]}", "$", "too_deep"),
+        (b'{"x": "' + b"a" * 70_000 + b'", "visitors": []}', "$", "envelope_too_large"),
     ],
 )
-def test_invalid_payloads_are_400_with_the_json_path(
-    relay: RelayHandle, body: bytes, path: str
+def test_what_cannot_be_forwarded_is_400_with_path_and_reason_counted(
+    relay: RelayHandle, body: bytes, path: str, reason: str
 ) -> None:
+    key = f'xpevents_relay_rejected_requests_total{{reason="{reason}"}}'
+    before = relay.metrics().get(key, 0.0)
     response = post(relay, body)
     assert response.status_code == 400
-    assert response.json()["path"] == path, response.json()
+    answer = response.json()
+    assert (answer["path"], answer["reason"]) == (path, reason), answer
+    assert path in answer["error"]
+    assert relay.metrics()[key] == before + 1
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda b: b.replace(b'"account_id":"12345",', b""),  # no account_id
+        lambda b: b.replace(b'"12345"', b"12"),  # a number for a string
+        lambda b: b.replace(b"1700000000000", b'"1700000000000"'),
+        lambda b: b.replace(b'"anonymize_ip":true', b'"anonymize_ip":"yes"'),
+        lambda b: b.replace(b'"entity_id":"', b'"entity_id":null,"was":"'),  # PHP 4.x
+        lambda b: b.replace(b'"uuid":"', b'"unknown_field":{"a":[null]},"uuid":"'),
+        lambda b: b.replace(b'"visitor_id":"', b'"visitor_id":"\\ud83d\\ude00 \\u00e9'),
+    ],
+)
+def test_a_forwarder_not_a_judge_forwards_the_rest_byte_for_byte(
+    edit: Callable[[bytes], bytes], tmp_path: Path
+) -> None:
+    body = edit(payload_body(["judge-" + str(abs(hash(edit)))]))
+    assert body != payload_body(["x"])
+    with scripted_server() as upstream:
+        relay = Relay(
+            MemorySpool(100, "drop_newest"),
+            RelaySettings(upstream=upstream.url, flush_interval=0.02),
+        )
+        with RelayServer(relay, port=0) as server:
+            response = httpx.post(server.url + "/v1/events", content=body)
+            assert response.status_code == 204, response.text
+            deadline = time.monotonic() + 10
+            while not upstream.received and time.monotonic() < deadline:
+                time.sleep(0.02)
+    visitor = split_payload(body, upstream.url)[1][0]
+    assert visitor in upstream.received[0].body
+
+
+def test_an_empty_visitors_list_is_accepted_and_nothing_is_spooled(relay: RelayHandle) -> None:
+    assert post(relay, b'{"account_id": "1", "visitors": []}').status_code == 204
 
 
 def test_oversize_bodies_are_413(relay: RelayHandle) -> None:
@@ -155,7 +202,7 @@ def test_bad_input_never_breaks_good_events(relay: RelayHandle, sink: CollectorH
         assert post(relay, payload_body([uuid])).status_code == 204
     assert not wait_for_uuids(sink, set(good), timeout=10)
     metrics = relay.metrics()
-    assert metrics['xpevents_relay_rejected_requests_total{reason="invalid_payload"}'] >= 29
+    assert metrics['xpevents_relay_rejected_requests_total{reason="not_json"}'] >= 29
 
 
 # -- slow clients -----------------------------------------------------------------------

@@ -376,11 +376,50 @@ def test_halves_of_a_request_carry_the_same_claim() -> None:
 
 def test_a_permanent_answer_is_dead_lettered_with_its_excerpt() -> None:
     m = Machine()
-    m.answer(request(2), 400, T0)
-    assert m.spool.dead == [([1, 2], "http_400", T0)]
+    m.answer(request(2), 401, T0)
+    assert m.spool.dead == [([1, 2], "http_401", T0)]
     (error,) = m.failures
-    assert (error.status, error.attempts, error.response_excerpt) == (400, 1, "body of 400")
-    assert m.recorder.snapshot().failed == {"http_400": 2}
+    assert (error.status, error.attempts, error.response_excerpt) == (401, 1, "body of 401")
+    assert m.recorder.snapshot().failed == {"http_401": 2}
+    assert m.recorder.snapshot().splits == 0
+
+
+def _bisect(m: Machine, n: int, bad: set[int], status: int = 400) -> int:
+    """Answer ``status`` to any request carrying a bad id, 204 otherwise; count requests."""
+    pending = [request(n)]
+    sent = 0
+    while pending:
+        req = pending.pop()
+        sent += 1
+        refused = any(i in bad for i in req.ids)
+        pending.extend(m.answer(req, status if refused else 204, T0 + sent))
+    return sent
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_refused_batch_is_bisected_so_only_the_bad_visitor_is_dead_lettered(
+    status: int,
+) -> None:
+    m = Machine()
+    sent = _bisect(m, 10, {7}, status)
+    assert [ids for ids, _, _ in m.spool.dead] == [[7]]
+    snap = m.recorder.snapshot()
+    assert snap.delivered == 9 and snap.failed == {f"http_{status}": 1}
+    assert sent <= 2 * 10 - 1 and snap.splits == sent // 2
+    (error,) = m.failures
+    assert "isolated by splitting" in str(error)
+    assert m.circuits.open_count(T0 + sent) == 0
+
+
+@pytest.mark.parametrize(
+    ("n", "bad"), [(1, {1}), (2, {1, 2}), (16, set(range(1, 17))), (9, {2, 9})]
+)
+def test_bisection_never_takes_more_than_2n_minus_1_requests(n: int, bad: set[int]) -> None:
+    m = Machine()
+    sent = _bisect(m, n, bad)
+    assert sent <= 2 * n - 1
+    assert sorted(i for ids, _, _ in m.spool.dead for i in ids) == sorted(bad)
+    assert m.recorder.snapshot().delivered == n - len(bad)
 
 
 def test_a_transient_answer_schedules_a_retry_with_backoff_and_retry_after() -> None:

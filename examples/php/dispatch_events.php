@@ -7,10 +7,12 @@
  *
  *   php dispatch_events.php --relay=http://127.0.0.1:8787 \
  *       --original=http://127.0.0.1:8788/v1/events --count=100 [--token=T]
- *       [--timeout-ms=100] [--mode=relay|direct] [--prefix=php] [--eu]
+ *       [--timeout-ms=100] [--connect-timeout-ms=100] [--fallback=URL|none]
+ *       [--mode=relay|direct] [--prefix=php] [--eu]
  *
  * --original is the URL the events are built for (the SDK uses the Event API's URL;
- * tests use a local collector's so that nothing ever leaves the machine).
+ * tests use a local collector's so that nothing ever leaves the machine). --fallback is
+ * the dispatcher's fallback_url (default: the event's URL; "none": no direct send).
  */
 
 require __DIR__ . '/stubs/LogEvent.php';
@@ -20,7 +22,10 @@ require __DIR__ . '/RelayEventDispatcher.php';
 use Optimizely\Event\LogEvent;
 use Xpevents\RelayEventDispatcher;
 
-$opts = getopt('', ['relay:', 'original:', 'count:', 'token:', 'timeout-ms:', 'mode:', 'prefix:', 'eu']);
+$opts = getopt('', [
+    'relay:', 'original:', 'count:', 'token:', 'timeout-ms:', 'connect-timeout-ms:', 'fallback:',
+    'mode:', 'prefix:', 'eu',
+]);
 $relay = $opts['relay'] ?? 'http://127.0.0.1:8787';
 $original = $opts['original'] ?? null;
 $count = (int) ($opts['count'] ?? 10);
@@ -106,15 +111,18 @@ function dispatchDirect(LogEvent $event)
     return $ok && $status >= 200 && $status < 300 ? 'direct' : 'failed';
 }
 
-$dispatcher = new RelayEventDispatcher(
-    $relay,
-    (int) ($opts['timeout-ms'] ?? 100),
-    $opts['token'] ?? null,
-    10000,
-    function ($level, $message) {
+$fallback = $opts['fallback'] ?? null;
+$dispatcher = new RelayEventDispatcher([
+    'relay_url' => $relay,
+    'timeout_ms' => (int) ($opts['timeout-ms'] ?? 100),
+    'connect_timeout_ms' => isset($opts['connect-timeout-ms']) ? (int) $opts['connect-timeout-ms'] : null,
+    'token' => $opts['token'] ?? null,
+    'fallback_url' => $fallback === 'none' ? false : $fallback,
+    'fallback_timeout_ms' => 10000,
+    'logger' => function ($level, $message) {
         fwrite(STDERR, "[$level] $message\n");
-    }
-);
+    },
+]);
 
 $outcomes = [];
 $uuids = [];

@@ -128,9 +128,11 @@ def _simulate(
     client: Client, rng: random.Random, users: int, sent: Sent, progress: Progress
 ) -> None:
     """Each user activates 3 experiments, decides 2 flags and converts with p = 0.3."""
-    experiments = sorted(client.config.experiments)
-    flags = sorted(client.config.flags)
-    event_keys = sorted(client.config.events)
+    config = client.config
+    assert config is not None  # the demo's client is built from a datafile
+    experiments = sorted(config.experiments)
+    flags = sorted(config.flags)
+    event_keys = sorted(config.events)
     task_users = progress.add_task("users", total=users)
     for n in range(users):
         user_id = f"user-{n}"

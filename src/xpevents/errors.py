@@ -77,15 +77,18 @@ class PayloadSchemaError(PayloadError):
         path: JSON path of the first error (``"$"`` for the document itself, e.g.
             malformed JSON), such as ``"$.visitors[0].snapshots[0].events[0].uuid"``.
         detail: what was wrong there, e.g. ``"Expected `int`, got `str`"``.
+        reason: a short machine-readable reason for counters (``"not_json"``,
+            ``"too_deep"``, ``"no_visitors"``, ``"invalid_payload"``...).
     """
 
-    def __init__(self, detail: str, path: str = "$") -> None:
+    def __init__(self, detail: str, path: str = "$", reason: str = "invalid_payload") -> None:
         super().__init__(f"invalid event payload at {path}: {detail}")
         self.path = path
         self.detail = detail
+        self.reason = reason
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (PayloadSchemaError, (self.detail, self.path))
+        return (PayloadSchemaError, (self.detail, self.path, self.reason))
 
 
 class DispatchError(XpeventsError):
@@ -160,20 +163,25 @@ class BodyRejected(XpeventsError):
         status: the HTTP status to answer (400, 408, 413, 415...).
         error: what was wrong and how to fix it.
         path: the JSON path of the first error in the payload, when there is one.
+        reason: a short machine-readable reason for counters (``"too_large"``,
+            ``"invalid_gzip"``, ``"read_timeout"``...; default ``"invalid_body"``).
     """
 
-    def __init__(self, status: int, error: str, path: str | None = None) -> None:
+    def __init__(
+        self, status: int, error: str, path: str | None = None, reason: str = "invalid_body"
+    ) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
         self.path = path
+        self.reason = reason
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (BodyRejected, (self.status, self.error, self.path))
+        return (BodyRejected, (self.status, self.error, self.path, self.reason))
 
     def body(self) -> dict[str, Any]:
-        """The JSON error body."""
-        data: dict[str, Any] = {"error": self.error}
+        """The JSON error body: ``error``, ``reason`` and ``path`` (when one is known)."""
+        data: dict[str, Any] = {"error": self.error, "reason": self.reason}
         if self.path is not None:
             data["path"] = self.path
         return data

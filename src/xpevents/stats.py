@@ -46,6 +46,8 @@ class DispatchStats:
             (consecutive failures, or a ``Retry-After`` still running).
         batches_sent: requests the endpoint accepted (2xx).
         bytes_sent: request body bytes of all attempts.
+        splits: refused requests (400, 413, 422) split in two to isolate the visitor at
+            fault, so the other visitors of the batch are still delivered.
         callback_errors: exceptions raised by user callbacks (caught and logged).
         last_error: a one-line description of the most recent failure, or ``None``.
         last_success_at: wall-clock time (``time.time()``) of the last 2xx, or ``None``.
@@ -56,6 +58,11 @@ class DispatchStats:
         spool_depth: visitors in the spool (waiting, leased or retrying).
         spool_oldest_age: seconds since the oldest visitor in the spool was enqueued.
         dead_letters: visitors in the spool's dead letters, by reason.
+        lost: visitors found lost after the fact, by reason (``redis_reset``: Redis
+            came back without the spool's data; ``interval_window``: the uncommitted
+            window of ``durability="interval"`` at a crash), as the spool reports them.
+        spool_problem: why the spool refuses writes for good (its SQLite file was
+            deleted or replaced under the process...), or ``None``.
     """
 
     calls: int = 0
@@ -71,6 +78,7 @@ class DispatchStats:
     circuits_open: int = 0
     batches_sent: int = 0
     bytes_sent: int = 0
+    splits: int = 0
     callback_errors: int = 0
     last_error: str | None = None
     last_success_at: float | None = None
@@ -80,6 +88,8 @@ class DispatchStats:
     spool_depth: int = 0
     spool_oldest_age: float | None = None
     dead_letters: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    lost: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    spool_problem: str | None = None
 
     @property
     def failed_total(self) -> int:
@@ -131,6 +141,7 @@ class StatsRecorder:
         self.in_flight = 0
         self.batches_sent = 0
         self.bytes_sent = 0
+        self.splits = 0
         self.callback_errors = 0
         self.last_error: str | None = None
         self.last_success_at: float | None = None
@@ -178,6 +189,11 @@ class StatsRecorder:
             self.delivered += visitors
             self.batches_sent += 1
             self.last_success_at = now
+
+    def record_split(self) -> None:
+        """A refused request was split in two to isolate the visitor at fault."""
+        with self.lock:
+            self.splits += 1
 
     def record_failed(self, reason: str, visitors: int, error: str) -> None:
         """Visitors given up on (dead-lettered), with the error that ended them."""
@@ -233,6 +249,7 @@ class StatsRecorder:
                 in_flight=self.in_flight,
                 batches_sent=self.batches_sent,
                 bytes_sent=self.bytes_sent,
+                splits=self.splits,
                 callback_errors=self.callback_errors,
                 last_error=self.last_error,
                 last_success_at=self.last_success_at,

@@ -84,8 +84,8 @@ class CollectorHandle:
         """``POST /control`` with the given fault settings; return the settings in force.
 
         Names are the CLI options in snake_case: ``latency_ms``, ``fail_rate``,
-        ``rate_429``, ``retry_after``, ``drop_rate``, ``seed``. With no argument, only
-        read them.
+        ``rate_429``, ``retry_after``, ``drop_rate``, ``html_rate``, ``seed``. With no
+        argument, only read them.
         """
         if not settings:
             return self._get_json("/control")  # type: ignore[no-any-return]
@@ -164,7 +164,7 @@ def run_collector(**options: Any) -> Iterator[CollectorHandle]:
     """Run ``xpevents collector`` in a subprocess for the duration of the block.
 
     Keyword arguments are the command's options in snake_case (``db``, ``max_body``,
-    ``latency_ms``, ``fail_rate``, ``rate_429``, ``retry_after``, ``drop_rate``,
+    ``latency_ms``, ``fail_rate``, ``rate_429``, ``retry_after``, ``drop_rate``, ``html_rate``,
     ``seed``, ``host``, ``log_level``); ``port`` defaults to 0 (a free port).
 
     Raises:

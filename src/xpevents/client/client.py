@@ -23,21 +23,25 @@ from typing import TYPE_CHECKING, Any
 
 from xpevents._internal.closing import Closing
 from xpevents._version import __version__
-from xpevents.client.experiments import Experiments
-from xpevents.client.features import Features
-from xpevents.client.flags import FlagDecisions
-from xpevents.client.inputs import Inputs, check_dispatcher, load_datafile
+from xpevents.client.inputs import check_dispatcher
+from xpevents.client.lifecycle import CurrentFlags, Engine, EngineSettings, Lifecycle
 from xpevents.client.notifications import NotificationCenter
-from xpevents.client.reporting import Reporter
-from xpevents.client.shared import Collaborators, ForcedVariations
+from xpevents.client.profiles import UserProfiles, UserProfileService
+from xpevents.client.shared import ForcedVariations
+from xpevents.client.sources import choose_config_manager
 from xpevents.client.user_context import OptimizelyUserContext
+from xpevents.client.variables import FeatureVariables
 from xpevents.decide import Decision, OptimizelyDecideOption, parse_decide_options
-from xpevents.decide.decider import Decider
-from xpevents.events.builder import EventBuilder
 
 if TYPE_CHECKING:
+    import os
+
+    from xpevents.client.optimizely_config import OptimizelyConfig
+    from xpevents.client.user_context import FlagDecider
+    from xpevents.config.base import ConfigManager, ConfigStats
     from xpevents.decide.datafile import ProjectConfig
     from xpevents.dispatch.protocol import EventDispatcher
+    from xpevents.events.builder import EventBuilder
 
 __all__ = ["Client"]
 
@@ -55,17 +59,36 @@ def _default_dispatcher(event_endpoint: str | None) -> EventDispatcher:
     return BatchDispatcher(endpoint=event_endpoint)
 
 
-class Client(Closing):
-    """Decides variations and sends impressions and conversions for one datafile.
+class Client(FeatureVariables, Closing):
+    """Decides variations and sends impressions and conversions for one project.
+
+    Where the datafile comes from (see ``docs/datafile.md``): ``Client(datafile)`` uses
+    that one for ever; ``Client(sdk_key=...)`` fetches it from the CDN and polls it (a
+    ``datafile`` given too is the fallback until the first fetch succeeds);
+    ``Client(config_manager=...)`` follows any :class:`~xpevents.config.ConfigManager`.
+    A new datafile replaces the current one between calls, never during one: each call
+    decides and reports with one revision from start to finish.
 
     Args:
         datafile: the project datafile as JSON text (``str`` or ``bytes``) or a decoded
-            ``dict``. A datafile that cannot be decoded raises
+            ``dict``. Given alone, a datafile that cannot be decoded raises
             :class:`~xpevents.DatafileError` here, naming the JSON path of the problem.
         event_dispatcher: anything with ``dispatch_event(event)``. Default ``None``: the
             client creates its own :class:`~xpevents.BatchDispatcher` (non-blocking,
             batching, retrying) and flushes and closes it in :meth:`close`. A
             dispatcher you pass is never closed by the client.
+        sdk_key: fetch the datafile from
+            ``https://cdn.optimizely.com/datafiles/{sdk_key}.json`` and poll it every 5
+            minutes (a :class:`~xpevents.config.PollingConfigManager` with its defaults;
+            pass your own ``config_manager`` for other options). Default ``None``.
+        datafile_access_token: fetch the authenticated datafile
+            (``https://config.optimizely.com/datafiles/auth/{sdk_key}.json``, sent as
+            ``Authorization: Bearer``). Needs ``sdk_key``. Default ``None``.
+        config_manager: follow this config manager; the client closes it in
+            :meth:`close`, as the official SDK stops its config manager. Default ``None``.
+        datafile_cache: with ``sdk_key``: a file keeping the last good datafile (written
+            atomically, mode 0600), read at start when the CDN is unreachable. Default
+            ``None``.
         event_endpoint: send events here instead of the event API
             (``https://logx.optimizely.com/v1/events``, or the EU endpoint when the
             datafile's region is ``EU``). Default ``None``.
@@ -78,6 +101,19 @@ class Client(Closing):
         logger: where the client logs. Default the ``xpevents.client`` logger.
         default_decide_options: decide options applied to every ``decide*`` call (enum
             members or the official strings). Default none.
+        user_profile_service: sticky bucketing: an object with the official
+            ``lookup(user_id)`` and ``save(profile)`` (see :mod:`xpevents.profiles`), used
+            for experiments exactly as optimizely-sdk uses it. Default ``None``.
+
+    Before the first datafile (``sdk_key`` without a fallback, CDN not answered yet) the
+    first call waits once for the first fetch (the manager's ``blocking_timeout``, 10 s by
+    default, as the official SDK); until a datafile arrives every call returns its
+    "nothing" value (``None``, ``False``, a disabled decision), sends no event and logs
+    one line saying so; :attr:`is_valid` is ``False``.
+
+    Raises:
+        ConfigError: an argument is invalid, or two contradict each other; the message
+            names them.
 
     Thread-safe, forced variations and user-context forced decisions included. Use it as
     a context manager, or call :meth:`close`, to flush and close what it owns.
@@ -85,50 +121,95 @@ class Client(Closing):
 
     def __init__(
         self,
-        datafile: str | bytes | Mapping[str, Any],
+        datafile: str | bytes | Mapping[str, Any] | None = None,
         event_dispatcher: EventDispatcher | None = None,
         *,
+        sdk_key: str | None = None,
+        datafile_access_token: str | None = None,
+        config_manager: ConfigManager | None = None,
+        datafile_cache: str | os.PathLike[str] | None = None,
         event_endpoint: str | None = None,
         client_name: str = "xpevents",
         client_version: str = __version__,
         strict: bool = False,
         logger: logging.Logger | None = None,
         default_decide_options: Iterable[Any] = (),
+        user_profile_service: UserProfileService | None = None,
     ) -> None:
         check_dispatcher(event_dispatcher)
         log = logger if logger is not None else _log
         strict = bool(strict)
-        self._config: ProjectConfig = load_datafile(datafile, strict, log)
-        decider = Decider(self._config)
-        self._builder = EventBuilder(
-            self._config,
-            client_name=client_name,
-            client_version=client_version,
-            endpoint=event_endpoint,
+        manager = choose_config_manager(
+            datafile=datafile,
+            sdk_key=sdk_key,
+            datafile_access_token=datafile_access_token,
+            config_manager=config_manager,
+            datafile_cache=datafile_cache,
+            strict=strict,
+            log=log,
         )
         self._default_options = parse_decide_options(default_decide_options, strict=True)
         self.notification_center = NotificationCenter()
-        """Listeners for ``decision``, ``activate``, ``track`` and ``log_event``."""
+        """Listeners for ``decision``, ``activate``, ``track``, ``log_event`` and
+        ``optimizely_config_update``."""
         self._owns_dispatcher = event_dispatcher is None
         self._dispatcher: EventDispatcher = (
             _default_dispatcher(event_endpoint) if event_dispatcher is None else event_dispatcher
         )
         self._log = log
         self._closed = False
-        self._inputs = Inputs(self._config, log, strict)
-        self._report = report = Reporter(
-            self._builder, self._dispatcher, self.notification_center, strict=strict, log=log
+        self.user_profiles = UserProfiles(user_profile_service, log)
+        """Sticky bucketing: the service and its counters (``user_profiles.stats()``)."""
+        settings = EngineSettings(
+            dispatcher=self._dispatcher,
+            center=self.notification_center,
+            forced=ForcedVariations(),
+            log=log,
+            strict=strict,
+            client_name=client_name,
+            client_version=client_version,
+            endpoint=event_endpoint,
+            default_options=self._default_options,
+            profiles=self.user_profiles,
         )
-        shared = Collaborators(self._config, decider, ForcedVariations(), self._inputs, report, log)
-        self._experiments = Experiments(shared)
-        self._features = Features(shared)
-        self.flag_decisions = FlagDecisions(shared, default_options=self._default_options)
-        """The decide API's engine, shared with the user contexts this client creates."""
+        self._engine: Engine
+        self._lifecycle = Lifecycle(manager, settings, self._install)
+        self.flag_decisions: FlagDecider = CurrentFlags(self)
+        """The decide API's engine (of the current datafile), shared with user contexts."""
+
+    def _install(self, engine: Engine) -> None:
+        self._engine = engine
 
     @property
-    def config(self) -> ProjectConfig:
-        """The project config decoded from the datafile (read-only)."""
-        return self._config
+    def config(self) -> ProjectConfig | None:
+        """The current project config (read-only), ``None`` before the first datafile."""
+        return self._engine.config
+
+    @property
+    def config_manager(self) -> ConfigManager:
+        """Where the client's datafiles come from."""
+        return self._lifecycle.manager
+
+    @property
+    def is_valid(self) -> bool:
+        """Whether the client has a usable datafile (``False`` before the first one)."""
+        return self._lifecycle.is_valid
+
+    def get_optimizely_config(self) -> OptimizelyConfig | None:
+        """The official ``OptimizelyConfig`` of the current datafile (``None`` before one).
+
+        Experiments, flags with their rules and variables, attributes, audiences, events,
+        ``sdk_key``, ``environment_key``, ``revision`` and ``get_datafile()``; built once
+        per revision. See :mod:`xpevents.client.optimizely_config`.
+        """
+        engine = self._engine
+        if engine.pending:
+            engine = self._lifecycle.first_engine()
+        return self._lifecycle.optimizely_config(engine)
+
+    def config_stats(self) -> ConfigStats:
+        """The config manager's state: revision, fetches, 304s, changes, failures, times."""
+        return self._lifecycle.stats()
 
     @property
     def event_dispatcher(self) -> EventDispatcher:
@@ -137,8 +218,8 @@ class Client(Closing):
 
     @property
     def event_builder(self) -> EventBuilder:
-        """The builder that turns impressions and conversions into payloads."""
-        return self._builder
+        """The builder that turns impressions and conversions into payloads (current datafile)."""
+        return self._engine.builder
 
     @property
     def default_decide_options(self) -> frozenset[OptimizelyDecideOption]:
@@ -153,7 +234,7 @@ class Client(Closing):
         ``None`` when the user is not in the experiment, the experiment is not running,
         or an argument is invalid (logged).
         """
-        return self._experiments.get_variation(experiment_key, user_id, attributes)
+        return self._engine.experiments.get_variation(experiment_key, user_id, attributes)
 
     def activate(
         self, experiment_key: str, user_id: str, attributes: dict[str, Any] | None = None
@@ -163,7 +244,7 @@ class Client(Closing):
         ``None`` (and no event) when the user is not in the experiment, the experiment is
         not running, or an argument is invalid (logged).
         """
-        return self._experiments.activate(experiment_key, user_id, attributes)
+        return self._engine.experiments.activate(experiment_key, user_id, attributes)
 
     def track(
         self,
@@ -178,9 +259,12 @@ class Client(Closing):
         number); all tags are sent as ``tags``. Nothing is sent (and the reason is logged)
         for an unknown event key or invalid arguments.
         """
-        event_def = self._inputs.event(event_key, user_id, attributes, event_tags)
+        engine = self._engine
+        if engine.pending:
+            engine = self._lifecycle.first_engine()
+        event_def = engine.inputs.event(event_key, user_id, attributes, event_tags)
         if event_def is not None:
-            self._report.conversion(event_def, user_id, attributes, event_tags)
+            engine.report.conversion(event_def, user_id, attributes, event_tags)
 
     def set_forced_variation(
         self, experiment_key: str, user_id: str, variation_key: str | None
@@ -189,11 +273,11 @@ class Client(Closing):
 
         Returns whether it was done: ``False`` for an unknown experiment or variation.
         """
-        return self._experiments.set_forced_variation(experiment_key, user_id, variation_key)
+        return self._engine.experiments.set_forced_variation(experiment_key, user_id, variation_key)
 
     def get_forced_variation(self, experiment_key: str, user_id: str) -> str | None:
         """The variation key forced with :meth:`set_forced_variation`, or ``None``."""
-        return self._experiments.get_forced_variation(experiment_key, user_id)
+        return self._engine.experiments.get_forced_variation(experiment_key, user_id)
 
     def is_feature_enabled(
         self, feature_key: str, user_id: str, attributes: dict[str, Any] | None = None
@@ -203,111 +287,25 @@ class Client(Closing):
         A feature test always sends an impression; a rollout (or no rule at all) sends
         one only when the datafile sets ``sendFlagDecisions``.
         """
-        return self._features.is_feature_enabled(feature_key, user_id, attributes)
+        return self._engine.features.is_feature_enabled(feature_key, user_id, attributes)
 
     def get_enabled_features(
         self, user_id: str, attributes: dict[str, Any] | None = None
     ) -> list[str]:
         """The keys of the flags enabled for the user (one :meth:`is_feature_enabled` each)."""
-        return self._features.get_enabled_features(user_id, attributes)
-
-    def get_feature_variable(
-        self,
-        feature_key: str,
-        variable_key: str,
-        user_id: str,
-        attributes: dict[str, Any] | None = None,
-    ) -> Any:
-        """The typed value of a flag variable for the user (its default when the flag is off)."""
-        return self._features.get_feature_variable(
-            "get_feature_variable", feature_key, variable_key, None, user_id, attributes
-        )
-
-    def get_feature_variable_boolean(
-        self,
-        feature_key: str,
-        variable_key: str,
-        user_id: str,
-        attributes: dict[str, Any] | None = None,
-    ) -> bool | None:
-        """Like :meth:`get_feature_variable`; ``None`` unless the variable is a boolean."""
-        value: bool | None = self._features.get_feature_variable(
-            "get_feature_variable_boolean",
-            feature_key,
-            variable_key,
-            "boolean",
-            user_id,
-            attributes,
-        )
-        return value
-
-    def get_feature_variable_double(
-        self,
-        feature_key: str,
-        variable_key: str,
-        user_id: str,
-        attributes: dict[str, Any] | None = None,
-    ) -> float | None:
-        """Like :meth:`get_feature_variable`; ``None`` unless the variable is a double."""
-        value: float | None = self._features.get_feature_variable(
-            "get_feature_variable_double", feature_key, variable_key, "double", user_id, attributes
-        )
-        return value
-
-    def get_feature_variable_integer(
-        self,
-        feature_key: str,
-        variable_key: str,
-        user_id: str,
-        attributes: dict[str, Any] | None = None,
-    ) -> int | None:
-        """Like :meth:`get_feature_variable`; ``None`` unless the variable is an integer."""
-        value: int | None = self._features.get_feature_variable(
-            "get_feature_variable_integer",
-            feature_key,
-            variable_key,
-            "integer",
-            user_id,
-            attributes,
-        )
-        return value
-
-    def get_feature_variable_string(
-        self,
-        feature_key: str,
-        variable_key: str,
-        user_id: str,
-        attributes: dict[str, Any] | None = None,
-    ) -> str | None:
-        """Like :meth:`get_feature_variable`; ``None`` unless the variable is a string."""
-        value: str | None = self._features.get_feature_variable(
-            "get_feature_variable_string", feature_key, variable_key, "string", user_id, attributes
-        )
-        return value
-
-    def get_feature_variable_json(
-        self,
-        feature_key: str,
-        variable_key: str,
-        user_id: str,
-        attributes: dict[str, Any] | None = None,
-    ) -> Any:
-        """Like :meth:`get_feature_variable`; ``None`` unless the variable is JSON."""
-        return self._features.get_feature_variable(
-            "get_feature_variable_json", feature_key, variable_key, "json", user_id, attributes
-        )
+        return self._engine.features.get_enabled_features(user_id, attributes)
 
     def get_all_feature_variables(
         self, feature_key: str, user_id: str, attributes: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         """Every variable of the flag (key -> typed value) for the user; ``None`` if unknown."""
-        return self._features.get_all_feature_variables(feature_key, user_id, attributes)
+        return self._engine.features.get_all_feature_variables(feature_key, user_id, attributes)
 
     def create_user_context(
         self, user_id: str, attributes: dict[str, Any] | None = None
     ) -> OptimizelyUserContext | None:
         """A user context for the official decide API; ``None`` for an invalid argument."""
-        if not self._inputs.new_user(user_id, attributes):
+        if not self._engine.inputs.new_user(user_id, attributes):
             return None
         return OptimizelyUserContext(self, user_id, attributes)
 
@@ -323,7 +321,7 @@ class Client(Closing):
         Returns a :class:`~xpevents.Decision`; an unknown flag key or an invalid argument
         gives a disabled decision whose ``reasons`` say why.
         """
-        return self.flag_decisions.decide(user_id, flag_key, attributes, options)
+        return self._engine.flags.decide(user_id, flag_key, attributes, options)
 
     def decide_all(
         self,
@@ -332,7 +330,7 @@ class Client(Closing):
         options: Iterable[Any] = (),
     ) -> dict[str, Decision]:
         """Decide every flag for the user (datafile order); flag key -> decision."""
-        return self.flag_decisions.decide_keys("decide_all", user_id, None, attributes, options)
+        return self._engine.flags.decide_keys("decide_all", user_id, None, attributes, options)
 
     def decide_for_keys(
         self,
@@ -342,18 +340,18 @@ class Client(Closing):
         options: Iterable[Any] = (),
     ) -> dict[str, Decision]:
         """Decide each flag of ``keys`` for the user; flag key -> decision."""
-        return self.flag_decisions.decide_keys(
-            "decide_for_keys", user_id, keys, attributes, options
-        )
+        return self._engine.flags.decide_keys("decide_for_keys", user_id, keys, attributes, options)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush and close the dispatcher the client created (one you passed is left open).
+        """Stop the config manager; flush and close the dispatcher the client created (one
+        you passed is left open).
 
         Idempotent. Waits at most ``timeout`` seconds.
         """
         if self._closed:
             return
         self._closed = True
+        self._lifecycle.close()
         if not self._owns_dispatcher:
             return
         close = getattr(self._dispatcher, "close", None)
@@ -365,7 +363,11 @@ class Client(Closing):
             self._log.exception("Closing the event dispatcher %r failed.", self._dispatcher)
 
     def __repr__(self) -> str:
+        config = self._engine.config
+        if config is None:
+            source = self._lifecycle.source
+            return f"Client(no datafile yet from {source}, dispatcher={self._dispatcher!r})"
         return (
-            f"Client(project_id={self._config.project_id!r}, "
-            f"revision={self._config.revision!r}, dispatcher={self._dispatcher!r})"
+            f"Client(project_id={config.project_id!r}, "
+            f"revision={config.revision!r}, dispatcher={self._dispatcher!r})"
         )

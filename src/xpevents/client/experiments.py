@@ -30,12 +30,16 @@ class Experiments(ClientPart):
         if experiment is None:
             return None
         forced = self._forced.of(user_id)
+        profile = self._profiles.load(user_id) if self._profiles.service is not None else None
         variation = self._decider.get_variation(
             experiment,
             user_id,
             attributes or _EMPTY,
             forced_variation_key=forced.get(experiment_key) if forced else None,
+            profile=profile,
         )
+        if profile is not None:
+            self._profiles.save(profile)
         if self._report.listens(_DECISION):
             kind = (
                 "feature-test" if experiment.id in self._config.experiment_flag_ids else "ab-test"
@@ -88,7 +92,10 @@ class Experiments(ClientPart):
 
     def get_forced_variation(self, experiment_key: Any, user_id: Any) -> str | None:
         """See :meth:`xpevents.Client.get_forced_variation`."""
-        if self._inputs.experiment("get_forced_variation", experiment_key, user_id) is None:
+        experiment = self._inputs.experiment("get_forced_variation", experiment_key, user_id)
+        if experiment is None:
             return None
         forced = self._forced.of(user_id)
-        return forced.get(experiment_key) if forced else None
+        variation_key = forced.get(experiment_key) if forced else None
+        # set under an older datafile: it applies only while the variation still exists
+        return variation_key if variation_key in experiment.variations_by_key else None

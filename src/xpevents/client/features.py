@@ -59,9 +59,16 @@ class Features(ClientPart):
 
     def _decide(self, flag: Flag, user_id: str, attributes: Any) -> FlagDecision:
         forced = self._forced.of(user_id)
-        return self._decider.decide_flag(
-            flag, user_id, attributes or _EMPTY, forced_variations=forced or _EMPTY
+        if self._profiles.service is None:
+            return self._decider.decide_flag(
+                flag, user_id, attributes or _EMPTY, forced_variations=forced or _EMPTY
+            )
+        profile = self._profiles.load(user_id)
+        decision = self._decider.decide_flag(
+            flag, user_id, attributes or _EMPTY, forced_variations=forced or _EMPTY, profile=profile
         )
+        self._profiles.save(profile)
+        return decision
 
     def is_feature_enabled(self, feature_key: Any, user_id: Any, attributes: Any) -> bool:
         """See :meth:`xpevents.Client.is_feature_enabled`."""

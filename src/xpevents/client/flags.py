@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from xpevents.client.user_context import OptimizelyUserContext
     from xpevents.decide.datafile import Flag
     from xpevents.decide.decider import FlagDecision
+    from xpevents.decide.profile import StickyProfile
 
 __all__ = ["FlagDecisions", "ForcedDecisions"]
 
@@ -35,6 +36,7 @@ _DISABLE_EVENT = OptimizelyDecideOption.DISABLE_DECISION_EVENT
 _ENABLED_ONLY = OptimizelyDecideOption.ENABLED_FLAGS_ONLY
 _INCLUDE_REASONS = OptimizelyDecideOption.INCLUDE_REASONS
 _EXCLUDE_VARIABLES = OptimizelyDecideOption.EXCLUDE_VARIABLES
+_IGNORE_PROFILES = OptimizelyDecideOption.IGNORE_USER_PROFILE_SERVICE
 
 _EMPTY: Final[Mapping[Any, Any]] = {}
 
@@ -112,7 +114,13 @@ class FlagDecisions(ClientPart):
                 user_context=user_context,
             )
         opts = self._options(options)
-        return self._decide_flag(user_id, attributes, flag, opts, forced_decisions, user_context)
+        profile = self._profile(user_id, opts)
+        decision = self._decide_flag(
+            user_id, attributes, flag, opts, forced_decisions, user_context, profile
+        )
+        if profile is not None:
+            self._profiles.save(profile)
+        return decision
 
     def decide_many(
         self,
@@ -123,24 +131,42 @@ class FlagDecisions(ClientPart):
         forced_decisions: ForcedDecisions,
         user_context: OptimizelyUserContext | None,
     ) -> dict[str, Decision]:
-        """Decide ``keys`` (every flag, in datafile order, when ``None``); key → decision."""
+        """Decide ``keys`` (every flag, in datafile order, when ``None``); key → decision.
+
+        In the official order: keys that name no flag first, then the flags in the order
+        asked. One profile lookup and at most one save for the whole call.
+        """
         if not self._inputs.ready("decide_all" if keys is None else "decide_for_keys"):
             return {}
         opts = self._options(options)
         enabled_only = _ENABLED_ONLY in opts
         flags = self._config.flags
         result: dict[str, Decision] = {}
+        known: list[Flag] = []
         for key in flags if keys is None else keys:
             flag = flags.get(key) if isinstance(key, str) else None
             if flag is None:
                 result[key] = Decision(flag_key=key, user_id=user_id, user_context=user_context)
-                continue
+            else:
+                known.append(flag)
+        profile = self._profile(user_id, opts)
+        for flag in known:
             decision = self._decide_flag(
-                user_id, attributes, flag, opts, forced_decisions, user_context
+                user_id, attributes, flag, opts, forced_decisions, user_context, profile
             )
             if not enabled_only or decision.enabled:
-                result[key] = decision
+                result[flag.key] = decision
+        if profile is not None:
+            self._profiles.save(profile)
         return result
+
+    def _profile(
+        self, user_id: str, opts: frozenset[OptimizelyDecideOption]
+    ) -> StickyProfile | None:
+        """The user's sticky profile for this call, unless there is none or it is ignored."""
+        if self._profiles.service is None or _IGNORE_PROFILES in opts:
+            return None
+        return self._profiles.load(user_id)
 
     def _options(self, options: Iterable[Any] | None) -> frozenset[OptimizelyDecideOption]:
         if not options:
@@ -155,6 +181,7 @@ class FlagDecisions(ClientPart):
         opts: frozenset[OptimizelyDecideOption],
         forced_decisions: ForcedDecisions,
         user_context: OptimizelyUserContext | None,
+        profile: StickyProfile | None,
     ) -> Decision:
         reasons: list[str] | None = [] if _INCLUDE_REASONS in opts else None
         forced = self._forced.of(user_id)
@@ -165,6 +192,7 @@ class FlagDecisions(ClientPart):
             forced_variations=forced or _EMPTY,
             forced_decisions=forced_decisions,
             reasons=reasons,
+            profile=profile,
         )
         experiment, variation, enabled = decision.experiment, decision.variation, decision.enabled
         rule_key = experiment.key if experiment is not None else None

@@ -24,11 +24,15 @@ thread, in the order they were added, with the arguments of the official optimiz
     ``event`` is the same kind of dict as for ``activate``.
 ``log_event`` — ``(log_event,)``
     the :class:`~xpevents.LogEvent` about to be handed to the dispatcher.
+``optimizely_config_update`` — ``()``
+    sent after each new datafile is swapped in (the official
+    ``OPTIMIZELY_CONFIG_UPDATE``, which has no arguments either), in the config
+    manager's thread.
 
 The official enum strings (``"ACTIVATE:experiment, user_id, attributes, variation, event"``,
 ``"DECISION:type, user_id, attributes, decision_info"``, ``"TRACK:event_key, user_id,
-attributes, event_tags, event"``, ``"LOG_EVENT:log_event"``) are accepted wherever a
-type is expected, as is :class:`NotificationType`.
+attributes, event_tags, event"``, ``"LOG_EVENT:log_event"``, ``"OPTIMIZELY_CONFIG_UPDATE"``)
+are accepted wherever a type is expected, as is :class:`NotificationType`.
 
 A listener that raises is logged (with its traceback) and never breaks the caller or the
 other listeners. Listeners must not modify the payloads they receive.
@@ -55,6 +59,7 @@ class NotificationType(enum.StrEnum):
     ACTIVATE = "activate"
     TRACK = "track"
     LOG_EVENT = "log_event"
+    OPTIMIZELY_CONFIG_UPDATE = "optimizely_config_update"
 
 
 _OFFICIAL_NAMES: Final[dict[str, NotificationType]] = {

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import logging
 
     from xpevents.client.inputs import Inputs
+    from xpevents.client.profiles import UserProfiles
     from xpevents.client.reporting import Reporter
     from xpevents.decide.datafile import ProjectConfig
     from xpevents.decide.decider import Decider
@@ -73,12 +74,16 @@ class Collaborators(NamedTuple):
     inputs: Inputs
     report: Reporter
     log: logging.Logger
+    profiles: UserProfiles
 
 
 class ClientPart:
     """One part of the client's API; its collaborators are attributes for the hot path."""
 
-    __slots__ = ("_config", "_decider", "_forced", "_inputs", "_log", "_report")
+    __slots__ = ("_config", "_decider", "_forced", "_inputs", "_log", "_profiles", "_report")
 
     def __init__(self, shared: Collaborators) -> None:
-        self._config, self._decider, self._forced, self._inputs, self._report, self._log = shared
+        self._config, self._decider, self._forced, self._inputs, self._report, self._log = shared[
+            :6
+        ]
+        self._profiles = shared.profiles

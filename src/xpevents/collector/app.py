@@ -8,6 +8,8 @@ Routes:
   :mod:`xpevents.serving.schema`, de-duplicated and stored; ``204`` on success.
 * ``GET /stats``, ``GET /events?limit=&offset=``, ``GET|POST /control``,
   ``POST /reset``, ``GET /healthz``.
+* ``PUT|POST|GET|DELETE /datafiles/{sdk_key}.json`` and ``GET /datafiles/auth/{sdk_key}.json``:
+  a CDN-like datafile server (:mod:`xpevents.collector.datafiles`).
 
 Dropping a connection without a response needs help from the server: the collector's
 own HTTP protocol (:mod:`xpevents.collector.server`) puts an abort callable into
@@ -26,39 +28,39 @@ from typing import Final
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from xpevents.collector.datafiles import ERROR_PAGE, DatafileShelf, datafile_routes
 from xpevents.collector.faults import Fault, FaultInjector, FaultSettings, FaultUpdate
+from xpevents.collector.loose import LoosePayload, decode_loose, number, text
 from xpevents.collector.stats import NULL_VARIATION, CollectorStats
-from xpevents.collector.store import EventStore
+from xpevents.collector.store import EventStore, StoredEvent
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError
 from xpevents.serving.body import read_body
 from xpevents.serving.endpoints import event_api_routes, healthz, json_response, rejected
+from xpevents.serving.ingest import split_body
 from xpevents.serving.schema import (
     ACTIVATE_EVENT_KEY,
     decode_payload,
     schema_error,
 )
 
-__all__ = ["ABORT_EXTENSION", "DEFAULT_MAX_BODY", "Collector"]
+__all__ = ["ABORT_EXTENSION", "DEFAULT_MAX_BODY", "STRICT_MODES", "Collector"]
 
 logger = logging.getLogger("xpevents.collector.app")
 
 DEFAULT_MAX_BODY: Final = 3_500_000
 """The event API's request size limit, in bytes (also applied after decompression)."""
 
+STRICT_MODES: Final = ("off", "warn", "refuse")
+"""``off``: accept what the Event API accepts; ``warn``: also check the schema and
+report its errors in ``/stats``; ``refuse``: answer them 400."""
+
 ABORT_EXTENSION: Final = "xpevents.abort"
 """ASGI scope extension holding ``{"abort": callable}`` that closes the connection."""
 
 
-class _RawVisitors(msgspec.Struct):
-    """Second, cheap decode of a valid body: each visitor's JSON text, verbatim."""
-
-    visitors: list[msgspec.Raw]
-
-
-_RAW_VISITORS: Final = msgspec.json.Decoder(_RawVisitors)
 _CONTROL: Final = msgspec.json.Decoder(FaultUpdate)
 
 
@@ -69,6 +71,10 @@ class Collector:
         db: SQLite file for the events, or ``None`` for an in-memory database.
         max_body: largest accepted body in bytes, raw and after decompression.
         faults: initial fault injection settings.
+        strict: one of :data:`STRICT_MODES` (default ``"off"``: lenient, as the Event
+            API; ``"warn"``: schema errors become ``schema_warnings`` in ``/stats``;
+            ``"refuse"``: they are answered 400 with their JSON path).
+        read_timeout: seconds a client may take to send its body (408 after).
 
     ``collector.app`` is the Starlette application; serve it with
     :class:`xpevents.collector.server.CollectorServer` (which supports dropped
@@ -81,16 +87,27 @@ class Collector:
         db: str | Path | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         faults: FaultSettings | None = None,
+        strict: str = "off",
+        read_timeout: float = 10.0,
     ) -> None:
         if max_body < 1:
             raise ConfigError(f"max_body must be a positive number of bytes, got {max_body!r}")
+        if strict not in STRICT_MODES:
+            raise ConfigError(f"strict={strict!r}: expected one of {', '.join(STRICT_MODES)}")
+        if not read_timeout > 0:
+            raise ConfigError(f"read_timeout={read_timeout!r}: must be > 0 seconds")
         self.max_body = max_body
+        self.strict = strict
+        self.read_timeout = read_timeout
         self.store = EventStore(db)
         self.stats = CollectorStats()
         self.faults = FaultInjector(faults)
+        self.datafiles = DatafileShelf()
+        """The datafiles served on ``/datafiles/`` (see :mod:`xpevents.collector.datafiles`)."""
         self.app = Starlette(
             routes=[
                 *event_api_routes(self._handle_events),
+                *datafile_routes(self.datafiles, self.faults, _abort_callable),
                 Route("/stats", self._stats, methods=["GET"]),
                 Route("/events", self._events, methods=["GET"]),
                 Route("/control", self._control, methods=["GET", "POST"]),
@@ -121,6 +138,7 @@ class Collector:
                 stats.too_large += 1
             else:
                 stats.invalid_payloads += 1
+            stats.rejected[exc.reason] += 1
             logger.debug("rejected %s request: %s", region, exc.error)
             response = rejected(exc)
         except ClientDisconnect:
@@ -153,6 +171,9 @@ class Collector:
             return json_response(
                 {"error": "injected fault: drop (unsupported by this server)"}, 500
             )
+        if fault is Fault.HTML_200:
+            stats.requests_by_status[200] += 1
+            return HTMLResponse(ERROR_PAGE)
         if fault is Fault.HTTP_429:
             stats.requests_by_status[429] += 1
             return json_response(
@@ -178,14 +199,18 @@ class Collector:
         def count(size: int) -> None:
             stats.bytes_received += size
 
-        return await read_body(request, max_body=self.max_body, on_chunk=count)
+        return await read_body(
+            request, max_body=self.max_body, timeout=self.read_timeout, on_chunk=count
+        )
 
     def _accept(self, body: bytes, region: str) -> Response:
         try:
-            payload = decode_payload(body)
-            raw_visitors = _RAW_VISITORS.decode(body).visitors
+            raw_visitors = split_body(body)[1]  # what no receiver could take
+            payload = decode_loose(body)  # what the Event API needs: uuid and timestamp
+            if self.strict != "off":
+                self._check_schema(body, payload)
         except PayloadSchemaError as exc:
-            raise BodyRejected(400, str(exc), exc.path) from None
+            raise BodyRejected(400, str(exc), exc.path, exc.reason) from None
         stored = self.store.add(region, payload, raw_visitors)
         stats = self.stats
         stats.payloads += 1
@@ -194,19 +219,35 @@ class Collector:
         stats.events += events
         stats.unique_events += len(stored)
         stats.duplicates += events - len(stored)
+        self._count(stored)
+        return Response(status_code=204)
+
+    def _check_schema(self, body: bytes, payload: LoosePayload) -> None:
+        """Strict mode: the schema's first JSON-path error, as a warning or a refusal."""
+        try:
+            decode_payload(body)
+        except PayloadSchemaError as exc:
+            if self.strict == "refuse":
+                raise
+            client = f"{text(payload.client_name)}/{text(payload.client_version)}"
+            self.stats.warn(exc.path, exc.detail, client)
+
+    def _count(self, stored: list[StoredEvent]) -> None:
+        stats = self.stats
         impressions = stats.impressions
         for snapshot, event in stored:
             if event.key == ACTIVATE_EVENT_KEY:
                 for decision in snapshot.decisions:
-                    variation = decision.variation_id
-                    impressions[decision.experiment_id][
+                    variation = text(decision.variation_id)
+                    impressions[text(decision.experiment_id) or NULL_VARIATION][
                         NULL_VARIATION if variation is None else variation
                     ] += 1
             else:
-                stats.conversions[event.key] += 1
-                if event.revenue is not None:
-                    stats.revenue[event.key] += event.revenue
-        return Response(status_code=204)
+                key = text(event.key) or ""
+                stats.conversions[key] += 1
+                revenue = number(event.revenue)
+                if revenue is not None:
+                    stats.revenue[key] += revenue
 
     # -- control -----------------------------------------------------------------
 
@@ -219,13 +260,16 @@ class Collector:
             offset = _query_int(request, "offset", 0)
         except BodyRejected as exc:
             return rejected(exc)
-        return json_response(self.store.events(limit=limit, offset=offset))
+        raw = request.query_params.get("raw", "") in ("1", "true")
+        return json_response(self.store.events(limit=limit, offset=offset, raw=raw))
 
     async def _control(self, request: Request) -> Response:
         if request.method == "POST":
             try:
                 update = _CONTROL.decode(await request.body())
                 settings = update.apply(self.faults.settings)
+            except RecursionError:
+                return json_response({"error": "JSON nested too deeply", "path": "$"}, 400)
             except msgspec.MsgspecError as exc:
                 error = schema_error(exc)
                 return json_response({"error": error.detail, "path": error.path}, 400)
@@ -241,16 +285,21 @@ class Collector:
         return json_response({"reset": True})
 
 
+_QUERY_MAX: Final = {"limit": 100_000, "offset": 2**62}
+
+
 def _query_int(request: Request, name: str, default: int) -> int:
     text = request.query_params.get(name)
     if text is None:
         return default
+    most = _QUERY_MAX[name]
+    problem = f"{name} must be an integer from 0 to {most}, got {text[:40]!r}"
     try:
-        value = int(text)
+        value = int(text) if len(text) <= 20 else -1
     except ValueError:
-        raise BodyRejected(400, f"{name} must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise BodyRejected(400, f"{name} must be an integer >= 0, got {text!r}")
+        raise BodyRejected(400, problem, reason="invalid_query") from None
+    if not 0 <= value <= most:
+        raise BodyRejected(400, problem, reason="invalid_query")
     return value
 
 

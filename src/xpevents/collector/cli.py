@@ -9,11 +9,18 @@ from typing import Any, TypeVar
 
 import click
 
-from xpevents.collector.app import DEFAULT_MAX_BODY, Collector
+from xpevents.collector.app import DEFAULT_MAX_BODY, STRICT_MODES, Collector
 from xpevents.collector.faults import FaultSettings
 from xpevents.collector.server import CollectorServer
 from xpevents.errors import ConfigError
-from xpevents.serving.command import cannot_listen, configure_logging, log_level_option, serve
+from xpevents.serving.command import (
+    cannot_listen,
+    configure_logging,
+    connection_limits,
+    connection_options,
+    log_level_option,
+    serve,
+)
 
 __all__ = ["collector_command"]
 
@@ -71,12 +78,36 @@ def _fault(flag: str, type: click.ParamType[Any], help: str) -> Callable[[_F], _
     _RATE,
     "Share of events requests whose connection is closed with no response.",
 )
+@_fault(
+    "--html-rate",
+    _RATE,
+    "Share of requests answered 200 with an HTML error page (events and datafiles).",
+)
 @click.option(
     "--seed",
     type=int,
     default=None,
     help="Seed of the fault generator (reproducible fault sequence).",
 )
+@click.option(
+    "--strict",
+    type=click.Choice(STRICT_MODES),
+    default="off",
+    show_default=True,
+    is_flag=False,
+    flag_value="warn",
+    help="Check payloads against the precise schema: 'warn' (what --strict alone means) "
+    "reports SDK bugs as schema_warnings in /stats; 'refuse' answers them 400 with "
+    "their JSON path. 'off' accepts what the Event API accepts.",
+)
+@click.option(
+    "--read-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Seconds a client may take to send its body (408 after).",
+)
+@connection_options()
 @log_level_option(show_default=True)
 def collector_command(
     host: str,
@@ -84,29 +115,39 @@ def collector_command(
     db: Path | None,
     max_body: int,
     seed: int | None,
+    strict: str,
+    read_timeout: float,
     log_level: str,
-    **faults: float,
+    **options: Any,
 ) -> None:
     """Run an Optimizely-events-API-compatible sink: POST /v1/events and /eu/v1/events.
 
-    Payloads are validated, de-duplicated on (entity_id, uuid, timestamp) and stored;
+    Payloads are accepted as the Event API accepts them (--strict checks them against
+    the schema), de-duplicated on (entity_id, uuid, timestamp) and stored;
     GET /stats, GET /events, GET|POST /control (fault settings at runtime) and
-    POST /reset serve tests and benchmarks. Prints one line,
+    POST /reset serve tests and benchmarks; PUT /datafiles/KEY.json serves a
+    datafile on GET /datafiles/KEY.json like the CDN (ETag, 304, the auth path with
+    ?access_token=). Prints one line,
     "xpevents collector listening on http://HOST:PORT", then serves until SIGINT or
     SIGTERM.
     """
     configure_logging(log_level)
+    limits = connection_limits(options)
     try:
-        settings = FaultSettings(**faults, seed=seed).validate()
+        settings = FaultSettings(**options, seed=seed).validate()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        collector = Collector(db=db, max_body=max_body, faults=settings)
+        collector = Collector(
+            db=db, max_body=max_body, faults=settings, strict=strict, read_timeout=read_timeout
+        )
     except Exception as exc:  # sqlite3 errors: unwritable path, not a database, ...
         raise click.ClickException(f"cannot open --db {db}: {exc}") from None
     try:
         try:
-            server = CollectorServer(collector, host=host, port=port, log_level=log_level)
+            server = CollectorServer(
+                collector, host=host, port=port, log_level=log_level, limits=limits
+            )
         except OSError as exc:
             raise cannot_listen(host, port, exc) from None
         serve(server, "collector")

@@ -1,4 +1,6 @@
-"""Fault injection for the collector: latency, 5xx, 429 and dropped connections.
+"""Fault injection for the collector: latency, 5xx, 429, HTML 200 and dropped connections.
+
+They apply to the events endpoints and to the datafile server's ``GET`` paths alike.
 
 Each request to an events endpoint draws one random number ``u`` in ``[0, 1)`` from
 a (seedable) generator and falls in one interval::
@@ -6,6 +8,7 @@ a (seedable) generator and falls in one interval::
     [0, drop_rate)                          -> the connection is closed, no response
     [.., + fail_rate)                       -> 500 for the first half, 503 for the second
     [.., + rate_429)                        -> 429 with ``Retry-After: retry_after``
+    [.., + html_rate)                       -> 200 with an HTML error page (a CDN's)
     [.., 1)                                 -> processed normally
 
 so every rate is the exact expected share of requests, and a given seed yields the
@@ -38,6 +41,7 @@ class Fault(enum.Enum):
     HTTP_500 = "http_500"
     HTTP_503 = "http_503"
     HTTP_429 = "http_429"
+    HTML_200 = "html_200"
 
 
 class FaultSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -50,6 +54,8 @@ class FaultSettings(msgspec.Struct, kw_only=True, frozen=True):
         retry_after: seconds sent in the ``Retry-After`` header of a 429 (default 1;
             fractions are sent as written, e.g. ``0.2``, to keep tests fast).
         drop_rate: share of events requests whose connection is closed with no response.
+        html_rate: share of requests answered 200 with an HTML page (a CDN or proxy
+            error page), the case a datafile poller must refuse.
         seed: seed of the fault generator; ``None`` seeds from the OS.
     """
 
@@ -58,21 +64,22 @@ class FaultSettings(msgspec.Struct, kw_only=True, frozen=True):
     rate_429: float = 0.0
     retry_after: float = 1.0
     drop_rate: float = 0.0
+    html_rate: float = 0.0
     seed: int | None = None
 
     def validate(self) -> FaultSettings:
         """Return ``self`` if every value is in range; raise :class:`ConfigError` otherwise."""
         if not math.isfinite(self.latency_ms) or self.latency_ms < 0:
             raise ConfigError(f"latency_ms must be a number >= 0, got {self.latency_ms!r}")
-        for name in ("fail_rate", "rate_429", "drop_rate"):
+        for name in ("fail_rate", "rate_429", "drop_rate", "html_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:  # also false for NaN
                 raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")
-        total = self.fail_rate + self.rate_429 + self.drop_rate
+        total = self.fail_rate + self.rate_429 + self.drop_rate + self.html_rate
         if total > 1.0 + 1e-9:
             raise ConfigError(
-                "fail_rate + rate_429 + drop_rate must be at most 1 (each is the share of "
-                f"requests that gets that fault), got {total:g}"
+                "fail_rate + rate_429 + drop_rate + html_rate must be at most 1 (each is the "
+                f"share of requests that gets that fault), got {total:g}"
             )
         if not math.isfinite(self.retry_after) or self.retry_after < 0:
             raise ConfigError(
@@ -94,6 +101,7 @@ class FaultUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rate_429: float | msgspec.UnsetType = msgspec.UNSET
     retry_after: float | msgspec.UnsetType = msgspec.UNSET
     drop_rate: float | msgspec.UnsetType = msgspec.UNSET
+    html_rate: float | msgspec.UnsetType = msgspec.UNSET
     seed: int | msgspec.UnsetType | None = msgspec.UNSET
 
     def apply(self, settings: FaultSettings) -> FaultSettings:
@@ -129,7 +137,7 @@ class FaultInjector:
     def active(self) -> bool:
         """Whether any fault or latency is configured (the fast path skips the draw)."""
         s = self._settings
-        return bool(s.latency_ms or s.fail_rate or s.rate_429 or s.drop_rate)
+        return bool(s.latency_ms or s.fail_rate or s.rate_429 or s.drop_rate or s.html_rate)
 
     def draw(self) -> Fault:
         """Decide the fate of one request (one random draw per call)."""
@@ -143,6 +151,9 @@ class FaultInjector:
         edge += s.fail_rate
         if u < edge:
             return Fault.HTTP_503
-        if u < edge + s.rate_429:
+        edge += s.rate_429
+        if u < edge:
             return Fault.HTTP_429
+        if u < edge + s.html_rate:
+            return Fault.HTML_200
         return Fault.NONE

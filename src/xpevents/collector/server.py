@@ -17,16 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
 from xpevents.collector.app import ABORT_EXTENSION, Collector
+from xpevents.serving.guard import ConnectionLimits, GuardedH11Protocol
 from xpevents.serving.server import AppServer
 
 __all__ = ["CollectorServer", "DropCapableH11Protocol"]
 
 
-class DropCapableH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol plus an ASGI extension that drops the connection."""
+class DropCapableH11Protocol(GuardedH11Protocol):
+    """The services' h11 protocol plus an ASGI extension that drops the connection."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,6 +56,7 @@ class CollectorServer(AppServer):
         host: interface to bind (default loopback).
         port: TCP port; ``0`` picks a free one (see :attr:`port` once bound).
         log_level: uvicorn's log level.
+        limits: connection limits (:class:`~xpevents.serving.guard.ConnectionLimits`).
 
     The socket is bound in the constructor, so :attr:`url` is known at once; raises
     ``OSError`` when the address is taken. Connections can be dropped on purpose
@@ -70,6 +70,7 @@ class CollectorServer(AppServer):
         host: str = "127.0.0.1",
         port: int = 8788,
         log_level: str = "warning",
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.collector = collector
         super().__init__(
@@ -78,5 +79,6 @@ class CollectorServer(AppServer):
             port=port,
             name="collector",
             log_level=log_level,
-            http=DropCapableH11Protocol,
+            limits=limits,
+            protocol=DropCapableH11Protocol,
         )

@@ -18,7 +18,14 @@ from typing import Any, Final
 
 import msgspec
 
-from xpevents.serving.schema import Payload, Snapshot, SnapshotEvent, Visitor
+from xpevents.collector.loose import (
+    LooseEvent,
+    LoosePayload,
+    LooseSnapshot,
+    LooseVisitor,
+    number,
+    text,
+)
 from xpevents.spool.envelope import ENVELOPE_KEYS
 
 __all__ = ["EventStore", "StoredEvent"]
@@ -28,7 +35,7 @@ logger = logging.getLogger("xpevents.collector.store")
 EventKey = tuple[str, str, int]
 """The de-duplication key of an event: ``(entity_id, uuid, timestamp)``."""
 
-StoredEvent = tuple[Snapshot, SnapshotEvent]
+StoredEvent = tuple[LooseSnapshot, LooseEvent]
 """A newly stored (not duplicate) event with the snapshot it came in."""
 
 _COLUMNS: Final = (
@@ -98,14 +105,20 @@ _encode = msgspec.json.Encoder().encode
 _decode_json = msgspec.json.Decoder().decode
 
 
-def _opt_bool(value: bool | None) -> int | None:
-    return None if value is None else int(value)
+def _opt_bool(value: Any) -> int | None:
+    """A JSON boolean as 0/1; anything else (absent, null, another type) NULL."""
+    return int(value) if isinstance(value, bool) else None
+
+
+def _json(value: Any) -> str | None:
+    """A JSON column: the value re-encoded, NULL when absent or null."""
+    return None if value is None or value is msgspec.UNSET else _encode(value).decode()
 
 
 def _row(
     head: tuple[Any, ...],
-    visitor: Visitor,
-    event: SnapshotEvent,
+    visitor: LooseVisitor,
+    event: LooseEvent,
     decision_cols: tuple[Any, ...],
     visitor_cols: tuple[Any, ...],
 ) -> tuple[Any, ...]:
@@ -113,15 +126,15 @@ def _row(
     attributes, raw_text = visitor_cols
     return (
         *head,
-        visitor.visitor_id,
-        visitor.session_id,
-        event.entity_id,
+        text(visitor.visitor_id) or "",
+        text(visitor.session_id),
+        text(event.entity_id) or "",
         event.uuid,
-        event.key,
+        text(event.key) or "",
         event.timestamp,
-        event.revenue,
-        event.value,
-        None if event.tags is None else _encode(event.tags).decode(),
+        number(event.revenue),
+        number(event.value),
+        _json(event.tags),
         *decision_cols,
         attributes,
         raw_text,
@@ -159,21 +172,22 @@ class EventStore:
         return len(self._seen)
 
     def add(
-        self, region: str, payload: Payload, raw_visitors: Sequence[bytes | msgspec.Raw]
+        self, region: str, payload: LoosePayload, raw_visitors: Sequence[bytes | msgspec.Raw]
     ) -> list[StoredEvent]:
         """Store the payload's events that were not seen before; return those.
 
         ``raw_visitors[i]`` is the JSON text of ``payload.visitors[i]`` as received,
-        kept verbatim in the ``visitor`` column.
+        kept verbatim in the ``visitor`` column. Values of another type than the
+        schema's are stored as JSON text (numbers, booleans) or NULL (``null``).
         """
         head = (
             time.time(),
             region,
-            payload.account_id,
-            payload.project_id,
-            payload.revision,
-            payload.client_name,
-            payload.client_version,
+            text(payload.account_id) or "",
+            text(payload.project_id),
+            text(payload.revision),
+            text(payload.client_name),
+            text(payload.client_version),
             _opt_bool(payload.anonymize_ip),
             _opt_bool(payload.enrich_decisions),
         )
@@ -187,12 +201,13 @@ class EventStore:
             for snapshot in visitor.snapshots:
                 decision_cols: tuple[Any, ...] | None = None
                 for event in snapshot.events:
-                    key = (event.entity_id, event.uuid, event.timestamp)
+                    key = (text(event.entity_id) or "", event.uuid, event.timestamp)
                     if key in seen or key in new_keys:
                         continue
                     new_keys.add(key)
                     if visitor_cols is None:
-                        visitor_cols = (_encode(visitor.attributes).decode(), str(raw, "utf-8"))
+                        attributes = _json(visitor.attributes) or "[]"
+                        visitor_cols = (attributes, str(raw, "utf-8"))
                     if decision_cols is None:
                         decision_cols = self._decision_columns(snapshot)
                     rows.append(_row(head, visitor, event, decision_cols, visitor_cols))
@@ -215,21 +230,26 @@ class EventStore:
                 raise
 
     @staticmethod
-    def _decision_columns(snapshot: Snapshot) -> tuple[Any, ...]:
+    def _decision_columns(snapshot: LooseSnapshot) -> tuple[Any, ...]:
         if not snapshot.decisions:
             return (None, None, None, None, None, None)
         first = snapshot.decisions[0]
+        holdback = first.is_campaign_holdback
         return (
-            first.campaign_id,
-            first.experiment_id,
-            first.variation_id,
-            int(first.is_campaign_holdback),
-            None if first.metadata is None else _encode(first.metadata).decode(),
+            text(first.campaign_id),
+            text(first.experiment_id),
+            text(first.variation_id),
+            int(holdback) if isinstance(holdback, bool) else 0,
+            _json(first.metadata),
             _encode(snapshot.decisions).decode(),
         )
 
-    def events(self, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
-        """Stored events in arrival order, JSON columns decoded, booleans as bools."""
+    def events(self, limit: int = 1000, offset: int = 0, raw: bool = False) -> list[dict[str, Any]]:
+        """Stored events in arrival order, JSON columns decoded, booleans as bools.
+
+        ``raw=True`` leaves the ``visitor`` column as the JSON text received.
+        """
+        decoded = _JSON_COLUMNS - {"visitor"} if raw else _JSON_COLUMNS
         with self._lock:
             cursor = self._db.execute(_SELECT, (limit, offset))
             names = [d[0] for d in cursor.description]
@@ -238,7 +258,7 @@ class EventStore:
         for row in rows:
             item: dict[str, Any] = {}
             for name, value in zip(names, row, strict=True):
-                if value is not None and name in _JSON_COLUMNS:
+                if value is not None and name in decoded:
                     value = _decode_json(value)
                 elif value is not None and name in _BOOL_COLUMNS:
                     value = bool(value)

@@ -26,6 +26,7 @@ from typing import Any, Self
 
 import httpx
 
+from xpevents._internal.redact import redact_url
 from xpevents.config.base import ConfigHolder, ConfigListener, ConfigStats
 from xpevents.config.fetch import Fetched, Result, failure
 from xpevents.config.options import (
@@ -78,7 +79,7 @@ class AsyncPollingConfigManager:
                 f"{options.owner}(http_client={http_client!r}): expected an httpx.AsyncClient"
             )
         self._source = options.source()
-        self._holder = ConfigHolder(self._source.url, options.initial_config(self._source))
+        self._holder = ConfigHolder(self._source.url, *options.initial_config(self._source))
         self._user_client = http_client
         self._client: httpx.AsyncClient | None = http_client
         self._task: asyncio.Task[None] | None = None
@@ -93,6 +94,14 @@ class AsyncPollingConfigManager:
     def get_config(self) -> ProjectConfig | None:
         """The current config (``None`` before the first datafile). Never blocks."""
         return self._holder.config
+
+    def config_now(self) -> ProjectConfig | None:
+        """The current config, without waiting or starting anything."""
+        return self._holder.config
+
+    def datafile_of(self, config: ProjectConfig) -> bytes | None:
+        """The JSON text of ``config`` while it is the current one."""
+        return self._holder.datafile_of(config)
 
     def add_listener(self, listener: ConfigListener) -> None:
         """Call ``listener(config)`` after every swap (on the event loop)."""
@@ -176,7 +185,7 @@ class AsyncPollingConfigManager:
             try:
                 fetched = await self.poll_now()
             except Exception:  # a bug must not end polling; the next poll may work
-                logger.exception("datafile poll of %s failed unexpectedly", self.url)
+                logger.exception("datafile poll of %s failed unexpectedly", redact_url(self.url))
                 fetched = Fetched(Result.FAILED, reason="error")
             if self._attempted is not None:
                 self._attempted.set()
@@ -192,4 +201,4 @@ class AsyncPollingConfigManager:
             )
 
     def __repr__(self) -> str:
-        return f"AsyncPollingConfigManager(url={self.url!r})"
+        return f"AsyncPollingConfigManager(url={redact_url(self.url)!r})"

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
+from xpevents._internal.redact import redact_url
 from xpevents.config.disk import write_cache
 from xpevents.config.fetch import Fetched, Result
 from xpevents.decide.datafile import ProjectConfig
@@ -38,7 +39,10 @@ ConfigListener = Callable[[ProjectConfig], object]
 class ConfigManager(Protocol):
     """What :class:`~xpevents.Client` needs from a source of datafiles.
 
-    The official SDK's config managers have the same ``get_config()``.
+    The official SDK's config managers have the same ``get_config()``. Optional extras
+    the client uses when a manager has them: ``config_now()`` (the config without
+    waiting), ``datafile_of(config)`` (its JSON text, for ``get_optimizely_config()``)
+    and ``stats()`` (a :class:`ConfigStats`).
     """
 
     def get_config(self) -> ProjectConfig | None:
@@ -92,9 +96,12 @@ class ConfigHolder:
         config: the config to start with (a fallback datafile), or ``None``.
     """
 
-    def __init__(self, source: str, config: ProjectConfig | None = None) -> None:
-        self.source = source
+    def __init__(
+        self, source: str, config: ProjectConfig | None = None, datafile: bytes | None = None
+    ) -> None:
+        self.source = redact_url(source)
         self.config = config
+        self._text = None if config is None or datafile is None else (config, datafile)
         self.ready = threading.Event()
         if config is not None:
             self.ready.set()
@@ -113,8 +120,15 @@ class ConfigHolder:
         with self._lock:
             self._listeners = (*self._listeners, listener)
 
-    def swap(self, config: ProjectConfig, now: float) -> None:
+    def datafile_of(self, config: ProjectConfig) -> bytes | None:
+        """The JSON text ``config`` was loaded from, while it is the current one."""
+        text = self._text
+        return text[1] if text is not None and text[0] is config else None
+
+    def swap(self, config: ProjectConfig, now: float, datafile: bytes | None = None) -> None:
         """Make ``config`` current (one assignment), then tell the listeners."""
+        if datafile is not None:
+            self._text = (config, datafile)
         self.config = config
         self.ready.set()
         with self._lock:
@@ -165,7 +179,7 @@ class ConfigHolder:
         """Act on one fetch: swap a new config in (and cache it), count, log."""
         if fetched.result is Result.CHANGED:
             assert fetched.config is not None
-            self.swap(fetched.config, now)
+            self.swap(fetched.config, now, fetched.datafile)
             if cache is not None and fetched.datafile is not None:
                 write_cache(cache, fetched.datafile)
             self.succeeded(now, changed=True)

@@ -21,6 +21,7 @@ from typing import Final
 
 import httpx
 
+from xpevents._internal.redact import redact_url
 from xpevents.decide.datafile import ProjectConfig, load_config
 from xpevents.errors import ConfigError, DatafileError
 
@@ -55,7 +56,9 @@ def datafile_url(
     """
     if url is not None:
         if not isinstance(url, str) or not url.strip() or url != url.strip():
-            raise ConfigError(f"{owner}(url={url!r}): expected an http(s) URL without spaces")
+            raise ConfigError(
+                f"{owner}(url={redact_url(url)!r}): expected an http(s) URL without spaces"
+            )
         return url
     if not isinstance(sdk_key, str) or not sdk_key.strip():
         raise ConfigError(

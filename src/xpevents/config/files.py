@@ -73,6 +73,14 @@ class FileConfigManager(Closing):
             self.start()
         return self._holder.config
 
+    def config_now(self) -> ProjectConfig | None:
+        """The current config, without waiting or starting anything."""
+        return self._holder.config
+
+    def datafile_of(self, config: ProjectConfig) -> bytes | None:
+        """The JSON text of ``config`` while it is the current one."""
+        return self._holder.datafile_of(config)
+
     def add_listener(self, listener: ConfigListener) -> None:
         """Call ``listener(config)`` after every swap (in the watcher thread)."""
         self._holder.add_listener(listener)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -46,7 +46,7 @@ class PollingOptions:
     blocking_timeout: float = DEFAULT_BLOCKING_TIMEOUT
     url: str | None = None
     url_template: str | None = None
-    datafile_access_token: str | None = None
+    datafile_access_token: str | None = field(default=None, repr=False)
     datafile_cache: str | os.PathLike[str] | None = None
     timeout: float = 10.0
     backoff_base: float = 1.0
@@ -91,10 +91,10 @@ class PollingOptions:
         """A fresh conditional-request state for the URL."""
         return DatafileSource(self.url_to_poll(), access_token=self.datafile_access_token)
 
-    def initial_config(self, source: DatafileSource) -> ProjectConfig | None:
-        """The config to decide with before the first fetch: the newest valid one of the
-        ``datafile`` given and the cached one (a bad one is logged and ignored)."""
-        best: ProjectConfig | None = None
+    def initial_config(self, source: DatafileSource) -> tuple[ProjectConfig | None, bytes | None]:
+        """The config to decide with before the first fetch, and its text: the newest valid
+        one of the ``datafile`` given and the cached one (a bad one is logged and ignored)."""
+        best: tuple[ProjectConfig | None, bytes | None] = (None, None)
         candidates: list[tuple[str, Any]] = []
         cache = self.cache_path()
         if cache is not None:
@@ -107,7 +107,7 @@ class PollingOptions:
             body = datafile if isinstance(datafile, bytes | str) else _json(datafile)
             fetched = source.accept(body.encode() if isinstance(body, str) else body)
             if fetched.result is Result.CHANGED:
-                best = fetched.config
+                best = (fetched.config, fetched.datafile)
             elif fetched.result is Result.REFUSED and fetched.reason != "older_revision":
                 logger.warning("%s: %s ignored: %s", self.owner, label, fetched.detail)
         return best

@@ -29,6 +29,7 @@ import httpx
 
 from xpevents._internal import forking
 from xpevents._internal.closing import Closing
+from xpevents._internal.redact import redact_url
 from xpevents.config.base import ConfigHolder, ConfigListener, ConfigStats
 from xpevents.config.fetch import DatafileSource, Fetched, Result, failure
 from xpevents.config.options import (
@@ -105,7 +106,7 @@ class PollingConfigManager(Closing):
                 f"{options.owner}(http_client={http_client!r}): expected an httpx.Client"
             )
         self._source = options.source()
-        self._holder = ConfigHolder(self._source.url, options.initial_config(self._source))
+        self._holder = ConfigHolder(self._source.url, *options.initial_config(self._source))
         self._own_client = http_client is None
         self._client = http_client or httpx.Client(timeout=options.timeout)
         self._lock = threading.Lock()
@@ -145,6 +146,14 @@ class PollingConfigManager(Closing):
             config = self._holder.config
         return config
 
+    def config_now(self) -> ProjectConfig | None:
+        """The current config, without waiting or starting anything."""
+        return self._holder.config
+
+    def datafile_of(self, config: ProjectConfig) -> bytes | None:
+        """The JSON text of ``config`` while it is the current one."""
+        return self._holder.datafile_of(config)
+
     def add_listener(self, listener: ConfigListener) -> None:
         """Call ``listener(config)`` after every swap (in the poller thread)."""
         self._holder.add_listener(listener)
@@ -181,7 +190,7 @@ class PollingConfigManager(Closing):
             try:
                 fetched = self.poll_now()
             except Exception:  # a bug must not end polling; the next poll may work
-                logger.exception("datafile poll of %s failed unexpectedly", self.url)
+                logger.exception("datafile poll of %s failed unexpectedly", redact_url(self.url))
                 fetched = Fetched(Result.FAILED, reason="error")
             self._attempted.set()
             failed = fetched.result in (Result.FAILED, Result.REFUSED)
@@ -208,4 +217,5 @@ class PollingConfigManager(Closing):
             self._client = httpx.Client(timeout=self.options.timeout)
 
     def __repr__(self) -> str:
-        return f"PollingConfigManager(url={self.url!r}, interval={self.options.update_interval})"
+        interval = self.options.update_interval
+        return f"PollingConfigManager(url={redact_url(self.url)!r}, interval={interval})"

@@ -101,8 +101,9 @@ def compile_condition(condition: Any) -> AttributePredicate:
     """Compile one leaf condition object into a predicate."""
     if not isinstance(condition, Mapping):
         return _unknown
-    if condition.get("type") not in CONDITION_TYPES:
-        return _unknown
+    condition_type = condition.get("type")
+    if not isinstance(condition_type, str) or condition_type not in CONDITION_TYPES:
+        return _unknown  # a list or object type is unknown, as official (never unhashable here)
     match = condition.get("match")
     if match is None:
         match = "exact"

@@ -25,6 +25,7 @@ __all__ = [
     "Allocation",
     "bucket_value",
     "get_bucketing_id",
+    "hashable_key",
 ]
 
 HASH_SEED: Final = 1
@@ -36,13 +37,27 @@ T = TypeVar("T")
 _hash = mmh3.hash
 
 
+def hashable_key(key: str) -> str | bytes:
+    """``key`` as murmur3 may take it: a string with a lone surrogate becomes bytes.
+
+    mmh3 crashes the process (SIGSEGV) on a ``str`` that UTF-8 cannot encode. A user id
+    or ``$opt_bucketing_id`` comes from the caller, so a non-ASCII key is encoded with
+    ``surrogatepass`` first; for every valid string those are the very UTF-8 bytes mmh3
+    hashes, so the bucket is the same.
+    """
+    if key.isascii():
+        return key
+    return key.encode("utf-8", "surrogatepass")
+
+
 def bucket_value(bucketing_key: str) -> int:
     """The bucket in ``[0, 10000)`` of a bucketing key (``bucketing_id + entity_id``).
 
     ``floor(hash * 10000 / 2**32)`` computed exactly in integers; this equals the
     official SDK's floating-point formula for every 32-bit hash.
     """
-    return (_hash(bucketing_key, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE) >> 32
+    key = hashable_key(bucketing_key)
+    return (_hash(key, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE) >> 32
 
 
 def get_bucketing_id(user_id: str, attributes: Mapping[str, Any]) -> str:

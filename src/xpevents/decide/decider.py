@@ -23,11 +23,12 @@ experiment decision above; then the rollout rules in order (a forced decision fo
 (flag, rule key), then audiences and bucketing; a user who meets a targeted rule's
 audiences but is not bucketed jumps straight to the last, "everyone else", rule).
 Rollout rules are evaluated whatever their status, as the official SDK does.
-Holdouts and CMAB experiments are not supported (ignored).
+A user profile (sticky bucketing) applies to experiments only.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -43,6 +44,9 @@ from xpevents.decide.datafile import (
     Variation,
 )
 from xpevents.decide.plan import ExperimentPlan, RolloutRule, cast_variable
+from xpevents.decide.profile import StickyProfile, stored_variation
+
+logger = logging.getLogger("xpevents.decisions")
 
 __all__ = [
     "SOURCE_FEATURE_TEST",
@@ -142,12 +146,16 @@ class Decider:
         *,
         forced_variation_key: str | None = None,
         reasons: list[str] | None = None,
+        profile: StickyProfile | None = None,
     ) -> Variation | None:
         """The variation of ``experiment`` for a user, or ``None``.
 
         ``forced_variation_key`` is the variation set with the client's
         ``set_forced_variation`` (ignored when it is not a variation of the
-        experiment). Human-readable reasons are appended to ``reasons`` when given.
+        experiment). ``profile`` is the user's sticky profile (see
+        :mod:`~xpevents.decide.profile`): a stored variation comes after the forced
+        variation and the whitelist, and a variation found by bucketing is stored in it.
+        Human-readable reasons are appended to ``reasons`` when given.
         """
         if not self._config.usable:
             return None
@@ -162,6 +170,22 @@ class Decider:
             preset = plan.preset(user_id, forced_variation_key, reasons)
             if preset is not None:
                 return preset
+        if profile is not None:
+            stored = stored_variation(profile, experiment, user_id, reasons)
+            if stored is not None:
+                return stored
+        return self._admit_and_bucket(plan, user_id, attributes, reasons, profile)
+
+    def _admit_and_bucket(
+        self,
+        plan: ExperimentPlan,
+        user_id: str,
+        attributes: Mapping[str, Any],
+        reasons: list[str] | None,
+        profile: StickyProfile | None,
+    ) -> Variation | None:
+        """Audiences, then bucketing (the new variation joins the profile)."""
+        experiment = plan.experiment
         check = plan.audience_check
         if check is not None and not check(attributes):
             if reasons is not None:
@@ -180,6 +204,8 @@ class Decider:
                 else f'User "{user_id}" is in variation "{variation.key}" of experiment '
                 f"{experiment.key}."
             )
+        if profile is not None and variation is not None:
+            profile.remember(experiment.id, variation.id)
         return variation
 
     def _forced_decision(
@@ -219,12 +245,14 @@ class Decider:
         forced_variations: Mapping[str, str] = _EMPTY,
         forced_decisions: Mapping[tuple[str, str | None], str] = _EMPTY,
         reasons: list[str] | None = None,
+        profile: StickyProfile | None = None,
     ) -> FlagDecision:
         """Decide a flag for a user, as the official ``decide`` does.
 
         ``forced_variations`` maps experiment keys to variation keys (the client's
         ``set_forced_variation``); ``forced_decisions`` maps ``(flag_key, rule_key)``
-        (``rule_key`` ``None`` for the whole flag) to a variation key.
+        (``rule_key`` ``None`` for the whole flag) to a variation key. ``profile``
+        applies to the flag's experiments, never to its rollout rules, as official.
         """
         if not self._config.usable:
             return _NO_ROLLOUT_DECISION
@@ -254,6 +282,7 @@ class Decider:
                 if forced_variations
                 else None,
                 reasons=reasons,
+                profile=profile,
             )
             if variation is not None:
                 return FlagDecision(
@@ -348,7 +377,7 @@ class Decider:
         return self._variable(variable, variation, enabled)
 
     def _variable(self, variable: VariableDef, variation: Variation | None, enabled: bool) -> Any:
-        value: str | None = variable.default_value
+        value: Any = variable.default_value
         if enabled and variation is not None:
             values = self._config.variable_values.get(variation.id)
             value = None if values is None else values.get(variable.id, variable.default_value)

@@ -33,8 +33,8 @@ class OptimizelyDecideOption(enum.StrEnum):
 
     - ``DISABLE_DECISION_EVENT``: do not send the impression.
     - ``ENABLED_FLAGS_ONLY``: ``decide_all`` / ``decide_for_keys`` return enabled flags only.
-    - ``IGNORE_USER_PROFILE_SERVICE``: accepted for compatibility (xpevents has no
-      user profile service, so it changes nothing).
+    - ``IGNORE_USER_PROFILE_SERVICE``: no lookup, no save: decide without the client's
+      user profile service (sticky bucketing).
     - ``INCLUDE_REASONS``: fill ``Decision.reasons``.
     - ``EXCLUDE_VARIABLES``: leave ``Decision.variables`` empty.
     """

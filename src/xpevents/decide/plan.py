@@ -17,7 +17,7 @@ from typing import Any
 import mmh3
 
 from xpevents.decide.audiences import AudienceCheck
-from xpevents.decide.bucketing import HASH_SEED, MAX_TRAFFIC_VALUE, Allocation
+from xpevents.decide.bucketing import HASH_SEED, MAX_TRAFFIC_VALUE, Allocation, hashable_key
 from xpevents.decide.datafile import Experiment, ProjectConfig, Variation
 
 logger = logging.getLogger("xpevents.decisions")
@@ -103,37 +103,42 @@ class ExperimentPlan:
         """The variation the bucketing id hashes to (through the group first), or ``None``."""
         if not self.can_bucket:
             return None
-        if self.in_group:
-            allocation = self.group_allocation
-            if allocation is None:
-                return None
-            # bucketing.bucket_value, inlined: this runs on every decision
-            bucket = (
-                _hash(bucketing_id + self.group_suffix, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE
-            ) >> 32
-            hit = allocation.find(bucket)
-            if not hit:
-                if reasons is not None:
-                    if hit is None:
-                        reasons.append(f'User "{user_id}" is in no experiment.')
-                    else:
-                        reasons.append(
-                            f'User "{user_id}" is not in experiment "{self.experiment.key}" '
-                            f"of group {self.group_suffix}."
-                        )
-                return None
-            if reasons is not None:
-                reasons.append(
-                    f'User "{user_id}" is in experiment {self.experiment.key} '
-                    f"of group {self.group_suffix}."
-                )
-        bucket = (
-            _hash(bucketing_id + self.bucket_suffix, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE
-        ) >> 32
+        if self.in_group and not self._in_group(bucketing_id, user_id, reasons):
+            return None
+        # bucketing.bucket_value, inlined: this runs on every decision
+        key: str | bytes = bucketing_id + self.bucket_suffix
+        if not key.isascii():  # a lone surrogate would crash mmh3: see hashable_key
+            key = hashable_key(bucketing_id + self.bucket_suffix)
+        bucket = (_hash(key, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE) >> 32
         variation = self.traffic.find(bucket)
         if variation is None and reasons is not None:
             reasons.append("Bucketed into an empty traffic range. Returning nil.")
         return variation
+
+    def _in_group(self, bucketing_id: str, user_id: str, reasons: list[str] | None) -> bool:
+        """Whether the user's group bucket lands on this experiment (``random`` groups)."""
+        allocation = self.group_allocation
+        if allocation is None:
+            return False
+        key: str | bytes = bucketing_id + self.group_suffix
+        if not key.isascii():
+            key = hashable_key(bucketing_id + self.group_suffix)
+        hit = allocation.find((_hash(key, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE) >> 32)
+        if reasons is None:
+            return bool(hit)
+        if hit is None:
+            reasons.append(f'User "{user_id}" is in no experiment.')
+        elif not hit:
+            reasons.append(
+                f'User "{user_id}" is not in experiment "{self.experiment.key}" '
+                f"of group {self.group_suffix}."
+            )
+        else:
+            reasons.append(
+                f'User "{user_id}" is in experiment {self.experiment.key} '
+                f"of group {self.group_suffix}."
+            )
+        return bool(hit)
 
 
 class RolloutRule:
@@ -147,23 +152,25 @@ class RolloutRule:
         self.label = label
 
 
-def cast_variable(value: str | None, variable_type: str) -> Any:
+def cast_variable(value: Any, variable_type: str) -> Any:
     """Convert a variable's value string to its type, as the official SDK does.
 
     ``boolean``: ``value == "true"``; ``integer``: ``int(value)``; ``double``:
     ``float(value)``; ``json``: ``json.loads(value)``; anything else: the string.
-    A value that does not convert gives ``None``.
+    A value that does not convert gives ``None``; a value that is not a string (the
+    official SDK reads it as it is in the datafile) goes through the same calls, so an
+    object default of a json variable is ``None`` and an unknown type passes it through.
     """
     try:
         if variable_type == "boolean":
             return value == "true"
         if variable_type == "integer":
-            return int(value)  # type: ignore[arg-type]
+            return int(value)
         if variable_type == "double":
-            return float(value)  # type: ignore[arg-type]
+            return float(value)
         if variable_type == "json":
-            return json.loads(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+            return json.loads(value)
+    except (TypeError, ValueError, OverflowError, RecursionError):
         logger.error("Unable to cast value %r to %s. Returning None.", value, variable_type)
         return None
     return value

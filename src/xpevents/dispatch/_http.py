@@ -4,18 +4,21 @@ Both batching drivers send a :class:`~xpevents.send.planner.Request` the same wa
 POST of the joined body, or a GET with query parameters for a raw GET event); only
 ``await`` differs. Their own clients are pooled and keep-alive, sized for the senders
 plus a little slack; httpx's defaults apply otherwise (the usual proxy environment
-variables included).
+variables included). The sync client honours a total deadline per request
+(:mod:`xpevents.dispatch.deadline`); the asyncio driver bounds each request itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 
+from xpevents.dispatch.deadline import enforce_deadlines
 from xpevents.send.planner import Request
 
-__all__ = ["async_client", "request_arguments", "sync_client"]
+__all__ = ["async_client", "bounded_request", "request_arguments", "sync_client"]
 
 
 def _limits(senders: int) -> httpx.Limits:
@@ -23,8 +26,10 @@ def _limits(senders: int) -> httpx.Limits:
 
 
 def sync_client(senders: int, timeout: float) -> httpx.Client:
-    """A pooled ``httpx.Client`` for ``senders`` sender threads."""
-    return httpx.Client(timeout=httpx.Timeout(timeout), limits=_limits(senders))
+    """A pooled ``httpx.Client`` for ``senders`` sender threads, honouring deadlines."""
+    client = httpx.Client(timeout=httpx.Timeout(timeout), limits=_limits(senders))
+    enforce_deadlines(client)
+    return client
 
 
 def async_client(senders: int, timeout: float) -> httpx.AsyncClient:
@@ -37,3 +42,16 @@ def request_arguments(request: Request, timeout: float) -> dict[str, Any]:
     if request.method == "GET":
         return {"params": request.params(), "headers": request.headers, "timeout": timeout}
     return {"content": request.content, "headers": request.headers, "timeout": timeout}
+
+
+async def bounded_request(
+    client: httpx.AsyncClient, request: Request, timeout: float
+) -> httpx.Response:
+    """Send ``request``, bounded as a whole by ``timeout`` (a trickled answer included)."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await client.request(
+                request.method, request.url, **request_arguments(request, timeout)
+            )
+    except TimeoutError:
+        raise httpx.ReadTimeout(f"the request's total deadline of {timeout:g} s passed") from None

@@ -32,7 +32,8 @@ from typing import Any, Final, Self, TypeVar
 import httpx
 
 from xpevents._internal import forking
-from xpevents.dispatch._http import async_client, request_arguments
+from xpevents._internal.redact import shown_url
+from xpevents.dispatch._http import async_client, bounded_request
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
 from xpevents.dispatch.leftover import report_abandoned, report_loop_stopped
 from xpevents.dispatch.loop import Signals, SpoolThread
@@ -287,8 +288,8 @@ class AsyncDispatcher:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(endpoint={self.endpoint!r}, "
-            f"batch_size={self._core.options.batch_size}, spool={self._core.store.url!r})"
+            f"{type(self).__name__}(endpoint={shown_url(self.endpoint)}, batch_size="
+            f"{self._core.options.batch_size}, spool={shown_url(self._core.store.url)})"
         )
 
     # -- loop binding and wake-ups ---------------------------------------------------------
@@ -416,9 +417,7 @@ class AsyncDispatcher:
         response: httpx.Response | None = None
         error: BaseException | None = None
         try:
-            response = await client.request(
-                request.method, request.url, **request_arguments(request, self._timeout)
-            )
+            response = await bounded_request(client, request, self._timeout)
         except Exception as exc:
             error = exc
         except BaseException:  # cancelled at aclose(): the lease expires, nothing lost

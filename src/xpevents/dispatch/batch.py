@@ -32,9 +32,11 @@ import httpx
 
 from xpevents._internal import forking
 from xpevents._internal.closing import Closing
+from xpevents._internal.redact import shown_url
 from xpevents._internal.validate import positive_seconds
 from xpevents.dispatch._http import request_arguments, sync_client
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
+from xpevents.dispatch.deadline import deadline
 from xpevents.dispatch.leftover import report_flush_at_exit
 from xpevents.dispatch.options import DispatchOptions
 from xpevents.errors import ConfigError, DispatchError
@@ -283,9 +285,9 @@ class BatchDispatcher(Closing):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(endpoint={self.endpoint!r}, "
+            f"{type(self).__name__}(endpoint={shown_url(self.endpoint)}, "
             f"batch_size={self._core.options.batch_size}, "
-            f"spool={self._store.url!r})"
+            f"spool={shown_url(self._store.url)})"
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -371,9 +373,10 @@ class BatchDispatcher(Closing):
         response: httpx.Response | None = None
         error: BaseException | None = None
         try:
-            response = self._client.request(
-                request.method, request.url, **request_arguments(request, self._timeout)
-            )
+            with deadline(self._timeout):  # a trickling answer cannot hold the sender
+                response = self._client.request(
+                    request.method, request.url, **request_arguments(request, self._timeout)
+                )
         except Exception as exc:
             error = exc
         except BaseException:

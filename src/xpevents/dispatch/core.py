@@ -47,7 +47,7 @@ from xpevents.send.endpoint import EndpointRouter
 from xpevents.send.outcome import Outcome, of_error, of_response
 from xpevents.send.planner import Planner, Request
 from xpevents.send.settle import Settler
-from xpevents.spool.base import BufferedSpool, Claim, ClaimQueue, Spool
+from xpevents.spool.base import BufferedSpool, Claim, ClaimQueue, Spool, spool_problem
 from xpevents.spool.envelope import visitor_count
 from xpevents.spool.opening import open_for_dispatch
 from xpevents.spool.queue import SpoolQueue
@@ -281,6 +281,8 @@ class DispatchCore:
             spool_depth=spool_stats.depth,
             spool_oldest_age=None if oldest is None else max(0.0, now - oldest),
             dead_letters=spool_stats.dead_letters,
+            lost=spool_stats.lost,
+            spool_problem=spool_problem(store),
         )
 
     def discard_unsent(self) -> int:

@@ -19,7 +19,9 @@ import httpx
 
 from xpevents._internal import forking
 from xpevents._internal.closing import Closing
+from xpevents._internal.redact import redact_url
 from xpevents._internal.validate import optional_callable, positive_seconds
+from xpevents.dispatch.deadline import deadline, enforce_deadlines
 from xpevents.dispatch.environment import endpoint_default, sending_disabled
 from xpevents.errors import ConfigError, DispatchError, PayloadError
 from xpevents.events.model import DEFAULT_HEADERS
@@ -154,15 +156,18 @@ class DefaultEventDispatcher(Closing):
         return DispatchOutcome(delivered_total=self._stats.delivered)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(endpoint={self.endpoint!r}, timeout={self._timeout})"
+        endpoint = None if self.endpoint is None else redact_url(self.endpoint)
+        return f"{type(self).__name__}(endpoint={endpoint!r}, timeout={self._timeout})"
 
     # -- internals -------------------------------------------------------------------
 
     def _new_client(self) -> httpx.Client:
-        return httpx.Client(
+        client = httpx.Client(
             timeout=self._timeout,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
         )
+        enforce_deadlines(client)  # a trickling answer cannot hold a pool thread
+        return client
 
     def _reset_after_fork(self) -> None:
         # The parent's pool threads do not exist here and its sockets are shared with
@@ -199,7 +204,7 @@ class DefaultEventDispatcher(Closing):
         try:
             validate_url(url, argument="event.url")
         except ConfigError as exc:
-            raise DispatchError(str(exc), reason="invalid_url", url=str(url)) from None
+            raise DispatchError(str(exc), reason="invalid_url", url=redact_url(url)) from None
         target = self._router.route(url)
         verb = str(verb).upper() if isinstance(verb, str) else verb
         header_map = dict(DEFAULT_HEADERS if headers is None else headers)
@@ -240,10 +245,10 @@ class DefaultEventDispatcher(Closing):
                     time.sleep(wait)
                     continue
             error = DispatchError(
-                f"event to {request.url} failed after {attempts} attempt"
+                f"event to {redact_url(request.url)} failed after {attempts} attempt"
                 f"{'s' if attempts > 1 else ''}: {detail}",
                 reason=verdict.reason,
-                url=request.url,
+                url=redact_url(request.url),
                 status=verdict.status,
                 response_excerpt=verdict.excerpt,
                 attempts=attempts,
@@ -299,14 +304,15 @@ class DefaultEventDispatcher(Closing):
             raise
 
     def _request(self, request: _Request, remaining: float) -> httpx.Response:
-        return self._client.request(
-            request.method,
-            request.url,
-            content=request.body if request.method == "POST" else None,
-            params=request.query,
-            headers=request.headers,
-            timeout=httpx.Timeout(remaining),
-        )
+        with deadline(remaining):
+            return self._client.request(
+                request.method,
+                request.url,
+                content=request.body if request.method == "POST" else None,
+                params=request.query,
+                headers=request.headers,
+                timeout=httpx.Timeout(remaining),
+            )
 
     def _give_up(self, event: Any, error: DispatchError, visitors: int) -> None:
         self._stats.record_failed(error.reason, visitors, str(error))

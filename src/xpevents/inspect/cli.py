@@ -194,6 +194,7 @@ def _decide(
     logging.getLogger("xpevents").addHandler(logging.NullHandler())
     with Client(text, event_dispatcher=RecordingDispatcher()) as client:
         config = client.config
+        assert config is not None  # a datafile was given: the client has its config
         wanted = keys or tuple(config.flags)
         return [_one(client, config, key, user_id, attributes, options, explain) for key in wanted]
 

@@ -7,7 +7,13 @@ Routes:
   ``503`` + ``Retry-After`` while the spool is full or failing (backpressure: the
   client keeps the events); ``400`` with the JSON path of the first error; ``401``
   when a token is configured and the request does not carry it; ``408``, ``413``,
-  ``415`` for slow, oversize and oddly encoded bodies.
+  ``415`` for slow, oversize and oddly encoded bodies. The relay is a forwarder, not a
+  judge: it refuses only what it cannot forward or merge
+  (:mod:`xpevents.serving.ingest`); every refusal's JSON body has ``error``,
+  ``reason`` and ``path``, and is counted by ``reason`` in
+  ``xpevents_relay_rejected_requests_total``. Both paths accept a trailing slash.
+* ``GET /datafiles/{sdk_key}.json`` and ``/datafiles/auth/{sdk_key}.json``: a datafile
+  cache for every SDK on the host (:mod:`xpevents.relay.datafiles`).
 * ``GET /healthz``: the process is up. ``GET /readyz``: the spool takes writes (503
   otherwise), plus the last upstream outcome. ``GET /metrics``: Prometheus.
 
@@ -21,7 +27,8 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Final
 
 import httpx
@@ -33,7 +40,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from xpevents.dispatch.batch import BatchDispatcher
+from xpevents.dispatch.deadline import deadline_transport
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, SpoolError, SpoolFull
+from xpevents.relay.datafiles import DatafileCache, DatafileCacheSettings
 from xpevents.relay.ingest import split_payload
 from xpevents.relay.metrics import RelayMetrics, TimedTransport
 from xpevents.relay.writer import SpoolWriter
@@ -46,7 +55,7 @@ from xpevents.serving.endpoints import (
     json_response,
     rejected,
 )
-from xpevents.spool.base import Spool
+from xpevents.spool.base import Spool, spool_problem
 from xpevents.spool.memory import MemorySpool
 from xpevents.stats import DispatchOutcome
 
@@ -63,7 +72,6 @@ DEFAULT_UPSTREAM: Final = "https://logx.optimizely.com/v1/events"
 DEFAULT_UPSTREAM_EU: Final = "https://eu.logx.optimizely.com/v1/events"
 
 _WAKE_EVERY: Final = 0.02
-_REJECTED_REASONS: Final = {413: "too_large", 408: "read_timeout", 415: "unsupported_encoding"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +80,7 @@ class RelaySettings:
 
     upstream: str = DEFAULT_UPSTREAM
     upstream_eu: str = DEFAULT_UPSTREAM_EU
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     max_body: int = 3_500_000
     read_timeout: float = 10.0
     max_spool_events: int = 1_000_000
@@ -88,8 +96,23 @@ class RelaySettings:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     max_retry_age: float = 86_400.0
-    proxy: str | None = None
+    proxy: str | None = field(default=None, repr=False)
     shutdown_timeout: float = 10.0
+    sdk_keys: tuple[str, ...] = ()
+    datafile_upstream: str | None = None
+    datafile_interval: float = 60.0
+    datafile_cache_dir: str | None = None
+
+    def datafile_settings(self) -> DatafileCacheSettings:
+        """The datafile cache's settings (``relay/datafiles.py``)."""
+        return DatafileCacheSettings(
+            sdk_keys=tuple(self.sdk_keys),
+            upstream=self.datafile_upstream,
+            update_interval=self.datafile_interval,
+            timeout=self.timeout,
+            cache_dir=None if self.datafile_cache_dir is None else Path(self.datafile_cache_dir),
+            proxy=self.proxy,
+        )
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -138,6 +161,9 @@ class Relay:
             on_written=self._written,
         )
         self.metrics.watch(self.dispatcher.stats)
+        self.datafiles = DatafileCache(settings.datafile_settings())
+        """``GET /datafiles/{sdk_key}.json`` for the allowed keys (``--sdk-key``)."""
+        self.datafiles.start()
         self._unsignalled = 0
         self._woken_at = 0.0
         self._closing = False
@@ -151,6 +177,7 @@ class Relay:
                 Route("/healthz", healthz, methods=["GET"]),
                 Route("/readyz", self._readyz, methods=["GET"]),
                 Route("/metrics", self._metrics, methods=["GET"]),
+                *self.datafiles.routes(),
             ]
         )
         if isinstance(store, MemorySpool):
@@ -181,6 +208,7 @@ class Relay:
             return DispatchOutcome()
         self._closing = True
         self._closed = True
+        self.datafiles.close()
         seconds = self.settings.shutdown_timeout if timeout is None else timeout
         outcome = self.dispatcher.close(timeout=seconds)
         if isinstance(self.store, MemorySpool):
@@ -224,12 +252,12 @@ class Relay:
                 request, max_body=settings.max_body, timeout=settings.read_timeout
             )
         except BodyRejected as exc:
-            metrics.rejected.labels(_REJECTED_REASONS.get(exc.status, "invalid_body")).inc()
+            metrics.rejected.labels(exc.reason).inc()
             return rejected(exc)
         try:
             return await run_in_threadpool(self._spool, body, region)
         except PayloadSchemaError as exc:
-            metrics.rejected.labels("invalid_payload").inc()
+            metrics.rejected.labels(exc.reason).inc()
             return invalid_payload(exc)
 
     def _authorized(self, request: Request) -> bool:
@@ -278,7 +306,10 @@ class Relay:
         except SpoolError as exc:
             problems.append(f"spool unreadable: {exc}")
             full = False
-        if writer.failing():
+        problem = spool_problem(self.store)
+        if problem is not None:
+            problems.append(problem)
+        elif writer.failing():
             problems.append(f"spool write failed: {writer.last_error}")
         if full:
             problems.append("spool full")
@@ -309,7 +340,7 @@ def _upstream_client(
     settings: RelaySettings, metrics: RelayMetrics, transport: httpx.BaseTransport | None
 ) -> httpx.Client:
     """The client the dispatcher forwards with, timed by ``metrics``; never reads proxy env."""
-    inner = transport or httpx.HTTPTransport(
+    inner = transport or deadline_transport(
         proxy=settings.proxy,
         limits=httpx.Limits(
             max_connections=settings.concurrency + 2,

@@ -16,14 +16,28 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from xpevents._internal.redact import redact_text, redact_url
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.relay.app import Relay, RelaySettings
 from xpevents.relay.writer import store_bounds
 from xpevents.send.endpoint import validate_url
-from xpevents.serving.command import cannot_listen, configure_logging, log_level_option, serve
+from xpevents.serving.command import (
+    cannot_listen,
+    configure_logging,
+    connection_limits,
+    connection_options,
+    log_level_option,
+    serve,
+)
 from xpevents.spool.base import Spool
 
-__all__ = ["DEFAULT_SPOOL", "ENV_PREFIX", "open_relay_spool", "relay_command"]
+__all__ = [
+    "DEFAULT_SPOOL",
+    "ENV_PREFIX",
+    "default_datafile_dir",
+    "open_relay_spool",
+    "relay_command",
+]
 
 logger = logging.getLogger("xpevents.relay")
 
@@ -225,19 +239,39 @@ def _name(flag: str) -> str:
     help="Seconds after SIGTERM to finish requests and forward what is due; the rest "
     "stays in the spool.",
 )
-@_option(
-    "--max-connections",
-    default=1024,
-    type=click.IntRange(min=1),
-    help="Concurrent connections and requests; more are answered 503.",
+@click.option(
+    "--sdk-key",
+    "sdk_keys",
+    multiple=True,
+    envvar=_env("sdk_keys"),
+    help="Serve this SDK key's datafile on GET /datafiles/KEY.json (repeatable; other "
+    "keys get 404, so the relay is no open proxy to the CDN).",
 )
+@_setting(
+    "--datafile-upstream",
+    callback=_url,
+    show_default=False,
+    help="Base URL datafiles are fetched from ({URL}/datafiles/KEY.json). Default: the "
+    "CDN (cdn.optimizely.com; config.optimizely.com for the auth path).",
+)
+@_setting(
+    "--datafile-interval",
+    _POSITIVE,
+    help="Seconds between background refreshes of each datafile (jittered; backoff on errors).",
+)
+@_setting(
+    "--datafile-cache-dir",
+    show_default=False,
+    help="Directory keeping the last good datafiles (0600). Default: next to a SQLite "
+    "spool (SPOOL.db.datafiles/), else memory only.",
+)
+@connection_options(_env)
 @log_level_option(envvar=_env("log_level"))
 def relay_command(
     host: str,
     port: int,
     spool: str,
     max_event_age: float,
-    max_connections: int,
     log_level: str,
     **options: Any,
 ) -> None:
@@ -245,12 +279,21 @@ def relay_command(
 
     POST /v1/events and /eu/v1/events take the event API's own format and answer 204
     once the events are in the spool (503 + Retry-After while it is full or failing).
-    GET /healthz, /readyz and /metrics (Prometheus) serve operations. Prints
+    GET /datafiles/KEY.json serves the datafiles of the --sdk-key keys from a cache
+    refreshed in the background. GET /healthz, /readyz and /metrics (Prometheus) serve
+    operations. Prints
     "xpevents relay listening on http://HOST:PORT" when ready; SIGTERM drains and
     flushes for --shutdown-timeout seconds, leaving the rest in the spool.
     """
     configure_logging(log_level)
-    settings = RelaySettings(**options)
+    if options.get("datafile_cache_dir") is None:
+        options["datafile_cache_dir"] = default_datafile_dir(spool)
+    limits = connection_limits(options, options["retry_after"])
+    try:
+        settings = RelaySettings(**options)
+        settings.datafile_settings()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     from xpevents.relay.server import RelayServer
 
     store = _open_store(spool, settings, max_event_age)
@@ -260,20 +303,26 @@ def relay_command(
         store.close()
         raise
     try:
-        server = RelayServer(
-            relay, host=host, port=port, log_level=log_level, limit_concurrency=max_connections
-        )
+        server = RelayServer(relay, host=host, port=port, log_level=log_level, limits=limits)
     except OSError as exc:
         relay.close(timeout=0)
         raise cannot_listen(host, port, exc) from None
     logger.info(
         "relay spool %s (durable: %s); upstream %s, EU %s",
-        store.url,
+        redact_url(store.url),
         store.durable,
-        settings.upstream,
-        settings.upstream_eu,
+        redact_url(settings.upstream),
+        redact_url(settings.upstream_eu),
     )
     serve(server, "relay")
+
+
+def default_datafile_dir(spool: str) -> str | None:
+    """Where datafiles are kept for a ``--spool``: beside a SQLite file, else nowhere."""
+    if not spool.startswith("sqlite:///"):
+        return None
+    path = Path(spool.removeprefix("sqlite:///").split("?", 1)[0])
+    return str(path.with_name(path.name + ".datafiles"))
 
 
 def _open_store(spool: str, settings: RelaySettings, max_event_age: float) -> Spool:
@@ -288,4 +337,5 @@ def _open_store(spool: str, settings: RelaySettings, max_event_age: float) -> Sp
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--spool") from None
     except SpoolError as exc:
-        raise click.ClickException(f"cannot open --spool {spool}: {exc}") from None
+        shown = redact_text(exc, spool)
+        raise click.ClickException(f"cannot open --spool {redact_url(spool)}: {shown}") from None

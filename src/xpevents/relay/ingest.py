@@ -1,10 +1,12 @@
 """From one ``POST /v1/events`` request to spool entries, without altering a visitor.
 
 A body is read by :func:`xpevents.serving.body.read_body` (raw and decompressed size
-limits, gzip that cannot inflate past the limit), validated against the event API
-schema (:func:`xpevents.serving.schema.decode_payload`), then split: each visitor's
-JSON text is taken verbatim from the body (``msgspec.Raw``), so what the SDK sent is
-what the upstream receives. The project-level fields become the *envelope*, built
+limits, gzip that cannot inflate past the limit), checked only for what forwarding
+needs (:func:`xpevents.serving.ingest.split_body`: JSON that decodes everywhere, an
+object with a list of visitor objects; the relay is a forwarder, not a judge: ``null``
+ids, unknown fields and the like are the Event API's business), then split: each
+visitor's JSON text is taken verbatim from the body (``msgspec.Raw``), so what the SDK
+sent is what the upstream receives. The project-level fields become the *envelope*, built
 exactly as :class:`~xpevents.BatchDispatcher` builds its own
 (:func:`xpevents.spool.envelope.batch_envelope`), with the URL set to the relay's
 configured upstream for the path: the relay is not an open proxy, and a URL inside a
@@ -13,17 +15,10 @@ payload is never followed.
 
 from __future__ import annotations
 
-from typing import Final
-
-import msgspec
-
-from xpevents.serving.schema import decode_payload
+from xpevents.serving.ingest import split_body
 from xpevents.spool.envelope import batch_envelope
 
 __all__ = ["split_payload"]
-
-_TOP: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_VISITORS: Final = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def split_payload(body: bytes, url: str) -> tuple[bytes, list[bytes]]:
@@ -34,10 +29,8 @@ def split_payload(body: bytes, url: str) -> tuple[bytes, list[bytes]]:
     visitors' JSON texts, byte for byte as in ``body``.
 
     Raises:
-        PayloadSchemaError: not JSON, or not an event API payload (``.path`` names
-            the first offending JSON path).
+        PayloadSchemaError: the body cannot be forwarded (``.path`` names the first
+            offending JSON path, ``.reason`` the counter it is refused under).
     """
-    decode_payload(body)  # PayloadSchemaError naming the first offending JSON path
-    top = _TOP.decode(body)  # cannot fail: the body was just validated
-    visitors = _VISITORS.decode(top.pop("visitors"))
+    top, visitors = split_body(body)
     return batch_envelope(url, top), [bytes(visitor) for visitor in visitors]

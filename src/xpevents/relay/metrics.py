@@ -179,7 +179,13 @@ def _counters(stats: DispatchStats) -> list[Metric]:
         "Visitors dropped without delivery, by reason.",
         labels=["reason"],
     )
+    lost = CounterMetricFamily(
+        "xpevents_relay_lost_visitors",
+        "Visitors found lost after the fact (a Redis reset, a crash's commit window).",
+        labels=["reason"],
+    )
     out += [_by_reason(failed, stats.failed), _by_reason(dropped, stats.dropped)]
+    out.append(_by_reason(lost, stats.lost))
     return out
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from xpevents.relay.app import Relay
+from xpevents.serving.guard import ConnectionLimits
 from xpevents.serving.server import AppServer
 from xpevents.stats import DispatchOutcome
 
@@ -28,7 +29,8 @@ class RelayServer(AppServer):
     The socket is bound in the constructor (``OSError`` when the address is taken),
     so :attr:`url` is known at once. :meth:`run` serves in the calling thread until
     SIGINT/SIGTERM and then closes the relay; :meth:`start`/:meth:`stop` (or the
-    context manager) serve from a background thread, for tests.
+    context manager) serve from a background thread, for tests. ``limits`` are the
+    connection limits (:class:`~xpevents.serving.guard.ConnectionLimits`).
     """
 
     def __init__(
@@ -38,7 +40,7 @@ class RelayServer(AppServer):
         host: str = "127.0.0.1",
         port: int = 8787,
         log_level: str = "warning",
-        limit_concurrency: int | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.relay = relay
         super().__init__(
@@ -47,7 +49,7 @@ class RelayServer(AppServer):
             port=port,
             name="relay",
             log_level=log_level,
-            limit_concurrency=limit_concurrency,
+            limits=limits,
             graceful_timeout=max(1, int(relay.settings.shutdown_timeout)),
         )
         self._server.on_signal = _log_signal

@@ -20,6 +20,7 @@ import random
 import threading
 from typing import Final
 
+from xpevents._internal.redact import redact_url
 from xpevents.send.retry import RetryPolicy
 
 __all__ = ["PROBE_WAIT", "Circuits"]
@@ -89,7 +90,7 @@ class Circuits:
         if circuit is not None and circuit.failures:
             logger.info(
                 "events to %s are delivered again after %d failed request(s) over %.1f s",
-                url,
+                redact_url(url),
                 circuit.failures,
                 now - circuit.episode_started,
             )
@@ -115,7 +116,7 @@ class Circuits:
             logger.warning(
                 "events to %s are failing (%s); retrying with backoff "
                 "(one line per episode; see stats())",
-                url,
+                redact_url(url),
                 detail,
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.parse
 
+from xpevents._internal.redact import redact_url
 from xpevents.errors import ConfigError
 
 US_PATH = "/v1/events"
@@ -21,7 +22,8 @@ def validate_url(url: object, *, argument: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"{argument}={url!r}: expected an absolute http:// or https:// URL with a host, "
+            f"{argument}={redact_url(url)!r}: expected an absolute http:// or https:// URL "
+            "with a host, "
             "e.g. 'http://127.0.0.1:8787' or 'https://logx.optimizely.com/v1/events'"
         )
     try:

@@ -7,7 +7,8 @@ oldest waiting ``flush_interval`` seconds, a flush, a stop) and claims it;
 the target back puts the claim back untouched; visitors beyond ``max_batch_bytes`` are
 put back, due at once; a body over the event API's limit is halved until it fits, and a
 single visitor that cannot fit is refused. :func:`halves` splits a request the endpoint
-refused with 413. Nothing here sends, sleeps or reads a clock.
+refused (400, 413, 422) to isolate the visitor at fault. Nothing here sends, sleeps or
+reads a clock.
 """
 
 from __future__ import annotations
@@ -40,7 +41,17 @@ class Request:
     request is sent.
     """
 
-    __slots__ = ("body", "claim", "content", "envelope", "headers", "ids", "started", "visitors")
+    __slots__ = (
+        "body",
+        "claim",
+        "content",
+        "envelope",
+        "headers",
+        "ids",
+        "split",
+        "started",
+        "visitors",
+    )
 
     def __init__(
         self,
@@ -58,6 +69,8 @@ class Request:
         self.content: bytes | None = None
         self.headers: dict[str, str] = _JSON_HEADERS
         self.started = 0.0
+        self.split = False
+        """True for a half of a refused request (see :func:`halves`)."""
 
     @property
     def method(self) -> str:
@@ -110,7 +123,7 @@ def _bodies(
 
 
 def halves(request: Request) -> tuple[list[Request], list[Refusal]]:
-    """The two requests that carry a request refused with 413 (needs 2+ visitors)."""
+    """The two requests that carry a refused request (400, 413, 422; 2+ visitors)."""
     requests: list[Request] = []
     refused: list[Refusal] = []
     half = len(request.visitors) // 2
@@ -119,6 +132,8 @@ def halves(request: Request) -> tuple[list[Request], list[Refusal]]:
         (request.ids[half:], request.visitors[half:]),
     ):
         _bodies(request.envelope, ids, visitors, request.claim, requests, refused)
+    for follow_up in requests:
+        follow_up.split = True
     return requests, refused
 
 

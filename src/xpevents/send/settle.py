@@ -4,9 +4,12 @@
 and acts on the spool:
 
 * delivered: ack, count, ``on_success``; the target's circuit closes;
-* 413 (the body is too big for the endpoint): the two halves come back to be sent
-  next, depth first; a single visitor is dead-lettered;
-* other permanent answers (400, 401, 3xx...): dead letter, not retried;
+* a refusal that names the batch (400 and 422: something in it is invalid; 413: it is
+  too big): the two halves come back to be sent next, depth first, so the bisection
+  isolates the visitor at fault (at most ``2n - 1`` requests for ``n`` visitors) and
+  only that visitor is dead-lettered; the others are delivered. Each split is counted
+  (``stats().splits``);
+* other permanent answers (401, 403, 404, 3xx...): dead letter, not retried;
 * transient (408, 429, 5xx, timeout, network): the retry is scheduled in the spool with
   backoff and ``Retry-After``, or, when the retry policy gives up (attempts, age, a
   ``Retry-After`` over its cap), the visitors are dead-lettered with that reason.
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Final
 
+from xpevents._internal.redact import redact_url
 from xpevents.errors import DispatchError
 from xpevents.send.circuit import Circuits
 from xpevents.send.outcome import Outcome, Verdict
@@ -29,9 +34,13 @@ from xpevents.send.retry import GiveUp, RetryPolicy
 from xpevents.spool.base import Spool
 from xpevents.stats import StatsRecorder
 
-__all__ = ["Settler"]
+__all__ = ["SPLIT_STATUSES", "Settler"]
 
 logger = logging.getLogger("xpevents.dispatch")
+
+
+SPLIT_STATUSES: Final = frozenset({400, 413, 422})
+"""Refusals that name the batch's content: a request with 2+ visitors is halved."""
 
 
 def _noop() -> None:
@@ -81,19 +90,17 @@ class Settler:
         self.recorder.record_done()
 
     def settle(self, request: Request, verdict: Verdict, now: float) -> list[Request]:
-        """Act on ``verdict`` for ``request``; return the requests to send next (413)."""
+        """Act on ``verdict`` for ``request``; return the requests to send next (halves)."""
         self.recorder.record_done()
         url = request.envelope.url
         if verdict.outcome is Outcome.DELIVERED:
             self._delivered(request, now)
             return []
-        if verdict.status == 413:
-            self.circuits.succeeded(url, now)  # the endpoint is fine; the batch is big
-            return self._too_large(request, verdict, now)
         if verdict.outcome is Outcome.PERMANENT:
-            self.circuits.succeeded(url, now)
-            n = len(request.visitors)
-            message = f"{n} visitor(s) to {url} refused: {verdict.detail}; not retried"
+            self.circuits.succeeded(url, now)  # the endpoint answers; the batch is refused
+            if verdict.status in SPLIT_STATUSES and len(request.visitors) > 1:
+                return self._split(request, now)
+            message = self._refused(request, verdict)
             self.dead_letter(
                 request.ids, request.visitors, self._error(request, verdict, message), now
             )
@@ -108,15 +115,24 @@ class Settler:
         self.recorder.run_callback(self.on_success, request.visitors)
         self.settled()
 
-    def _too_large(self, request: Request, verdict: Verdict, now: float) -> list[Request]:
-        if len(request.visitors) > 1:
-            follow_ups, refused = halves(request)
-            self.refuse(refused, now)
-            return follow_ups
-        message = f"a single visitor of {len(request.body)} bytes was refused with HTTP 413"
-        error = self._error(request, verdict, message)
-        self.dead_letter(request.ids, request.visitors, error, now)
-        return []
+    def _split(self, request: Request, now: float) -> list[Request]:
+        follow_ups, refused = halves(request)
+        self.recorder.record_split()
+        self.refuse(refused, now)
+        return follow_ups
+
+    @staticmethod
+    def _refused(request: Request, verdict: Verdict) -> str:
+        n = len(request.visitors)
+        if verdict.status == 413 and n == 1:
+            return f"a single visitor of {len(request.body)} bytes was refused with HTTP 413"
+        if verdict.status in SPLIT_STATUSES and n == 1 and request.split:
+            return (
+                f"a visitor to {redact_url(request.envelope.url)}, isolated by splitting its "
+                f"batch, was refused: {verdict.detail}; not retried"
+            )
+        shown = redact_url(request.envelope.url)
+        return f"{n} visitor(s) to {shown} refused: {verdict.detail}; not retried"
 
     def _retry_later(self, request: Request, verdict: Verdict, now: float) -> None:
         claim = request.claim
@@ -127,11 +143,11 @@ class Settler:
             attempts=attempts, first_attempt_at=first, now=now, retry_after=verdict.retry_after
         )
         self.circuits.failed(url, now, retry_after=verdict.retry_after, detail=verdict.detail)
-        self.recorder.record_error(f"request to {url} failed: {verdict.detail}")
+        self.recorder.record_error(f"request to {redact_url(url)} failed: {verdict.detail}")
         if isinstance(delay, GiveUp):
             n = len(request.visitors)
             message = (
-                f"{n} visitor(s) to {url} given up after {attempts} attempt(s): "
+                f"{n} visitor(s) to {redact_url(url)} given up after {attempts} attempt(s): "
                 f"{verdict.detail}; {delay.explain(verdict.retry_after)}"
             )
             error = self._error(request, verdict, message, reason=delay.value)
@@ -149,7 +165,7 @@ class Settler:
         return DispatchError(
             message,
             reason=verdict.reason if reason is None else reason,
-            url=request.envelope.url,
+            url=redact_url(request.envelope.url),
             status=verdict.status,
             response_excerpt=verdict.excerpt,
             attempts=request.claim.attempts + 1,

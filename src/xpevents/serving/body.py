@@ -42,17 +42,19 @@ class GzipInflater:
                 self.size += len(out)
                 if self.size > self.limit:
                     raise BodyRejected(
-                        413, f"gzip body inflates to more than the limit ({self.limit} bytes)"
+                        413,
+                        f"gzip body inflates to more than the limit ({self.limit} bytes)",
+                        reason="too_large",
                     )
                 self.chunks.append(out)
                 data = self._z.unconsumed_tail or (self._z.unused_data if self._z.eof else _EMPTY)
         except zlib.error as exc:
-            raise BodyRejected(400, f"invalid gzip body: {exc}", "$") from None
+            raise BodyRejected(400, f"invalid gzip body: {exc}", "$", "invalid_gzip") from None
 
     def finish(self) -> bytes:
         """The whole inflated body; raises :class:`BodyRejected` for a truncated stream."""
         if not self._z.eof:
-            raise BodyRejected(400, "invalid gzip body: truncated stream", "$")
+            raise BodyRejected(400, "invalid gzip body: truncated stream", "$", "invalid_gzip")
         return _EMPTY.join(self.chunks)
 
 
@@ -90,13 +92,17 @@ async def read_body(
                 if on_chunk is not None:
                     on_chunk(len(chunk))
                 if received > max_body:
-                    raise BodyRejected(413, f"body exceeds the limit ({max_body} bytes)")
+                    raise BodyRejected(
+                        413, f"body exceeds the limit ({max_body} bytes)", reason="too_large"
+                    )
                 if inflater is None:
                     chunks.append(chunk)
                 else:
                     inflater.feed(chunk)
     except TimeoutError:
-        raise BodyRejected(408, f"body not received within {timeout} s") from None
+        raise BodyRejected(
+            408, f"body not received within {timeout} s", reason="read_timeout"
+        ) from None
     if inflater is not None:
         return inflater.finish()
     return chunks[0] if len(chunks) == 1 else _EMPTY.join(chunks)
@@ -109,9 +115,13 @@ def _check_length(length: str | None, max_body: int) -> None:
     try:
         declared = int(length)
     except ValueError:
-        raise BodyRejected(400, f"invalid Content-Length {length!r}") from None
+        raise BodyRejected(
+            400, f"invalid Content-Length {length!r}", reason="invalid_content_length"
+        ) from None
     if declared > max_body:
-        raise BodyRejected(413, f"body of {declared} bytes exceeds the limit ({max_body})")
+        raise BodyRejected(
+            413, f"body of {declared} bytes exceeds the limit ({max_body})", reason="too_large"
+        )
 
 
 def _inflater(content_encoding: str, max_body: int) -> GzipInflater | None:
@@ -120,5 +130,9 @@ def _inflater(content_encoding: str, max_body: int) -> GzipInflater | None:
     if encoding in ("gzip", "x-gzip"):
         return GzipInflater(max_body)
     if encoding not in ("identity", ""):
-        raise BodyRejected(415, f"unsupported Content-Encoding {encoding!r} (use gzip)")
+        raise BodyRejected(
+            415,
+            f"unsupported Content-Encoding {encoding!r} (use gzip)",
+            reason="unsupported_encoding",
+        )
     return None

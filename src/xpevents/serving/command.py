@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from xpevents.serving.guard import ConnectionLimits
 from xpevents.serving.process import listening_prefix
 
 if TYPE_CHECKING:
     from xpevents.serving.server import AppServer
 
-__all__ = ["cannot_listen", "configure_logging", "log_level_option", "serve"]
+__all__ = [
+    "cannot_listen",
+    "configure_logging",
+    "connection_limits",
+    "connection_options",
+    "log_level_option",
+    "serve",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -35,6 +43,58 @@ def log_level_option(**extra: Any) -> Callable[[_F], _F]:
         help="Log level (logs go to stderr).",
         **extra,
     )
+
+
+_LIMITS = ConnectionLimits()
+_LIMIT_OPTIONS: tuple[tuple[str, Any, str], ...] = (
+    (
+        "--max-connections",
+        click.IntRange(min=1),
+        "Open connections above which requests are answered 503 + Retry-After (JSON); "
+        "/healthz, /readyz, /metrics and /stats are still served, up to 32 more.",
+    ),
+    (
+        "--max-header-bytes",
+        click.IntRange(min=256),
+        "Largest request line plus headers, in bytes (431 above).",
+    ),
+    (
+        "--header-timeout",
+        click.FloatRange(min=0.0, min_open=True),
+        "Seconds a client may take to send its request headers (408, then closed).",
+    ),
+    (
+        "--keep-alive-timeout",
+        click.FloatRange(min=0.0, min_open=True),
+        "Seconds an idle keep-alive connection stays open.",
+    ),
+)
+
+
+def connection_options(envvar: Callable[[str], str] | None = None) -> Callable[[_F], _F]:
+    """The connection-limit options (``envvar(name)``: their environment variables)."""
+
+    def decorate(function: _F) -> _F:
+        for flag, kind, text in reversed(_LIMIT_OPTIONS):
+            name = flag.removeprefix("--").replace("-", "_")
+            extra: dict[str, Any] = {} if envvar is None else {"envvar": envvar(name)}
+            function = click.option(
+                flag,
+                default=getattr(_LIMITS, name),
+                type=kind,
+                help=text,
+                show_default=True,
+                **extra,
+            )(function)
+        return function
+
+    return decorate
+
+
+def connection_limits(options: dict[str, Any], retry_after: int = 1) -> ConnectionLimits:
+    """Pop the connection-limit options out of ``options`` into a ConnectionLimits."""
+    names = [flag.removeprefix("--").replace("-", "_") for flag, _, _ in _LIMIT_OPTIONS]
+    return ConnectionLimits(**{n: options.pop(n) for n in names}, retry_after=retry_after)
 
 
 def configure_logging(log_level: str) -> None:

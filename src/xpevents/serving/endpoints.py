@@ -2,8 +2,10 @@
 
 The relay and the collector accept the event API's two paths (``POST /v1/events`` for
 the ``us`` region, ``POST /eu/v1/events`` for ``eu``), answer JSON from one encoder,
-refuse a request with the one error shape ``{"error": ..., "path": ...}`` (``path``
-only when a JSON path is known), and answer ``GET /healthz`` alike.
+refuse a request with the one error shape ``{"error": ..., "reason": ..., "path": ...}``
+(``path`` only when a JSON path is known), and answer ``GET /healthz`` alike. Both
+paths are also routed with a trailing slash: a POST is never redirected (a 307 that
+an HTTP client may not follow with its body).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def rejected(exc: BodyRejected) -> Response:
 
 def invalid_payload(exc: PayloadSchemaError) -> Response:
     """``400`` for a body that is not an event API payload, naming the first bad path."""
-    return json_response({"error": str(exc), "path": exc.path}, 400)
+    return json_response({"error": str(exc), "reason": exc.reason, "path": exc.path}, 400)
 
 
 async def healthz(request: Request) -> Response:
@@ -59,6 +61,7 @@ def event_api_routes(handle: EventHandler) -> list[Route]:
         return await handle(request, "eu")
 
     return [
-        Route("/v1/events", us_events, methods=["POST"]),
-        Route("/eu/v1/events", eu_events, methods=["POST"]),
+        Route(path, handler, methods=["POST"])
+        for path, handler in (("/v1/events", us_events), ("/eu/v1/events", eu_events))
+        for path in (path, path + "/")
     ]

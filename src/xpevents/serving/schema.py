@@ -178,6 +178,10 @@ def decode_payload(body: bytes | bytearray | memoryview | str) -> Payload:
     """
     try:
         return _DECODER.decode(body)
+    except RecursionError:
+        raise PayloadSchemaError(
+            "JSON nested too deeply (the limit is about 1,000 levels)", "$", "too_deep"
+        ) from None
     except msgspec.MsgspecError as exc:
         raise schema_error(exc) from None
 

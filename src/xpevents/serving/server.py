@@ -22,6 +22,7 @@ from typing import Any, Self
 import uvicorn
 
 from xpevents.errors import XpeventsError
+from xpevents.serving.guard import ConnectionLimits, GuardedH11Protocol, guarded_protocol
 
 __all__ = ["AppServer", "bind_socket"]
 
@@ -85,7 +86,11 @@ class AppServer:
         name: used in thread names and error messages.
         log_level: uvicorn's log level.
         graceful_timeout: seconds uvicorn lets requests in progress finish at shutdown.
-        **uvicorn_options: more ``uvicorn.Config`` options (``http=``, ``limit_concurrency=``...).
+        limits: connection limits (header size and deadline, keep-alive, saturation);
+            default :class:`~xpevents.serving.guard.ConnectionLimits`'s defaults.
+        protocol: the HTTP protocol class, a :class:`GuardedH11Protocol` (bound to
+            ``limits``).
+        **uvicorn_options: more ``uvicorn.Config`` options.
 
     Raises ``OSError`` when the address is taken.
     """
@@ -99,8 +104,11 @@ class AppServer:
         name: str,
         log_level: str = "warning",
         graceful_timeout: int = 5,
+        limits: ConnectionLimits | None = None,
+        protocol: type[GuardedH11Protocol] = GuardedH11Protocol,
         **uvicorn_options: Any,
     ) -> None:
+        limits = limits or ConnectionLimits()
         self.host = host
         self.name = name
         self._socket = bind_socket(host, port)
@@ -113,7 +121,8 @@ class AppServer:
             server_header=False,
             date_header=False,
             timeout_graceful_shutdown=graceful_timeout,
-            **uvicorn_options,
+            http=guarded_protocol(limits, protocol),
+            **{**limits.uvicorn_options(), **uvicorn_options},
         )
         self._server = _Server(config)
         self._thread: threading.Thread | None = None

@@ -80,6 +80,9 @@ class SpoolStats:
         dead_letters: dead-lettered records by reason.
         evicted: records removed by the size/age bounds, by reason
             (``max_spool_events``, ``max_spool_bytes``, ``max_event_age``).
+        lost: visitors found lost after the fact, by reason: ``redis_reset`` (a Redis
+            that came back without the spool's data), ``interval_window`` (the last
+            group commit of ``durability="interval"`` before a crash).
     """
 
     depth: int = 0
@@ -88,6 +91,7 @@ class SpoolStats:
     oldest_enqueued_at: float | None = None
     dead_letters: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     evicted: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    lost: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,3 +219,14 @@ class ClaimQueue(Protocol):
     def pending_since(self, when: float) -> int:
         """Visitors held that were enqueued at or before ``when``."""
         ...
+
+
+def spool_problem(store: object) -> str | None:
+    """Why ``store`` refuses writes for good (its ``problem``, if it has one), or ``None``.
+
+    A backend that can find out that what it writes would be lost (an SQLite file
+    deleted under the process, a Redis stream that lost its group) says so in a
+    ``problem`` attribute; the other spools have none.
+    """
+    problem = getattr(store, "problem", None)
+    return problem if isinstance(problem, str) else None

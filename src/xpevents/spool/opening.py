@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from xpevents._internal.redact import redact_url
 from xpevents._internal.validate import choice, positive_seconds
 from xpevents.errors import ConfigError
 from xpevents.spool.base import Spool
@@ -26,6 +27,11 @@ DURABILITY_MODES: Final = ("always", "interval")
 SPOOL_ERROR_POLICIES: Final = ("memory", "drop")
 
 SpoolSpec = str | os.PathLike[str] | Spool | None
+
+
+def _shown(spec: object) -> str:
+    """``spec`` for a message: a URL's credentials hidden."""
+    return repr(redact_url(spec)) if isinstance(spec, str) else repr(spec)
 
 
 def open_spool(spec: SpoolSpec, **options: Any) -> Spool:
@@ -50,7 +56,7 @@ def open_spool(spec: SpoolSpec, **options: Any) -> Spool:
 
             return RedisSpool.from_url(spec, **options)
     raise ConfigError(
-        f"spool={spec!r}: expected 'memory://', 'sqlite:///path/to/spool.db', "
+        f"spool={_shown(spec)}: expected 'memory://', 'sqlite:///path/to/spool.db', "
         "'redis://host:port/db?stream=NAME', a pathlib.Path or a Spool object"
     )
 
@@ -144,7 +150,7 @@ def open_for_dispatch(
     if isinstance(spec, MemorySpool):
         if spec.overflow == "block" and on_event_loop:
             raise ConfigError(
-                f"{owner}(spool={spec!r}): a MemorySpool with overflow='block' "
+                f"{owner}(spool={_shown(spec)}): a MemorySpool with overflow='block' "
                 "would block the event loop; use 'drop_newest' or 'drop_oldest'"
             )
         spec.on_evict = on_evict

@@ -26,7 +26,7 @@ from types import MappingProxyType
 
 from xpevents._internal.ratelimit import LogEvery
 from xpevents.errors import SpoolError
-from xpevents.spool.base import DeadLetter, Spool, SpoolRecord, SpoolStats
+from xpevents.spool.base import DeadLetter, Spool, SpoolRecord, SpoolStats, spool_problem
 
 __all__ = ["SafeStore"]
 
@@ -72,6 +72,11 @@ class SafeStore:
     def fallback_active(self) -> bool:
         """True while the store is failing and durability is suspended."""
         return self._fallback
+
+    @property
+    def problem(self) -> str | None:
+        """The store's own ``problem`` (see :func:`~xpevents.spool.base.spool_problem`)."""
+        return spool_problem(self.store)
 
     @property
     def dropped(self) -> Mapping[str, int]:

@@ -32,8 +32,10 @@ Warnings
       every experiment and flag (a client should report flag decisions with no
       variables, as the official SDK does when it has no config).
 
-Fields we do not use (``cmab``, ``holdouts``, ``integrations``, ...) are accepted and
-ignored.
+Which datafiles are usable follows optimizely-sdk 5.7.0 (its JSON schema, then what its
+``ProjectConfig`` refuses) and a few safety limits: see
+:mod:`~xpevents.decide.datafile.acceptance`. Fields we do not use (``cmab``, ...) are
+accepted and ignored.
 
 Where the model differs from the official SDK's ``ProjectConfig``:
 

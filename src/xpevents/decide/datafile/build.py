@@ -17,6 +17,7 @@ from typing import Any, Final
 import msgspec
 
 from xpevents.decide.audiences import AttributePredicate, compile_audience_check, compile_conditions
+from xpevents.decide.datafile.acceptance import check_conditions_depth, check_limits, refusals
 from xpevents.decide.datafile.convert import (
     read_only,
     to_experiment,
@@ -122,11 +123,14 @@ class _Builder:
     def build(self) -> ProjectConfig:
         """Check and index the datafile, in the order the official SDK reads it."""
         self._check_version()
+        check_limits(self.wire)
+        for refusal in refusals(self.wire):
+            self.warn(refusal, fatal=True)
         audiences = self._audiences()
         # experiments by id, in the official precedence: top-level, rollout rules,
         # then group experiments (a later definition of the same id wins).
         by_id: dict[str, Experiment] = {}
-        for index, w in enumerate(self.wire.experiments):
+        for index, w in enumerate(self.wire.experiments or ()):
             path = f"$.experiments[{index}]"
             by_id[w.id] = self._check_experiment(to_experiment(w), path, audiences)
         rollouts = self._rollouts(by_id, audiences)
@@ -147,7 +151,7 @@ class _Builder:
     def _audiences(self) -> dict[str, Audience]:
         typed_ids = {a.id for a in self.wire.typed_audiences}
         audiences: dict[str, Audience] = {}
-        for index, wa in enumerate(self.wire.audiences):
+        for index, wa in enumerate(self.wire.audiences or ()):
             if wa.id in typed_ids:
                 continue  # overridden by typedAudiences; the official SDK never parses it
             audiences[wa.id] = self._audience(wa, f"$.audiences[{index}].conditions")
@@ -160,8 +164,9 @@ class _Builder:
         if isinstance(conditions, str):
             try:
                 conditions = json.loads(conditions)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise DatafileError(f"{path}: invalid JSON in conditions string: {exc}") from None
+        check_conditions_depth(conditions, path)
         return Audience(wire.id, wire.name, conditions, compile_conditions(conditions))
 
     def _rollouts(
@@ -185,7 +190,7 @@ class _Builder:
     ) -> dict[str, Group]:
         """The groups by id; their experiments join ``by_id``."""
         groups: dict[str, Group] = {}
-        for g_index, wg in enumerate(self.wire.groups):
+        for g_index, wg in enumerate(self.wire.groups or ()):
             members = tuple(
                 self._check_experiment(
                     to_experiment(w, group_id=wg.id, group_policy=wg.policy, in_group=True),
@@ -299,14 +304,14 @@ class _Builder:
         """The config, with the indexes by experiment key and by variation id."""
         wire = self.wire
         by_key: dict[str, Experiment] = {}
-        variable_values: dict[str, Mapping[str, str]] = {}
+        variable_values: dict[str, Mapping[str, Any]] = {}
         for exp in by_id.values():
             by_key[exp.key] = exp
             for var in exp.variations_by_id.values():
                 variable_values[var.id] = var.variables
-        events = {e.key: EventDef(e.id, e.key, e.experiment_ids) for e in wire.events}
-        attributes = {a.key: AttributeDef(a.id, a.key) for a in wire.attributes}
-        attributes_by_id = {a.id: AttributeDef(a.id, a.key) for a in wire.attributes}
+        events = {e.key: EventDef(e.id, e.key, e.experiment_ids) for e in wire.events or ()}
+        attributes = {a.key: AttributeDef(a.id, a.key) for a in wire.attributes or ()}
+        attributes_by_id = {a.id: AttributeDef(a.id, a.key) for a in wire.attributes or ()}
         return ProjectConfig(
             version=wire.version,
             account_id=wire.account_id,

@@ -37,14 +37,20 @@ def read_only(mapping: dict[str, Any]) -> Mapping[str, Any]:
 
 
 def to_variation(wire: WireVariation) -> Variation:
-    values: dict[str, str] = {}
+    values: dict[str, Any] = {}
     for usage in wire.variables:
         values[usage.id] = usage.value
     return Variation(wire.id, wire.key, wire.feature_enabled, read_only(values))
 
 
 def to_traffic(wire: tuple[WireTraffic, ...]) -> tuple[TrafficAllocation, ...]:
-    return tuple(TrafficAllocation(t.entity_id, t.end_of_range) for t in wire)
+    """The ranges; one without ``endOfRange`` is skipped and one without ``entityId``
+    buckets into nothing (only rollout rules may lack them), as in optimizely-sdk."""
+    return tuple(
+        TrafficAllocation("" if t.entity_id is msgspec.UNSET else t.entity_id, t.end_of_range)
+        for t in wire
+        if t.end_of_range is not msgspec.UNSET
+    )
 
 
 def to_experiment(
@@ -77,7 +83,9 @@ def to_experiment(
         traffic_allocation=to_traffic(wire.traffic_allocation),
         audience_ids=wire.audience_ids,
         audience_conditions=wire.audience_conditions,
-        forced_variations=read_only(dict(wire.forced_variations)),
+        forced_variations=read_only(
+            {u: k for u, k in wire.forced_variations.items() if isinstance(k, str)}
+        ),
         group_id=group_id if in_group else wire.group_id,
         group_policy=group_policy if in_group else wire.group_policy,
         type=wire.type,

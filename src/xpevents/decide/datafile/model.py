@@ -39,7 +39,7 @@ class Variation(msgspec.Struct, frozen=True):
     id: str
     key: str
     feature_enabled: bool | None
-    variables: Mapping[str, str]
+    variables: Mapping[str, Any]
 
 
 class TrafficAllocation(msgspec.Struct, frozen=True):
@@ -89,7 +89,7 @@ class VariableDef(msgspec.Struct, frozen=True):
     id: str
     key: str
     type: str
-    default_value: str
+    default_value: Any
     sub_type: str | None
 
 
@@ -175,7 +175,7 @@ class ProjectConfig(msgspec.Struct, frozen=True):
     flag_variations: Mapping[str, tuple[Variation, ...]]
     """Per flag key: every variation of its experiments and rollout rules (deduplicated
     by id, first wins), used to resolve forced decisions by variation key."""
-    variable_values: Mapping[str, Mapping[str, str]]
+    variable_values: Mapping[str, Mapping[str, Any]]
     """Per variation id: variable id -> value string (the official SDK's global map)."""
     experiment_flag_ids: Mapping[str, str]
     """Experiment id -> id of the flag that uses it (feature tests)."""

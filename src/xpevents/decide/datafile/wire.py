@@ -23,6 +23,8 @@ __all__ = [
     "WireExperiment",
     "WireFlag",
     "WireGroup",
+    "WireHoldout",
+    "WireIntegration",
     "WireRollout",
     "WireTraffic",
     "WireVariable",
@@ -34,7 +36,7 @@ __all__ = [
 
 class WireVariableUsage(msgspec.Struct, frozen=True):
     id: str
-    value: str
+    value: Any  # the official SDK casts whatever is there (a non-string may give None)
 
 
 class WireVariation(msgspec.Struct, frozen=True, rename="camel"):
@@ -45,8 +47,11 @@ class WireVariation(msgspec.Struct, frozen=True, rename="camel"):
 
 
 class WireTraffic(msgspec.Struct, frozen=True, rename="camel"):
-    entity_id: str
-    end_of_range: int
+    # Required by the official schema in experiments and groups (the builder checks it);
+    # in rollout rules, which the schema does not cover, a range without ``endOfRange`` is
+    # skipped and one without ``entityId`` buckets into nothing, as in optimizely-sdk.
+    entity_id: str | msgspec.UnsetType = msgspec.UNSET
+    end_of_range: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class WireExperiment(msgspec.Struct, frozen=True, rename="camel"):
@@ -56,7 +61,7 @@ class WireExperiment(msgspec.Struct, frozen=True, rename="camel"):
     layer_id: str
     audience_ids: tuple[str, ...]
     variations: tuple[WireVariation, ...]
-    forced_variations: dict[str, str]
+    forced_variations: dict[str, Any]  # the schema says "object"; a non-string value is ignored
     traffic_allocation: tuple[WireTraffic, ...]
     audience_conditions: Any = None
     group_id: str | None = None
@@ -75,7 +80,7 @@ class WireVariable(msgspec.Struct, frozen=True, rename="camel"):
     id: str
     key: str
     type: str
-    default_value: str
+    default_value: Any  # an object (json) or a number: cast as official (None if it fails)
     sub_type: str | None = None
 
 
@@ -109,6 +114,25 @@ class WireAudience(msgspec.Struct, frozen=True):
     conditions: Any
 
 
+class WireHoldout(msgspec.Struct, frozen=True, rename="camel"):
+    """A holdout: global (``holdouts``) or scoped to rules (``localHoldouts``)."""
+
+    id: str
+    key: str
+    status: str
+    variations: tuple[WireVariation, ...]
+    traffic_allocation: tuple[WireTraffic, ...]
+    audience_ids: tuple[str, ...]
+    audience_conditions: Any = None
+    included_rules: tuple[str, ...] | None = None
+
+
+class WireIntegration(msgspec.Struct, frozen=True, rename="camel"):
+    key: str
+    host: str | None = None
+    public_key: str | None = None
+
+
 class WireDatafile(msgspec.Struct, frozen=True, rename="camel"):
     version: str
     account_id: str
@@ -120,14 +144,21 @@ class WireDatafile(msgspec.Struct, frozen=True, rename="camel"):
     region: str | None = None
     sdk_key: str | None = None
     environment_key: str | None = None
-    groups: tuple[WireGroup, ...] = ()
-    experiments: tuple[WireExperiment, ...] = ()
+    # The official schema requires these five arrays: absent (UNSET) makes
+    # the datafile unusable (see acceptance.py); the model treats them as empty.
+    groups: tuple[WireGroup, ...] | msgspec.UnsetType = msgspec.UNSET
+    experiments: tuple[WireExperiment, ...] | msgspec.UnsetType = msgspec.UNSET
+    events: tuple[WireEvent, ...] | msgspec.UnsetType = msgspec.UNSET
+    audiences: tuple[WireAudience, ...] | msgspec.UnsetType = msgspec.UNSET
+    attributes: tuple[WireAttribute, ...] | msgspec.UnsetType = msgspec.UNSET
     feature_flags: tuple[WireFlag, ...] = ()
     rollouts: tuple[WireRollout, ...] = ()
-    events: tuple[WireEvent, ...] = ()
-    attributes: tuple[WireAttribute, ...] = ()
-    audiences: tuple[WireAudience, ...] = ()
     typed_audiences: tuple[WireAudience, ...] = ()
+    integrations: tuple[WireIntegration, ...] = ()
+    holdouts: tuple[WireHoldout, ...] = ()
+    # kept raw: the official SDK skips (with an error) an entry without includedRules,
+    # whatever else it lacks; the builder converts the others
+    local_holdouts: tuple[dict[str, Any], ...] = ()
 
 
 _DECODER: Final = msgspec.json.Decoder(WireDatafile)
@@ -153,20 +184,32 @@ def _reformat(message: str) -> str:
     return f"{path}: {problem}"
 
 
+_ENCODER: Final = msgspec.json.Encoder()
+
+
 def decode(datafile: str | bytes | Mapping[str, Any]) -> WireDatafile:
-    """Decode JSON text or a parsed dict into wire structs; :class:`DatafileError` if not."""
-    if isinstance(datafile, str | bytes | bytearray | memoryview):
-        try:
-            return _DECODER.decode(datafile)
-        except msgspec.ValidationError as exc:
-            raise DatafileError(_reformat(str(exc))) from None
-        except msgspec.DecodeError as exc:
-            raise DatafileError(f"$: invalid JSON: {exc}") from None
+    """Decode JSON text or a parsed dict into wire structs; :class:`DatafileError` if not.
+
+    A dict is encoded to JSON first, so that it meets exactly the checks JSON text
+    meets: a string no encoder can write (a lone surrogate, which would reach murmur3
+    and the event encoder), a value JSON cannot hold, or nesting deeper than the
+    decoder's limit is refused here, never later in a decision.
+    """
     if isinstance(datafile, Mapping):
         try:
-            return msgspec.convert(dict(datafile), type=WireDatafile)
-        except msgspec.ValidationError as exc:
-            raise DatafileError(_reformat(str(exc))) from None
-    raise DatafileError(
-        f"$: expected a datafile as str, bytes or dict, got {type(datafile).__name__}"
-    )
+            datafile = _ENCODER.encode(datafile)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            # UnicodeEncodeError is a ValueError: a lone surrogate somewhere
+            raise DatafileError(f"$: the datafile cannot be written as JSON: {exc}") from None
+    elif not isinstance(datafile, str | bytes | bytearray | memoryview):
+        raise DatafileError(
+            f"$: expected a datafile as str, bytes or dict, got {type(datafile).__name__}"
+        )
+    try:
+        return _DECODER.decode(datafile)
+    except msgspec.ValidationError as exc:
+        raise DatafileError(_reformat(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise DatafileError(f"$: invalid JSON: {exc}") from None
+    except (RecursionError, UnicodeError) as exc:
+        raise DatafileError(f"$: invalid JSON: {exc}") from None

@@ -16,6 +16,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 import redis
@@ -23,11 +24,13 @@ from redis.commands.core import Script
 
 from xpevents._internal.cache import BoundedCache
 from xpevents._internal.closing import Closing
+from xpevents._internal.redact import shown_url
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool import bounds
 from xpevents.spool.base import DeadLetter, SpoolRecord, SpoolStats
 from xpevents.spool.connection import ProcessConnection
 from xpevents.spool.redis import schema
+from xpevents.spool.redis.losses import ResetWatch
 from xpevents.spool.redis.schema import DEFAULT_GROUP, DEFAULT_STREAM, Keys
 from xpevents.spool.redis.scripts import Scripts
 from xpevents.spool.redis.url import from_url as url_options
@@ -119,6 +122,9 @@ class RedisSpool(Closing):
         self._last_age_check = 0.0
         self._lease_ms = 30_000
         schema.prepare(client, self._keys, group, self.url)
+        self._watch = ResetWatch(self.url, self._keys)
+        with self._guard("open"):
+            self._watch.start(client)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisSpool:
@@ -189,6 +195,7 @@ class RedisSpool(Closing):
                 "Redis spool %s: consumer group %r missing; recreating it", self.url, self.group
             )
         schema.create_group(client, self.stream, self.group)
+        self._watch.seen(client, client.hget(self._keys.meta, "epoch"), None)
 
     # -- the Spool interface --------------------------------------------------------
 
@@ -224,7 +231,8 @@ class RedisSpool(Closing):
             args.append(digest)
             args.append(envelope)
         args.extend(pairs)
-        self._run(self._scripts.append, args, "append")
+        epoch, depth = self._run(self._scripts.append, args, "append")
+        self._watch.seen(self._client(), epoch, int(depth))
 
     def claim(
         self, *, max_records: int, max_bytes: int, lease: float, now: float
@@ -251,6 +259,7 @@ class RedisSpool(Closing):
     def ack(self, ids: Sequence[int | str]) -> None:
         """``XACK`` + ``XDEL`` the delivered records."""
         self._each_chunk(ids, self._scripts.ack, [self.group], "ack")
+        self._watch.settled(len(ids))
 
     def retry(
         self,
@@ -268,6 +277,7 @@ class RedisSpool(Closing):
         """Move the records to the dead-letter stream with ``reason``."""
         head = [self.group, reason, repr(now), self.max_dead_letters]
         self._each_chunk(ids, self._scripts.dead_letter, head, "dead_letter")
+        self._watch.settled(len(ids))
 
     def next_due_at(self, *, now: float) -> float | None:
         """``now`` when entries wait unread or a lease expired; else the next retry time."""
@@ -286,10 +296,12 @@ class RedisSpool(Closing):
         client = self._client()
         with self._guard("stats"):
             try:
-                return schema.read_stats(client, self._keys, self.group)
+                stats = schema.read_stats(client, self._keys, self.group)
             except redis.ResponseError as error:
                 self._recreate_group(client, error)
-                return SpoolStats()
+                stats = schema.read_stats(client, self._keys, self.group)
+            self._watch.seen(client, client.hget(self._keys.meta, "epoch"), stats.depth)
+        return replace(stats, lost=self._watch.lost)
 
     def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` entries of the dead-letter stream."""
@@ -357,4 +369,6 @@ class RedisSpool(Closing):
         self._connection.close()
 
     def __repr__(self) -> str:
-        return f"RedisSpool({self.url!r}, group={self.group!r}, consumer={self.consumer!r})"
+        return (
+            f"RedisSpool({shown_url(self.url)}, group={self.group!r}, consumer={self.consumer!r})"
+        )

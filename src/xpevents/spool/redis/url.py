@@ -18,6 +18,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from xpevents._internal.redact import redact_url
 from xpevents.errors import ConfigError
 from xpevents.spool.redis.schema import DEFAULT_GROUP, DEFAULT_STREAM
 
@@ -37,7 +38,7 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(
-            f"spool URL {url!r}: expected 'redis://host:port/db?stream=NAME' "
+            f"spool URL {redact_url(url)!r}: expected 'redis://host:port/db?stream=NAME' "
             "(or rediss://, unix://)"
         )
     ours: dict[str, str] = {}
@@ -45,7 +46,7 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in ("stream", "group", "consumer", "dead"):
             if not value:
-                raise ConfigError(f"spool URL {url!r}: {key}= must not be empty")
+                raise ConfigError(f"spool URL {redact_url(url)!r}: {key}= must not be empty")
             ours[key] = value
         else:
             rest.append((key, value))
@@ -54,7 +55,7 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
         db = path.lstrip("/")
         if not db.isdigit():
             raise ConfigError(
-                f"spool URL {url!r}: the database must be a number (redis://host:port/0)"
+                f"spool URL {redact_url(url)!r}: the database must be a number (redis://host:port/0)"
             )
     return urlunsplit(parts._replace(query=urlencode(rest))), ours
 
@@ -85,8 +86,8 @@ def from_url(url: str) -> tuple[Callable[[], redis.Redis], str, dict[str, Any]]:
                 retry=Retry(NoBackoff(), 1),
             )
         except ValueError as error:
-            raise ConfigError(f"spool URL {url!r}: {error}") from error
+            raise ConfigError(f"spool URL {redact_url(url)!r}: {error}") from error
 
     parts = urlsplit(url)
-    shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    shown = redact_url(urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])))
     return factory, shown, options

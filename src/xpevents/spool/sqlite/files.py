@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from xpevents._internal.redact import redact_url
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool.connection import ProcessConnection
 from xpevents.spool.sqlite import schema
+from xpevents.spool.sqlite.identity import FileIdentity
 
 __all__ = ["Database", "error", "open_database", "options_from_url", "path_from_url"]
 
@@ -41,23 +43,23 @@ def path_from_url(url: str) -> tuple[str, dict[str, str]]:
     """
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
-        raise ConfigError(f"spool URL {url!r}: expected the scheme 'sqlite://'")
+        raise ConfigError(f"spool URL {redact_url(url)!r}: expected the scheme 'sqlite://'")
     if parts.netloc:
         raise ConfigError(
-            f"spool URL {url!r}: SQLite URLs have no host; use 'sqlite:///relative/path.db' "
-            "or 'sqlite:////absolute/path.db' (three or four slashes)"
+            f"spool URL {redact_url(url)!r}: SQLite URLs have no host; use "
+            "'sqlite:///relative/path.db' or 'sqlite:////absolute/path.db' (three or four slashes)"
         )
     path = unquote(parts.path)
     if path.startswith("/"):
         path = path[1:]  # sqlite:///rel.db -> "rel.db"; sqlite:////abs.db -> "/abs.db"
     if not path or path.endswith("/"):
         raise ConfigError(
-            f"spool URL {url!r}: no file name; use 'sqlite:///relative/path.db' or "
+            f"spool URL {redact_url(url)!r}: no file name; use 'sqlite:///relative/path.db' or "
             "'sqlite:////absolute/path.db'"
         )
     if path == ":memory:":
         raise ConfigError(
-            f"spool URL {url!r}: an in-memory SQLite database is not durable; use 'memory://'"
+            f"spool URL {redact_url(url)!r}: an in-memory SQLite database is not durable; use 'memory://'"
         )
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     return path, options
@@ -79,11 +81,11 @@ def options_from_url(url: str) -> tuple[str, dict[str, Any]]:
                 options["busy_timeout"] = float(value)
             except ValueError:
                 raise ConfigError(
-                    f"spool URL {url!r}: busy_timeout={value!r} is not a number"
+                    f"spool URL {redact_url(url)!r}: busy_timeout={value!r} is not a number"
                 ) from None
         else:
             raise ConfigError(
-                f"spool URL {url!r}: unknown option {key!r} (known: sync, busy_timeout)"
+                f"spool URL {redact_url(url)!r}: unknown option {key!r} (known: sync, busy_timeout)"
             )
     return path, options
 
@@ -102,6 +104,7 @@ class Database:
         self.path = path
         self.busy_timeout = busy_timeout
         self.sync = sync
+        self.identity = FileIdentity(path)
         self._connection = ProcessConnection(
             self._open(create=create),
             name=f"SQLite spool {str(path)!r}",
@@ -110,9 +113,9 @@ class Database:
         )
 
     def _open(self, *, create: bool) -> sqlite3.Connection:
-        return open_database(
-            self.path, create=create, busy_timeout=self.busy_timeout, sync=self.sync
-        )
+        db = open_database(self.path, create=create, busy_timeout=self.busy_timeout, sync=self.sync)
+        self.identity.renew()
+        return db
 
     def _reopen(self, inherited: sqlite3.Connection) -> sqlite3.Connection:
         # Forked: never touch the parent's connection; open our own.
@@ -124,21 +127,32 @@ class Database:
         with contextlib.suppress(sqlite3.Error):
             db.close()
 
-    def write(self, action: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """One short ``BEGIN IMMEDIATE`` transaction (the write lock from the start)."""
-        return self._transaction(action, "BEGIN IMMEDIATE")
+    def write(
+        self, action: str, *, guarded: bool = False
+    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One short ``BEGIN IMMEDIATE`` transaction (the write lock from the start).
+
+        ``guarded``: before ``COMMIT``, check that the file is still the one at the
+        path (:mod:`.identity`); if not, roll back and raise :class:`SpoolError`.
+        """
+        return self._transaction(action, "BEGIN IMMEDIATE", guarded=guarded)
 
     def snapshot(self, action: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """One read transaction: several reads that see the same state."""
         return self._transaction(action, "BEGIN")
 
     @contextlib.contextmanager
-    def _transaction(self, action: str, begin: str) -> Iterator[sqlite3.Connection]:
+    def _transaction(
+        self, action: str, begin: str, *, guarded: bool = False
+    ) -> Iterator[sqlite3.Connection]:
         with self._connection.lock:
             db = self._connection.get()
             try:
                 db.execute(begin)
                 yield db
+                problem = self.identity.check() if guarded else None
+                if problem is not None:
+                    raise SpoolError(problem)
                 db.execute("COMMIT")
             except sqlite3.Error as failure:
                 self._rollback(db)

@@ -139,7 +139,7 @@ class SqliteSpool(Closing):
         """
         if not entries:
             return
-        with self._db.write("append") as db:
+        with self._db.write("append", guarded=True) as db:
             rows = []
             total = 0
             last_envelope: bytes | None = None
@@ -323,7 +323,7 @@ class SqliteSpool(Closing):
         """
         replayed = 0
         while True:
-            with self._db.write("replay_dead_letters") as db:
+            with self._db.write("replay_dead_letters", guarded=True) as db:
                 chunk = tables.replay_dead_letters(db, reason, now)
                 if chunk is None:
                     break
@@ -360,6 +360,14 @@ class SqliteSpool(Closing):
                     "UPDATE records SET due_at = ? WHERE leased = 0 AND due_at > ?", (now, now)
                 ).rowcount
             )
+
+    @property
+    def problem(self) -> str | None:
+        """Why the spool refuses writes (its file was deleted or replaced), or ``None``.
+
+        Checked now (one ``stat``), and before every commit that adds visitors.
+        """
+        return self._db.identity.check()
 
     def schema_version(self) -> int:
         """The schema version of the open file (``PRAGMA user_version``)."""
