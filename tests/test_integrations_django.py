@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
+from xpevents.example import example_datafile
 from xpevents.testing import CollectorHandle
 
 from apps import BIN, EXAMPLES, example_env, free_port, served, spread
+from servers import datafile_server
 
 FOLDER = EXAMPLES / "django"
 
@@ -58,7 +63,8 @@ def _django(tmp_path: Path, settings: str, code: str) -> subprocess.CompletedPro
         ("XPEVENTS = {'DATAFILE_PATH': '/nonexistent.json'}", "cannot read the datafile"),
         ("XPEVENTS = {'DATAFILE': '{}', 'FLUSH': 1}", "unknown option(s) FLUSH"),
         ("XPEVENTS = {'DATAFILE': '{}'}", "DatafileError"),
-        ("XPEVENTS = {'DATAFILE_PATH': 'x', 'DATAFILE': '{}'}", "exactly one of 'DATAFILE'"),
+        ("XPEVENTS = {'DATAFILE_PATH': 'x', 'DATAFILE': '{}'}", "or 'DATAFILE_PATH', not both"),
+        ("XPEVENTS = {}", "exactly one of 'DATAFILE'"),
     ],
 )
 def test_a_bad_setting_stops_the_start_with_its_name(
@@ -70,8 +76,6 @@ def test_a_bad_setting_stops_the_start_with_its_name(
 
 
 def test_client_is_the_one_built_at_ready_and_pathlib_paths_work(tmp_path: Path) -> None:
-    from xpevents.example import example_datafile
-
     (tmp_path / "datafile.json").write_text(example_datafile())
     folder = str(tmp_path)
     path = f"pathlib.Path({folder!r}) / 'datafile.json'"
@@ -96,3 +100,35 @@ def test_client_before_setup_says_what_to_add() -> None:
 
     with pytest.raises(ConfigError, match="INSTALLED_APPS"):
         client()
+
+
+def test_forked_workers_follow_a_polled_datafile(collector: CollectorHandle) -> None:
+    # The master builds the client (and its poller) before gunicorn forks: each worker
+    # must poll on its own and pick up a new revision.
+    datafile = json.loads(example_datafile())
+    with datafile_server() as server:
+        server.publish("K", {**datafile, "revision": "101"})
+        port = free_port()
+        env = example_env(
+            FOLDER,
+            collector.base_url,
+            XPEVENTS_SDK_KEY="K",
+            XPEVENTS_DATAFILE_URL_TEMPLATE=server.template,
+            XPEVENTS_UPDATE_INTERVAL="0.2",
+        )
+        command = [str(BIN / "gunicorn"), "--preload", "-w", "2", "-b", f"127.0.0.1:{port}"]
+        with served([*command, "shop.wsgi"], port, cwd=FOLDER, env=env) as app:
+            assert _revisions(app.base_url) == {"101"}
+            server.publish("K", {**datafile, "revision": "102"})
+            deadline = time.monotonic() + 30
+            seen: dict[str, str] = {}
+            while len(seen) < 2 or set(seen.values()) != {"102"}:
+                assert time.monotonic() < deadline, seen
+                answer = httpx.get(f"{app.base_url}/checkout?user=u", trust_env=False).json()
+                seen[str(answer["pid"])] = answer["revision"]
+    assert "Traceback" not in app.stderr, app.stderr
+
+
+def _revisions(base_url: str) -> set[str]:
+    answers = [httpx.get(f"{base_url}/checkout?user=u{i}", trust_env=False) for i in range(10)]
+    return {a.json()["revision"] for a in answers}

@@ -12,7 +12,13 @@ def checkout(request: HttpRequest) -> JsonResponse:
     color = client().activate("checkout_button_color", user)
     client().track("purchase", user, event_tags={"revenue": 4200})
     return JsonResponse(
-        {"user": user, "button": color, "pid": os.getpid(), "thread": threading.get_ident()}
+        {
+            "user": user,
+            "button": color,
+            "revision": client().config.revision if client().config else None,
+            "pid": os.getpid(),
+            "thread": threading.get_ident(),
+        }
     )
 
 

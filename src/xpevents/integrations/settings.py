@@ -11,7 +11,8 @@ Options (names in lower case here; Django and Flask spell them in upper case):
 option              default    meaning
 ==================  =========  ===========================================================
 ``datafile``        none       the datafile: JSON text, bytes or a dict
-``datafile_path``   none       a file holding the datafile (exactly one of the two)
+``datafile_path``   none       a file holding the datafile (not both)
+``sdk_key``         none       fetch the datafile from the CDN and poll it (a datafile: fallback)
 ``endpoint``        none       where events go (``XPEVENTS_ENDPOINT``, else each event's URL)
 ``spool``           none       ``"memory://"`` (default), ``"sqlite:///path.db"``, ``"redis://…"``
 ``dispatcher``      ``{}``     more dispatcher options (``batch_size``, ``flush_interval``…)
@@ -41,7 +42,16 @@ logger = logging.getLogger("xpevents.integrations")
 DEFAULT_FLUSH_TIMEOUT = 5.0
 """Seconds a shutdown (or exit) flush may take when ``flush_timeout`` is not given."""
 
-_NAMES = ("datafile", "datafile_path", "endpoint", "spool", "dispatcher", "client", "flush_timeout")
+_NAMES = (
+    "datafile",
+    "datafile_path",
+    "sdk_key",
+    "endpoint",
+    "spool",
+    "dispatcher",
+    "client",
+    "flush_timeout",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +63,7 @@ class Settings:
 
     datafile: str | bytes | Mapping[str, Any] | None = None
     datafile_path: str | None = None
+    sdk_key: str | None = None
     endpoint: str | None = None
     spool: str | None = None
     dispatcher: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -94,14 +105,10 @@ class Settings:
             value = getattr(self, name)
             return ConfigError(f"{where}[{spell(name)!r}] = {value!r}: expected {expected}")
 
-        if (self.datafile is None) == (self.datafile_path is None):
-            raise ConfigError(
-                f"{where}: give exactly one of {spell('datafile')!r} (JSON text or a dict) "
-                f"and {spell('datafile_path')!r} (a file)"
-            )
+        self._check_source(spell)
         if self.datafile is not None and not isinstance(self.datafile, str | bytes | Mapping):
             raise fail("datafile", "JSON text, bytes or a dict")
-        for name in ("datafile_path", "endpoint", "spool"):
+        for name in ("datafile_path", "sdk_key", "endpoint", "spool"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise fail(name, "a string")
         for name in ("dispatcher", "client"):
@@ -112,9 +119,21 @@ class Settings:
             raise fail("flush_timeout", "seconds > 0")
         return self
 
-    def datafile_text(self) -> str | bytes | Mapping[str, Any]:
+    def _check_source(self, spell: Callable[[str], str]) -> None:
+        datafile, path = spell("datafile"), spell("datafile_path")
+        if self.datafile is not None and self.datafile_path is not None:
+            raise ConfigError(f"{self.source}: give {datafile!r} or {path!r}, not both")
+        managed = isinstance(self.client, Mapping) and self.client.get("config_manager")
+        given = (self.datafile, self.datafile_path, self.sdk_key or None, managed or None)
+        if all(source is None for source in given):
+            raise ConfigError(
+                f"{self.source}: give exactly one of {datafile!r} (JSON text or a dict) and "
+                f"{path!r} (a file), or {spell('sdk_key')!r} (fetched and polled)"
+            )
+
+    def datafile_text(self) -> str | bytes | Mapping[str, Any] | None:
         """The datafile itself, read from ``datafile_path`` when that is how it was given."""
-        if self.datafile is not None:
+        if self.datafile is not None or self.datafile_path is None:
             return self.datafile
         path = Path(str(self.datafile_path))
         try:
@@ -184,7 +203,10 @@ def build(settings: Settings, *, on_event_loop: bool = False) -> Wiring:
     except TypeError as exc:
         raise ConfigError(f"{settings.source}: a dispatcher option was refused: {exc}") from exc
     try:
-        client = Client(settings.datafile_text(), event_dispatcher=dispatcher, **settings.client)
+        client_options = dict(settings.client)
+        if settings.sdk_key is not None:
+            client_options["sdk_key"] = settings.sdk_key
+        client = Client(settings.datafile_text(), event_dispatcher=dispatcher, **client_options)
     except TypeError as exc:
         raise ConfigError(f"{settings.source}: a client option was refused: {exc}") from exc
     except BaseException:
