@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from multiprocessing import util
@@ -37,19 +38,28 @@ __all__ = ["client", "initializer"]
 FINALIZER_PRIORITY = 50
 """Our finalizer runs before the default-priority ones (0): the worker's queues still work."""
 
+logger = logging.getLogger("xpevents.integrations")
+
 _current: dict[int, Wiring] = {}
+_failures: dict[int, Exception] = {}
 
 
 def initializer(options: Mapping[str, Any]) -> None:
     """The pool's ``initializer``: build this worker's client from ``options``.
 
-    Raises:
-        ConfigError: a missing datafile or a bad option, named (the pool then fails
-            to start its workers, as with any failing initializer).
+    It never raises (an initializer that raises makes ``multiprocessing`` start the
+    worker again, for ever): a missing datafile or a bad option is logged, and
+    :func:`client` raises it, named, in the task that asks for the client.
     """
-    settings = Settings.from_mapping(options, source="xpevents.integrations.pool.initializer()")
-    wiring = build(settings)
     _current.clear()  # a parent's wiring inherited through fork is not ours
+    _failures.clear()
+    try:
+        settings = Settings.from_mapping(options, source="xpevents.integrations.pool.initializer()")
+        wiring = build(settings)
+    except Exception as exc:
+        logger.error("xpevents: this worker has no client: %s", exc)
+        _failures[os.getpid()] = exc
+        return
     _current[os.getpid()] = wiring
     util.Finalize(wiring, wiring.close, exitpriority=FINALIZER_PRIORITY)
 
@@ -58,9 +68,13 @@ def client() -> Client:
     """This worker's :class:`~xpevents.Client`.
 
     Raises:
-        ConfigError: the pool was not created with ``initializer``.
+        ConfigError: the pool was not created with ``initializer``, or the
+            initializer's options were refused (the message says which).
     """
     wiring = _current.get(os.getpid())
+    failure = _failures.get(os.getpid())
+    if failure is not None:
+        raise ConfigError(f"xpevents.integrations.pool.client(): {failure}") from failure
     if wiring is None:
         raise ConfigError(
             "xpevents.integrations.pool.client(): create the pool with "
