@@ -60,3 +60,30 @@ def test_no_traceback_reaches_a_cli_user() -> None:
         assert result.returncode != 0, args
         assert "Traceback" not in result.stderr, (args, result.stderr)
         assert result.stderr.strip().splitlines()[-1].startswith("Error:"), result.stderr
+
+
+def test_spool_url_mistakes_get_one_good_message_everywhere() -> None:
+    import redis
+
+    from xpevents import BatchDispatcher, ConfigError
+
+    for url, message in (
+        ("sqlite:/relative.db", "three or four slashes"),
+        ("sqlite://relative.db", "three or four slashes"),
+        ("redis://127.0.0.1:6379/15?strem=x", "unknown option 'strem'"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            BatchDispatcher(spool=url)
+        for command in (["spool", "stats", url], ["relay", "--port", "0", "--spool", url]):
+            result = _xpevents(*command)
+            assert result.returncode != 0 and message in result.stderr, (command, result.stderr)
+            assert "Traceback" not in result.stderr and "pathlib" not in result.stderr
+    assert (
+        "memory:// spools live inside one process"
+        in _xpevents("spool", "stats", "memory://").stderr
+    )
+    db = redis.Redis(host="127.0.0.1", port=6379, db=14)
+    db.delete("xpevents-inspect-only", "xpevents-inspect-only:meta")
+    result = _xpevents("spool", "stats", "redis://127.0.0.1:6379/14?stream=xpevents-inspect-only")
+    assert "does not exist" in result.stderr
+    assert not db.exists("xpevents-inspect-only", "xpevents-inspect-only:meta")  # nothing written

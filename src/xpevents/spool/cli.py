@@ -23,16 +23,46 @@ def _open(url: str) -> Spool:
     from xpevents.spool import open_spool
 
     options: dict[str, Any] = {}
+    if url == "memory://":
+        raise click.ClickException(
+            "memory:// spools live inside one process; there is nothing to inspect from here"
+        )
     if url.startswith("sqlite:") or "://" not in url:
         options["create"] = False
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        _redis_stream_exists(url)
     try:
-        if "://" not in url:
+        if "://" not in url and not url.startswith("sqlite:"):
             from pathlib import Path
 
             return open_spool(Path(url), **options)
         return open_spool(url, **options)
     except (ConfigError, SpoolError) as error:
         raise click.ClickException(str(error)) from error
+
+
+def _redis_stream_exists(url: str) -> None:
+    """Inspecting never writes: refuse a Redis URL whose stream does not exist."""
+    import redis
+
+    from xpevents.spool.redis.url import from_url
+
+    try:
+        factory, shown, options = from_url(url)
+        client = factory()
+        try:
+            exists = client.exists(options["stream"])
+        finally:
+            client.close()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    except redis.RedisError as error:
+        raise click.ClickException(f"cannot reach Redis at {shown}: {error}") from None
+    if not exists:
+        raise click.ClickException(
+            f"stream {options['stream']!r} does not exist in {shown}: nothing to inspect "
+            "(check the database number and ?stream=)"
+        )
 
 
 def _age(seconds: float | None) -> str:

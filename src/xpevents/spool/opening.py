@@ -49,7 +49,7 @@ def open_spool(spec: SpoolSpec, **options: Any) -> Spool:
     if isinstance(spec, os.PathLike):
         return SqliteSpool(os.fspath(spec), **options)
     if isinstance(spec, str):
-        if spec.startswith("sqlite://"):
+        if spec.startswith("sqlite:"):  # every malformed form gets the SQLite message
             return SqliteSpool.from_url(spec, **options)
         if spec.startswith(("redis://", "rediss://", "unix://")):
             from xpevents.spool.redis import RedisSpool  # redis-py only when asked for

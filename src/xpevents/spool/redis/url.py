@@ -5,7 +5,9 @@
 * ``consumer`` (default ``<hostname>-<pid>``): this process's name in the group;
 * ``dead`` (default ``<stream>:dead``): the dead-letter stream.
 
-Other query parameters (``socket_timeout``, ``password``...) go to redis-py.
+Other query parameters go to redis-py when it knows them (``socket_timeout``,
+``health_check_interval``, ``password``, ``client_name``, ``ssl_*`` for ``rediss://``...);
+an unknown one is a :class:`~xpevents.ConfigError` naming it (a typo such as ``strem``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.retry import Retry
 
 from xpevents._internal.redact import redact_url
@@ -23,6 +26,13 @@ from xpevents.errors import ConfigError
 from xpevents.spool.redis.schema import DEFAULT_GROUP, DEFAULT_STREAM
 
 __all__ = ["from_url", "split_url"]
+
+_OURS = ("stream", "group", "consumer", "dead")
+_REDIS_OPTIONS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | {"password", "username", "client_name"}
+
+
+def _known(key: str, scheme: str) -> bool:
+    return key in _REDIS_OPTIONS or (scheme == "rediss" and key.startswith("ssl_"))
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -47,12 +57,17 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     ours: dict[str, str] = {}
     rest: list[tuple[str, str]] = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in ("stream", "group", "consumer", "dead"):
+        if key in _OURS:
             if not value:
                 raise ConfigError(f"spool URL {redact_url(url)!r}: {key}= must not be empty")
             ours[key] = value
-        else:
+        elif _known(key, parts.scheme):
             rest.append((key, value))
+        else:
+            raise ConfigError(
+                f"spool URL {redact_url(url)!r}: unknown option {key!r} (known: "
+                f"{', '.join(_OURS)}, and redis-py's {', '.join(sorted(_REDIS_OPTIONS))})"
+            )
     path = parts.path
     if parts.scheme != "unix" and path not in ("", "/"):
         db = path.lstrip("/")

@@ -45,8 +45,11 @@ def path_from_url(url: str) -> tuple[str, dict[str, str]]:
         parts = urlsplit(url)
     except ValueError as error:  # "Invalid IPv6 URL"...
         raise ConfigError(f"spool URL {redact_url(url)!r}: not a valid URL ({error})") from None
-    if parts.scheme != "sqlite":
-        raise ConfigError(f"spool URL {redact_url(url)!r}: expected the scheme 'sqlite://'")
+    if parts.scheme != "sqlite" or not url.startswith("sqlite://"):
+        raise ConfigError(
+            f"spool URL {redact_url(url)!r}: SQLite URLs start with 'sqlite://'; use "
+            "'sqlite:///relative/path.db' or 'sqlite:////absolute/path.db' (three or four slashes)"
+        )
     if parts.netloc:
         raise ConfigError(
             f"spool URL {redact_url(url)!r}: SQLite URLs have no host; use "
