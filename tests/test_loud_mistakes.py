@@ -65,3 +65,18 @@ def test_a_path_is_read_and_a_path_string_is_named(tmp_path: Path) -> None:
         Client("datafile.json", event_dispatcher=RecordingDispatcher())
     with pytest.raises(Exception, match="cannot read it"):
         Client(tmp_path / "missing.json", event_dispatcher=RecordingDispatcher())
+
+
+def test_waiting_for_a_first_datafile_logs_no_datafile_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from xpevents.config.polling import PollingConfigManager
+
+    manager = PollingConfigManager(
+        url="http://127.0.0.1:9/datafiles/K.json", update_interval=60, blocking_timeout=0.05
+    )
+    with caplog.at_level(logging.WARNING, logger="xpevents.datafile"):
+        client = Client(config_manager=manager, event_dispatcher=RecordingDispatcher())
+        assert not client.is_valid
+        client.close()
+    assert not [r for r in caplog.records if r.name == "xpevents.datafile"]

@@ -53,7 +53,11 @@ if TYPE_CHECKING:
 __all__ = ["CurrentFlags", "Engine", "EngineSettings", "Lifecycle", "build_engine"]
 
 _CONFIG_UPDATE = NotificationType.OPTIMIZELY_CONFIG_UPDATE
-_EMPTY_DATAFILE = b'{"version": "4", "accountId": "", "projectId": "", "revision": ""}'
+_EMPTY_DATAFILE = (
+    b'{"version": "4", "accountId": "", "projectId": "", "revision": "", "groups": [], '
+    b'"experiments": [], "events": [], "audiences": [], "attributes": []}'
+)
+"""The stand-in before the first datafile: complete, so loading it warns about nothing."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
