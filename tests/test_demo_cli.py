@@ -19,6 +19,11 @@ def test_demo_delivers_everything_it_dispatched(kind: str) -> None:
     assert summary["collector"]["unique_events"] == summary["visitors_dispatched"]
     assert summary["dispatcher"]["delivered"] == summary["visitors_dispatched"]
     assert "sent vs received" in out.getvalue()
+    n = summary["visitors_dispatched"]
+    assert f"OK {n:,}/{n:,} delivered in " in out.getvalue() and "0 lost, 0 duplicates" in (
+        out.getvalue()
+    )
+    assert "impressions per experiment and variation (by key)" in out.getvalue()
 
 
 def test_python_dash_m_is_the_same_command() -> None:

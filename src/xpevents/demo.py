@@ -224,3 +224,46 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
     for name, value in rows:
         table.add_row(name, str(value))
     console.print(table)
+    _print_splits(console, collector)
+    console.print(verdict(summary))
+
+
+def _print_splits(console: Console, collector: dict[str, Any]) -> None:
+    # experiments that split traffic (rollout rules with one variation are left out)
+    by_key = {k: v for k, v in (collector.get("impressions_by_key") or {}).items() if len(v) > 1}
+    if by_key:
+        table = Table(title="impressions per experiment and variation (by key)")
+        table.add_column("experiment")
+        table.add_column("split", justify="left")
+        for experiment, variations in sorted(by_key.items()):
+            total = sum(variations.values()) or 1
+            split = ", ".join(
+                f"{name} {count} ({100 * count / total:.0f}%)"
+                for name, count in sorted(variations.items())
+            )
+            table.add_row(experiment, split)
+        console.print(table)
+    conversions: dict[str, int] = collector.get("conversions") or {}
+    if conversions:
+        revenue: dict[str, int] = collector.get("revenue") or {}
+        table = Table(title="conversions")
+        for column in ("event", "count", "revenue"):
+            table.add_column(column, justify="right" if column != "event" else "left")
+        for key, count in sorted(conversions.items()):
+            table.add_row(key, str(count), f"{revenue.get(key, 0):,}")
+        console.print(table)
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """One line: what arrived of what was sent, in how many requests, lost, duplicated."""
+    collector = summary["collector"]
+    expected = summary["visitors_dispatched"]
+    arrived = collector.get("unique_events", 0)
+    requests = sum(collector.get("requests_by_status", {}).values())
+    lost = max(0, expected - arrived)
+    duplicates = collector.get("duplicates", 0)
+    mark = "[green]OK[/]" if lost == 0 and duplicates == 0 else "[red]NOT OK[/]"
+    return (
+        f"{mark} {arrived:,}/{expected:,} delivered in {requests:,} requests, {lost:,} lost, "
+        f"{duplicates:,} duplicates"
+    )
