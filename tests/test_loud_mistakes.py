@@ -80,3 +80,37 @@ def test_waiting_for_a_first_datafile_logs_no_datafile_warnings(
         assert not client.is_valid
         client.close()
     assert not [r for r in caplog.records if r.name == "xpevents.datafile"]
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"country": "US", "age": "30"},
+        {"country": ["US"], "age": 30},
+        {"country": "US", "age": 1e300},
+    ],
+)
+def test_an_attribute_of_the_wrong_type_gets_the_official_warning(
+    caplog: pytest.LogCaptureFixture, attributes: dict[str, object]
+) -> None:
+    from optimizely import optimizely
+
+    ours = Client(example_datafile(), event_dispatcher=RecordingDispatcher())
+    theirs = optimizely.Optimizely(
+        example_datafile(),
+        event_dispatcher=RecordingDispatcher(),
+        logger=logging.getLogger("official"),
+    )
+    with caplog.at_level(logging.WARNING):
+        ours.activate("free_shipping_banner", "u7", attributes)
+        theirs.activate("free_shipping_banner", "u7", attributes)
+    theirs.close()
+
+    def warnings(logger: str) -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name.startswith(logger) and "evaluated to UNKNOWN" in r.getMessage()
+        ]
+
+    assert warnings("xpevents") and warnings("xpevents") == warnings("official")

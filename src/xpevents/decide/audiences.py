@@ -33,6 +33,7 @@ An experiment whose conditions evaluate to unknown does not admit the user.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import numbers
@@ -110,17 +111,46 @@ def compile_condition(condition: Any) -> AttributePredicate:
     compile_match = _MATCHES.get(match) if isinstance(match, str) else None
     if compile_match is None:
         return _unknown
-    return compile_match(condition.get("name"), condition.get("value"), match)
+    return compile_match(condition.get("name"), condition.get("value"), match, _shown(condition))
 
 
-def _compile_exists(name: Any, value: Any, match: str) -> AttributePredicate:
+def _shown(condition: Mapping[str, Any]) -> str:
+    """The condition as optimizely-sdk logs it (name, value, type, match)."""
+    keys = ("name", "value", "type", "match")
+    return json.dumps({k: condition.get(k) for k in keys})
+
+
+def _mismatch(shown: str, name: Any, user: Any, number: bool = False) -> bool | None:
+    """Unknown for a value of the wrong type, with the official SDK's WARNING (no log for
+    a missing attribute: that is not a mistake). Off the hot path: only on a mismatch."""
+    if user is None:
+        return None
+    if number and _is_number(user):
+        logger.warning(
+            'Audience condition "%s" evaluated to UNKNOWN because the number value for user '
+            'attribute "%s" is not in the range [-2^53, +2^53].',
+            shown,
+            name,
+        )
+    else:
+        logger.warning(
+            'Audience condition "%s" evaluated to UNKNOWN because a value of type "%s" was '
+            'passed for user attribute "%s".',
+            shown,
+            type(user),
+            name,
+        )
+    return None
+
+
+def _compile_exists(name: Any, value: Any, match: str, shown: str) -> AttributePredicate:
     def exists(attributes: Mapping[str, Any]) -> bool | None:
         return _present(name, attributes) is not None
 
     return exists
 
 
-def _compile_qualified(name: Any, value: Any, match: str) -> AttributePredicate:
+def _compile_qualified(name: Any, value: Any, match: str, shown: str) -> AttributePredicate:
     result: bool | None = False if isinstance(value, str) else None
 
     def qualified(attributes: Mapping[str, Any]) -> bool | None:
@@ -129,7 +159,7 @@ def _compile_qualified(name: Any, value: Any, match: str) -> AttributePredicate:
     return qualified
 
 
-def _compile_substring(name: Any, value: Any, match: str) -> AttributePredicate:
+def _compile_substring(name: Any, value: Any, match: str, shown: str) -> AttributePredicate:
     if not isinstance(value, str):
         return _unknown
     needle = value
@@ -138,52 +168,52 @@ def _compile_substring(name: Any, value: Any, match: str) -> AttributePredicate:
         user = _present(name, attributes)
         if isinstance(user, str):
             return needle in user
-        return None
+        return _mismatch(shown, name, user)
 
     return substring
 
 
-def _compile_exact(name: Any, value: Any, match: str) -> AttributePredicate:
+def _compile_exact(name: Any, value: Any, match: str, shown: str) -> AttributePredicate:
     if isinstance(value, str):
-        return _exact_str(name, value)
+        return _exact_str(name, value, shown)
     if isinstance(value, bool):
-        return _exact_bool(name, value)
+        return _exact_bool(name, value, shown)
     if _is_finite_number(value):
-        return _exact_number(name, value)
+        return _exact_number(name, value, shown)
     return _unknown
 
 
-def _exact_str(name: Any, target: str) -> AttributePredicate:
+def _exact_str(name: Any, target: str, shown: str) -> AttributePredicate:
     def exact_str(attributes: Mapping[str, Any]) -> bool | None:
         user = _present(name, attributes)
         if isinstance(user, str):
             return user == target
-        return None
+        return _mismatch(shown, name, user)
 
     return exact_str
 
 
-def _exact_bool(name: Any, target: bool) -> AttributePredicate:
+def _exact_bool(name: Any, target: bool, shown: str) -> AttributePredicate:
     def exact_bool(attributes: Mapping[str, Any]) -> bool | None:
         user = _present(name, attributes)
         if type(user) is bool:
             return user == target
-        return None
+        return _mismatch(shown, name, user)
 
     return exact_bool
 
 
-def _exact_number(name: Any, target: Any) -> AttributePredicate:
+def _exact_number(name: Any, target: Any, shown: str) -> AttributePredicate:
     def exact_number(attributes: Mapping[str, Any]) -> bool | None:
         user = _present(name, attributes)
         if not _is_finite_number(user):
-            return None
+            return _mismatch(shown, name, user, number=True)
         return bool(user == target)
 
     return exact_number
 
 
-def _compile_numeric(name: Any, value: Any, match: str) -> AttributePredicate:
+def _compile_numeric(name: Any, value: Any, match: str, shown: str) -> AttributePredicate:
     if not _is_finite_number(value):
         return _unknown
     target = value
@@ -191,7 +221,7 @@ def _compile_numeric(name: Any, value: Any, match: str) -> AttributePredicate:
     def check(attributes: Mapping[str, Any]) -> bool | None:
         user = _present(name, attributes)
         if not _is_finite_number(user):
-            return None
+            return _mismatch(shown, name, user, number=True)
         if match == "gt":
             return bool(user > target)
         if match == "ge":
@@ -203,7 +233,7 @@ def _compile_numeric(name: Any, value: Any, match: str) -> AttributePredicate:
     return check
 
 
-def _compile_semver(name: Any, value: Any, match: str) -> AttributePredicate:
+def _compile_semver(name: Any, value: Any, match: str, shown: str) -> AttributePredicate:
     if not isinstance(value, str):
         return _unknown
     target = value
@@ -218,7 +248,7 @@ def _compile_semver(name: Any, value: Any, match: str) -> AttributePredicate:
     def semver(attributes: Mapping[str, Any]) -> bool | None:
         user = _present(name, attributes)
         if not isinstance(user, str):
-            return None
+            return _mismatch(shown, name, user)
         comparison = compare_versions(target, user)
         if comparison is None:
             return None
@@ -227,8 +257,8 @@ def _compile_semver(name: Any, value: Any, match: str) -> AttributePredicate:
     return semver
 
 
-_LeafCompiler = Callable[[Any, Any, str], AttributePredicate]
-"""(attribute name, condition value, match) -> predicate."""
+_LeafCompiler = Callable[[Any, Any, str, str], AttributePredicate]
+"""(attribute name, condition value, match, condition as logged) -> predicate."""
 
 _MATCHES: Final[Mapping[str, _LeafCompiler]] = {
     "exact": _compile_exact,
