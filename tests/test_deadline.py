@@ -102,6 +102,7 @@ def test_relay_forwarder_lets_go_of_a_trickling_upstream(tmp_path: Path) -> None
             upstream=server.url,
             timeout=1,
             flush_interval=0.05,
+            shutdown_timeout=1,
         ) as relay,
     ):
         answer = relay.http.post("/v1/events", json=payload([visitor()]))

@@ -164,17 +164,28 @@ def test_transient_answers_are_retried_until_delivered(make: Callable[..., Drive
 def test_a_permanent_answer_dead_letters_and_reports(make: Callable[..., Driver]) -> None:
     failures: list[tuple[int, DispatchError]] = []
     with scripted_server() as server:
+        server.default = Reply(401, body=b'{"error":"bad"}')
+        d = make(endpoint=server.base_url, on_failure=lambda v, e: failures.append((len(v), e)))
+        d.dispatch(event(n=2))
+        outcome = d.flush(10)
+        assert d.stats().failed == {"http_401": 2} and outcome.complete
+        ((count, error),) = failures
+        assert count == 2 and error.status == 401 and '"bad"' in error.response_excerpt
+        assert d.stats().dead_letters == {"http_401": 2}
+        assert len(server.received) == 1  # not retried
+
+
+def test_a_400_isolates_the_refused_visitors(make: Callable[..., Driver]) -> None:
+    """400 names the batch's content: it is bisected, each visitor refused on its own."""
+    failures: list[tuple[int, DispatchError]] = []
+    with scripted_server() as server:
         server.default = Reply(400, body=b'{"error":"bad"}')
         d = make(endpoint=server.base_url, on_failure=lambda v, e: failures.append((len(v), e)))
         d.dispatch(event(n=2))
         outcome = d.flush(10)
         assert d.stats().failed == {"http_400": 2} and outcome.complete
-        # a refused batch is bisected to find the visitor at fault: here both are
-        assert [count for count, _ in failures] == [1, 1]
-        error = failures[0][1]
-        assert error.status == 400 and '"bad"' in error.response_excerpt
-        assert d.stats().dead_letters == {"http_400": 2}
-        assert len(server.received) == 3  # 2n-1 requests, none of them a retry
+        assert [count for count, _ in failures] == [1, 1] and d.stats().splits == 1
+        assert len(server.received) == 3  # the batch, then each half; never retried
 
 
 def test_413_halves_until_the_endpoint_accepts(make: Callable[..., Driver]) -> None:

@@ -19,7 +19,7 @@ from xpevents import BatchDispatcher
 from xpevents.relay.testing import run_relay
 from xpevents.testing import run_collector
 
-KILLS = [pytest.param(3, id="short"), pytest.param(30, id="long", marks=pytest.mark.long)]
+KILLS = [pytest.param(2, id="short"), pytest.param(30, id="long", marks=pytest.mark.long)]
 
 
 def _drain(spool: str, endpoint: str) -> None:

@@ -22,7 +22,7 @@ from xpevents.testing import run_collector
 from payloads import payload, visitor
 
 URL = "https://logx.optimizely.com/v1/events"
-SECONDS = [pytest.param(1.0, id="short"), pytest.param(20.0, id="long", marks=pytest.mark.long)]
+SECONDS = [pytest.param(0.6, id="short"), pytest.param(20.0, id="long", marks=pytest.mark.long)]
 
 
 def _produce(bd: BatchDispatcher, ledger: Ledger, stop: threading.Event) -> None:
@@ -59,7 +59,7 @@ def test_redis_killed_mid_run(tmp_path: Path, seconds: float, persistent: bool) 
             time.sleep(1.2)  # leases cut by the kill expire
             bd.flush(60)
             stats = bd.stats()
-        result = tally(collector, ledger, timeout=10 if not persistent else 60)
+        result = tally(collector, ledger, timeout=60 if persistent else 10)
     counted = stats.lost.get("redis_reset", 0)
     print(f"redis killed (persistent={persistent}): counted lost {counted}, {result}")
     if persistent:

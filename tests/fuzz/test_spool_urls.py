@@ -22,7 +22,7 @@ from xpevents.spool.opening import open_spool
 from xpevents.spool.redis.url import from_url as redis_from_url
 from xpevents.spool.sqlite.files import options_from_url
 
-EXAMPLES = int(os.environ.get("XPEVENTS_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("XPEVENTS_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
