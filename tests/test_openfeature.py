@@ -22,7 +22,7 @@ from xpevents.example import example_datafile
 from xpevents.openfeature import XpeventsProvider
 from xpevents.testing import CollectorHandle, RecordingDispatcher
 
-from servers import datafile_server
+from servers import Reply, datafile_server
 
 EXAMPLE = json.loads(example_datafile())
 USERS = [f"user-{i}" for i in range(60)]
@@ -202,7 +202,7 @@ def test_events_ready_configuration_changed_and_stale() -> None:
             e for e in events if e[0] is ProviderEvent.PROVIDER_CONFIGURATION_CHANGED
         ]
         assert details.flags_changed == ["new_checkout"]
-        server.close()  # the CDN goes away: refreshing fails
+        server.fault = Reply(503)  # the CDN fails: refreshing fails
         assert stale.wait(10)
         for kind, handler in handlers.items():
             api.remove_handler(kind, handler)
