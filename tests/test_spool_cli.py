@@ -68,7 +68,12 @@ def test_replay_and_purge(spool_url: tuple[str, Spool]) -> None:
     result = runner.invoke(spool_command, ["purge", url])
     assert result.exit_code != 0
     assert "--dead-letter" in result.output
-    result = runner.invoke(spool_command, ["purge", url, "--dead-letter"])
+    result = runner.invoke(spool_command, ["purge", url, "--dead-letter", "--dry-run"])
+    assert result.exit_code == 0 and "1 dead letter(s) would be purged" in result.output
+    result = runner.invoke(spool_command, ["purge", url, "--dead-letter"], input="n\n")
+    assert result.exit_code == 1 and "Delete 1 dead letter(s) for good?" in result.output
+    assert sum(spool.stats(now=time.time()).dead_letters.values()) == 1  # kept
+    result = runner.invoke(spool_command, ["purge", url, "--dead-letter"], input="y\n")
     assert result.exit_code == 0, result.output
     assert "1 dead letter(s) purged" in result.output
     assert dict(spool.stats(now=time.time()).dead_letters) == {}

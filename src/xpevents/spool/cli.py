@@ -223,7 +223,11 @@ def replay_command(url: str, dead_letter: bool, reason: str | None, to: str | No
 @click.argument("url")
 @click.option("--dead-letter", is_flag=True, help="Required: purge dead letters.")
 @click.option("--reason", default=None, help="Only dead letters with this reason.")
-def purge_command(url: str, dead_letter: bool, reason: str | None) -> None:
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Only say how many would be purged.")
+def purge_command(
+    url: str, dead_letter: bool, reason: str | None, yes: bool, dry_run: bool
+) -> None:
     """Delete dead letters for good (queued events are never purged)."""
     if not dead_letter:
         raise click.UsageError(
@@ -232,10 +236,17 @@ def purge_command(url: str, dead_letter: bool, reason: str | None) -> None:
         )
     spool = _open(url)
     try:
+        counts = spool.stats(now=time.time()).dead_letters
+        matching = counts.get(reason, 0) if reason else sum(counts.values())
+        suffix = f" with reason {reason!r}" if reason else ""
+        if dry_run or not matching:
+            Console().print(f"{matching:,} dead letter(s){suffix} would be purged")
+            return
+        if not yes:
+            click.confirm(f"Delete {matching:,} dead letter(s){suffix} for good?", abort=True)
         count = spool.purge_dead_letters(reason=reason)
     except SpoolError as error:
         raise click.ClickException(str(error)) from error
     finally:
         spool.close()
-    suffix = f" with reason {reason!r}" if reason else ""
     Console().print(f"{count:,} dead letter(s){suffix} purged from {spool.url}")
