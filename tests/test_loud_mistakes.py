@@ -114,3 +114,41 @@ def test_an_attribute_of_the_wrong_type_gets_the_official_warning(
         ]
 
     assert warnings("xpevents") and warnings("xpevents") == warnings("official")
+
+
+def test_the_official_error_handler_and_logger_work_unchanged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from optimizely.error_handler import NoOpErrorHandler, RaiseExceptionErrorHandler
+    from optimizely.logger import SimpleLogger
+
+    official_logger = SimpleLogger(min_level=logging.DEBUG)
+    seen: list[Exception] = []
+
+    class Collecting:
+        def handle_error(self, error: Exception) -> None:
+            seen.append(error)
+
+    client = Client(
+        example_datafile(),
+        event_dispatcher=RecordingDispatcher(),
+        logger=official_logger,
+        error_handler=Collecting(),
+    )
+    client.track("purchse", "u1")
+    client.activate("checkout_button_color", 42)  # type: ignore[arg-type]
+    assert [type(e) for e in seen] == [UnknownKeyError, InvalidInputError]
+    raising = Client(
+        example_datafile(),
+        event_dispatcher=RecordingDispatcher(),
+        error_handler=RaiseExceptionErrorHandler(),
+    )
+    with pytest.raises(UnknownKeyError):
+        raising.track("purchse", "u1")
+    Client(
+        example_datafile(), event_dispatcher=RecordingDispatcher(), error_handler=NoOpErrorHandler()
+    )
+    with pytest.raises(Exception, match="handle_error"):
+        Client(example_datafile(), event_dispatcher=RecordingDispatcher(), error_handler=object())
+    with pytest.raises(Exception, match="logging.Logger"):
+        Client(example_datafile(), event_dispatcher=RecordingDispatcher(), logger=object())

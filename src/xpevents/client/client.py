@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from xpevents._internal.closing import Closing
 from xpevents._version import __version__
-from xpevents.client.inputs import check_dispatcher
+from xpevents.client.inputs import adapt_logger, check_dispatcher, check_error_handler
 from xpevents.client.lifecycle import CurrentFlags, Engine, EngineSettings, Lifecycle
 from xpevents.client.notifications import NotificationCenter
 from xpevents.client.profiles import UserProfiles, UserProfileService
@@ -100,7 +100,14 @@ class Client(FeatureVariables, Closing):
             :class:`~xpevents.decide.UnknownKeyError` (key not in the datafile) or
             :class:`~xpevents.DispatchError` (the dispatcher raised) instead of logging.
             Default ``False``, which is what production wants.
-        logger: where the client logs. Default the ``xpevents.client`` logger.
+        logger: where the client logs: a ``logging.Logger``, or an optimizely-sdk logger
+            (``SimpleLogger``..., whose wrapped logger is used). Default the
+            ``xpevents.client`` logger.
+        error_handler: the official interface, ``handle_error(error)``: called with an
+            :class:`~xpevents.decide.InvalidInputError` or
+            :class:`~xpevents.decide.UnknownKeyError` for every bad input (after the log
+            line); optimizely's ``RaiseExceptionErrorHandler`` makes those raise. Default
+            ``None``.
         default_decide_options: decide options applied to every ``decide*`` call (enum
             members or the official strings). Default none.
         user_profile_service: sticky bucketing: an object with the official
@@ -134,12 +141,14 @@ class Client(FeatureVariables, Closing):
         client_name: str = "xpevents",
         client_version: str = __version__,
         strict: bool = False,
-        logger: logging.Logger | None = None,
+        logger: logging.Logger | Any | None = None,
         default_decide_options: Iterable[Any] = (),
         user_profile_service: UserProfileService | None = None,
+        error_handler: Any = None,
     ) -> None:
         check_dispatcher(event_dispatcher)
-        log = logger if logger is not None else _log
+        log = adapt_logger(logger) or _log
+        error_handler = check_error_handler(error_handler)
         strict = bool(strict)
         manager = choose_config_manager(
             datafile=datafile,
@@ -173,6 +182,7 @@ class Client(FeatureVariables, Closing):
             endpoint=event_endpoint,
             default_options=self._default_options,
             profiles=self.user_profiles,
+            error_handler=error_handler,
         )
         self._engine: Engine
         self._lifecycle = Lifecycle(manager, settings, self._install)

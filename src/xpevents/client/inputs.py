@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from xpevents.decide import InvalidInputError, UnknownKeyError
 from xpevents.decide.datafile import load_config
@@ -59,13 +59,49 @@ def load_datafile(
     return config
 
 
+class ErrorHandler(Protocol):
+    """The official SDK's error handler interface."""
+
+    def handle_error(self, error: Exception) -> object: ...
+
+
+def check_error_handler(handler: object) -> ErrorHandler | None:
+    """``None`` or an object with ``handle_error(error)``; else ConfigError."""
+    if handler is None or callable(getattr(handler, "handle_error", None)):
+        return handler  # type: ignore[return-value]
+    raise ConfigError(
+        f"Client(error_handler={handler!r}): expected an object with handle_error(error), "
+        "such as optimizely's NoOpErrorHandler or RaiseExceptionErrorHandler"
+    )
+
+
+def adapt_logger(logger: object) -> logging.Logger | None:
+    """A ``logging.Logger``, or the one inside an official SDK logger (``.logger``)."""
+    if logger is None or isinstance(logger, logging.Logger):
+        return logger
+    inner = getattr(logger, "logger", None)
+    if isinstance(inner, logging.Logger):
+        return inner
+    raise ConfigError(
+        f"Client(logger={logger!r}): expected a logging.Logger (or an optimizely-sdk logger "
+        "such as SimpleLogger, which wraps one)"
+    )
+
+
 class Inputs:
     """The checks, bound to one config, logger and strict flag."""
 
-    __slots__ = ("_events", "_experiments", "_flags", "_log", "_usable", "strict")
+    __slots__ = ("_error_handler", "_events", "_experiments", "_flags", "_log", "_usable", "strict")
 
-    def __init__(self, config: ProjectConfig, log: logging.Logger, strict: bool) -> None:
+    def __init__(
+        self,
+        config: ProjectConfig,
+        log: logging.Logger,
+        strict: bool,
+        error_handler: ErrorHandler | None = None,
+    ) -> None:
         self._log = log
+        self._error_handler = error_handler
         self.strict = strict
         """Raise instead of logging."""
         self._usable = config.usable
@@ -80,6 +116,7 @@ class Inputs:
         if self.strict:
             raise InvalidInputError(message)
         self._log.error(message)
+        self._handle(InvalidInputError(message))
 
     def unknown(self, what: str, key: str, method: str) -> None:
         """Report a key the datafile does not have."""
@@ -87,6 +124,13 @@ class Inputs:
         if self.strict:
             raise UnknownKeyError(message)
         self._log.error(message)  # as optimizely-sdk: a typo'd key is loud
+        self._handle(UnknownKeyError(message))
+
+    def _handle(self, error: Exception) -> None:
+        """The official ``error_handler.handle_error(error)`` (it may raise, as the official
+        ``RaiseExceptionErrorHandler`` does: that is its purpose)."""
+        if self._error_handler is not None:
+            self._error_handler.handle_error(error)
 
     def wrong_variable_type(self, method: str, variable_key: str, actual: str, asked: str) -> None:
         """Report a typed getter called for a variable of another type."""

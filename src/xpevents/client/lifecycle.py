@@ -43,6 +43,7 @@ from xpevents.decide.decider import Decider
 from xpevents.events.builder import EventBuilder
 
 if TYPE_CHECKING:
+    from xpevents.client.inputs import ErrorHandler
     from xpevents.client.profiles import UserProfiles
     from xpevents.client.user_context import OptimizelyUserContext
     from xpevents.config.base import ConfigManager
@@ -75,6 +76,8 @@ class EngineSettings:
     default_options: frozenset[OptimizelyDecideOption]
     profiles: UserProfiles
     """Sticky bucketing (one per client, shared by every revision's engine)."""
+    error_handler: ErrorHandler | None = None
+    """The official ``error_handler`` (``handle_error(error)``), told of every bad input."""
     decider_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for :class:`~xpevents.decide.decider.Decider`."""
 
@@ -134,7 +137,7 @@ def build_engine(
         endpoint=settings.endpoint,
     )
     if inputs is None:
-        inputs = Inputs(config, settings.log, settings.strict)
+        inputs = Inputs(config, settings.log, settings.strict, settings.error_handler)
     report = Reporter(
         builder, settings.dispatcher, settings.center, strict=settings.strict, log=settings.log
     )
@@ -159,7 +162,7 @@ class _NoDatafileInputs(Inputs):
     __slots__ = ("_source",)
 
     def __init__(self, config: ProjectConfig, settings: EngineSettings, source: str) -> None:
-        super().__init__(config, settings.log, settings.strict)
+        super().__init__(config, settings.log, settings.strict, settings.error_handler)
         self._source = source
 
     def ready(self, method: str) -> bool:
