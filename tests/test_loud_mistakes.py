@@ -148,7 +148,7 @@ def test_the_official_error_handler_and_logger_work_unchanged(
     Client(
         example_datafile(), event_dispatcher=RecordingDispatcher(), error_handler=NoOpErrorHandler()
     )
-    with pytest.raises(Exception, match="handle_error"):
+    with pytest.raises(Exception, match="handle_error\\(error\\)"):
         Client(example_datafile(), event_dispatcher=RecordingDispatcher(), error_handler=object())
-    with pytest.raises(Exception, match="logging.Logger"):
+    with pytest.raises(Exception, match=r"logging\.Logger"):
         Client(example_datafile(), event_dispatcher=RecordingDispatcher(), logger=object())
