@@ -246,3 +246,41 @@ def test_static_parts_work_without_javascript(
     finally:
         page.screenshot(path=str(tmp_path / "no-javascript.png"), full_page=True)
         context.close()
+
+
+def test_strict_mode_warnings_are_highlighted(browser: Any, tmp_path: Path) -> None:
+    visitor = {
+        "visitor_id": XSS,
+        "attributes": [],
+        "snapshots": [
+            {
+                "decisions": [],
+                "events": [
+                    # entity_id null: what PHP SDK 4.x sends; the schema wants a string
+                    {"entity_id": None, "key": "purchase", "timestamp": 1, "uuid": "u-1"}
+                ],
+            }
+        ],
+    }
+    payload = {"account_id": "1", "visitors": [visitor], "client_name": XSS}
+    with run_collector(strict="warn") as handle:
+        answer = httpx.post(handle.events_url, json=payload, trust_env=False)
+        assert answer.status_code == 204  # warn: accepted, and reported
+        context = browser.new_context()
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(handle.base_url + "/")
+        warnings = page.locator("#warnings")
+        expect(warnings.locator(".warning-note")).to_contain_text("strict mode warn")
+        expect(warnings).to_contain_text("entity_id")
+        expect(warnings.locator("tr.warning").first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "strict.png"), full_page=True)
+        assert not dialogs
+        context.close()
+    with run_collector() as lenient:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(lenient.base_url + "/")
+        expect(page.locator("#warnings")).to_contain_text("strict mode off")
+        context.close()

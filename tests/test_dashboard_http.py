@@ -329,3 +329,23 @@ def test_feed_flags_a_sample_ratio_mismatch(http: httpx.Client) -> None:
     assert srm["p_value"] == pytest.approx(math.erfc(math.sqrt(10.0)), rel=1e-12)
     page = http.get("/").text
     assert "SRM MISMATCH" in page and "srm-bad" in page
+
+
+def test_the_datafile_can_come_by_sdk_key() -> None:
+    import subprocess
+    import sys
+
+    from servers import datafile_server
+    from xpevents.testing import run_collector
+
+    with datafile_server() as server:
+        server.publish("DASH", json.loads(example_datafile()))
+        with run_collector(sdk_key="DASH", datafile_url_template=server.template) as handle:
+            page = httpx.get(handle.base_url + "/", trust_env=False).text
+            assert "datafile: revision 241" in page
+        result = subprocess.run(
+            [sys.executable, "-m", "xpevents", "collector", "--port", "0", "--sdk-key", "NOPE",
+             "--datafile-url-template", server.template],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 2 and "HTTP 404" in result.stderr

@@ -91,6 +91,17 @@ def _fault(flag: str, type: click.ParamType[Any], help: str) -> Callable[[_F], _
     help="Project datafile: the dashboard shows keys for ids and checks sample ratios.",
 )
 @click.option(
+    "--sdk-key",
+    default=None,
+    help="Instead of --datafile: fetch this SDK key's datafile once at start.",
+)
+@click.option(
+    "--datafile-url-template",
+    default=None,
+    help="Where --sdk-key is fetched, with {sdk_key}. "
+    "[default: https://cdn.optimizely.com/datafiles/{sdk_key}.json]",
+)
+@click.option(
     "--seed",
     type=int,
     default=None,
@@ -122,6 +133,8 @@ def collector_command(
     db: Path | None,
     max_body: int,
     datafile: Path | None,
+    sdk_key: str | None,
+    datafile_url_template: str | None,
     seed: int | None,
     strict: str,
     read_timeout: float,
@@ -145,7 +158,7 @@ def collector_command(
         settings = FaultSettings(**options, seed=seed).validate()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    config = load_datafile(datafile)
+    config = load_datafile(datafile, sdk_key=sdk_key, url_template=datafile_url_template)
     try:
         collector = Collector(
             db=db,

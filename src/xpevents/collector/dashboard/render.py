@@ -166,6 +166,35 @@ def row_html(row: dict[str, Any]) -> str:
     return f'<tr class="{esc(css)}">{cells}<td>{raw}</td></tr>'
 
 
+def warnings(mode: str, stats: dict[str, Any]) -> str:
+    """The strict-mode panel: schema deviations by path, and the latest with their client."""
+    if mode == "off":
+        return (
+            '<p class="sub">strict mode off: run <code>xpevents collector --strict</code> to '
+            "list payloads that deviate from the Event API's schema here.</p>"
+        )
+    by_path: dict[str, int] = stats.get("schema_warnings") or {}
+    if not by_path:
+        return f'<p class="sub">strict mode {esc(mode)}: no deviation seen.</p>'
+    lines = "".join(
+        f'<tr class="warning"><td>{esc(path)}</td><td>{esc(count)}</td></tr>'
+        for path, count in sorted(by_path.items(), key=lambda item: -item[1])
+    )
+    recent = "".join(
+        f'<tr class="warning"><td>{esc(w.get("path"))}</td><td>{esc(w.get("error"))}</td>'
+        f"<td>{esc(w.get('client'))}</td></tr>"
+        for w in reversed(stats.get("recent_schema_warnings") or [])
+    )
+    return (
+        f'<p class="warning-note">strict mode {esc(mode)}: payloads deviate from the Event API '
+        "(an SDK bug to report; the events were "
+        f"{'refused' if mode == 'refuse' else 'accepted'})</p>"
+        f"<table><thead><tr><th>path</th><th>count</th></tr></thead><tbody>{lines}</tbody></table>"
+        "<table><thead><tr><th>path</th><th>error</th><th>client</th></tr></thead>"
+        f"<tbody>{recent}</tbody></table>"
+    )
+
+
 def page(**parts: str) -> str:
     """The whole page from its already escaped parts."""
     return _template().substitute(parts)

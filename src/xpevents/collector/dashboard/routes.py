@@ -108,6 +108,7 @@ class Dashboard:
             "stats": self.collector.stats.snapshot(),
             "series": self.timeline.series(),
             "experiments": self.tally.summaries(),
+            "strict": self.collector.strict,
         }
 
     # -- handlers --------------------------------------------------------------------
@@ -127,6 +128,7 @@ class Dashboard:
             counters=render.counters(state["stats"]),
             chart=render.chart_svg(state["series"]),
             experiments=render.experiments(state["experiments"]),
+            warnings=render.warnings(self.collector.strict, state["stats"]),
             fault_fields=render.fault_fields(self.collector.faults.settings.to_dict()),
             filter_fields=render.filter_fields(query.filters(), STATUSES),
             rows="".join(render.row_html(r) for r in self._rows(query)),

@@ -117,6 +117,40 @@
     list.forEach(function (s) { target.appendChild(experimentNode(s)); });
   }
 
+  function table(headers, rows) {
+    var t = el("table");
+    var head = el("tr");
+    headers.forEach(function (h) { head.appendChild(el("th", null, h)); });
+    var thead = el("thead");
+    thead.appendChild(head);
+    t.appendChild(thead);
+    var body = el("tbody");
+    rows.forEach(function (cells) {
+      var tr = el("tr", "warning");
+      cells.forEach(function (c) { tr.appendChild(el("td", null, c)); });
+      body.appendChild(tr);
+    });
+    t.appendChild(body);
+    return t;
+  }
+
+  function drawWarnings(mode, stats) {
+    var target = document.getElementById("warnings");
+    var byPath = stats.schema_warnings || {};
+    var paths = Object.keys(byPath);
+    if (mode === "off" || !paths.length) return;  // the server-rendered note stays
+    while (target.firstChild) target.removeChild(target.firstChild);
+    var verb = mode === "refuse" ? "refused" : "accepted";
+    target.appendChild(el("p", "warning-note", "strict mode " + mode +
+      ": payloads deviate from the Event API (an SDK bug to report; the events were " + verb + ")"));
+    paths.sort(function (a, b) { return byPath[b] - byPath[a]; });
+    target.appendChild(table(["path", "count"], paths.map(function (p) { return [p, byPath[p]]; })));
+    var recent = (stats.recent_schema_warnings || []).slice().reverse();
+    target.appendChild(table(["path", "error", "client"], recent.map(function (w) {
+      return [w.path, w.error, w.client];
+    })));
+  }
+
   function poll() {
     var params = filterParams();
     params.set("after", String(lastId));
@@ -143,6 +177,7 @@
         updateCounters(data.stats);
         drawChart(data.series);
         drawExperiments(data.experiments);
+        drawWarnings(data.strict, data.stats);
         document.getElementById("live").textContent = "(live)";
       })
       .catch(function () { document.getElementById("live").textContent = "(collector unreachable, retrying)"; });
