@@ -335,8 +335,9 @@ def test_the_datafile_can_come_by_sdk_key() -> None:
     import subprocess
     import sys
 
-    from servers import datafile_server
     from xpevents.testing import run_collector
+
+    from servers import datafile_server
 
     with datafile_server() as server:
         server.publish("DASH", json.loads(example_datafile()))
