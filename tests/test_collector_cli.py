@@ -136,3 +136,53 @@ def test_db_file_persists_events_and_dedup_across_restarts(tmp_path: Path) -> No
         assert (stats["unique_events"], stats["duplicates"]) == (0, 1)
         collector.reset()
         assert collector.events() == []
+
+
+def test_one_line_per_request_and_refusals_at_the_default_level() -> None:
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+
+    for level, expect_info in (("info", True), ("warning", False)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xpevents", "collector", "--port", "0", "--log-level", level],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ},
+        )
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().split("listening on ")[1].strip()
+            good = {
+                "account_id": "1",
+                "client_name": "python-sdk",
+                "client_version": "5.7.0",
+                "visitors": [
+                    {
+                        "visitor_id": "u1",
+                        "attributes": [],
+                        "snapshots": [
+                            {
+                                "events": [
+                                    {"key": "k", "timestamp": 1, "uuid": "a", "entity_id": "1"}
+                                ]
+                            }
+                        ],
+                    }
+                ],
+            }
+            assert httpx.post(url + "/v1/events", json=good, trust_env=False).status_code == 204
+            assert (
+                httpx.post(url + "/v1/events", content=b"nope", trust_env=False).status_code == 400
+            )
+        finally:
+            proc.terminate()
+            _, stderr = proc.communicate(timeout=10)
+        assert "400 POST /v1/events refused" in stderr
+        assert ("204 /us 1 visitor(s), 1 event(s) (1 new) client=python-sdk/5.7.0" in stderr) is (
+            expect_info
+        )

@@ -147,7 +147,8 @@ class Collector:
             else:
                 stats.invalid_payloads += 1
             stats.rejected[exc.reason] += 1
-            logger.debug("rejected %s request: %s", region, exc.error)
+            # at WARNING: an SDK sending broken payloads is what people run this to see
+            logger.warning("%d POST %s refused: %s", exc.status, request.url.path, exc.error)
             response = rejected(exc)
         except ClientDisconnect:
             logger.debug("client went away while sending its body")
@@ -228,6 +229,16 @@ class Collector:
         stats.unique_events += len(stored)
         stats.duplicates += events - len(stored)
         self._count(stored)
+        if logger.isEnabledFor(logging.INFO):  # like python -m http.server: one line each
+            logger.info(
+                "204 /%s %d visitor(s), %d event(s) (%d new) client=%s/%s",
+                region,
+                len(payload.visitors),
+                events,
+                len(stored),
+                text(payload.client_name),
+                text(payload.client_version),
+            )
         return Response(status_code=204)
 
     def _check_schema(self, body: bytes, payload: LoosePayload) -> None:
