@@ -145,7 +145,6 @@ def test_one_line_per_request_and_refusals_at_the_default_level() -> None:
 
     import httpx
 
-
     for level, expect_info in (("info", True), ("warning", False)):
         proc = subprocess.Popen(
             [sys.executable, "-m", "xpevents", "collector", "--port", "0", "--log-level", level],
