@@ -133,6 +133,11 @@ def _register() -> None:
 
     collector_command.short_help = "An events-API-compatible sink with faults and stats."
     relay_command.short_help = "Accept any SDK's events, spool durably, forward upstream."
+    for name, summary in (
+        ("replay", "Send dead letters (or waiting retries) again."),
+        ("stats", "Depth, oldest event, leases and dead letters."),
+    ):
+        spool_command.commands[name].short_help = summary
     main.add_command(collector_command, "collector")
     main.add_command(datafile_command, "datafile")
     main.add_command(decide_command, "decide")
