@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -87,3 +88,17 @@ def test_spool_url_mistakes_get_one_good_message_everywhere() -> None:
     result = _xpevents("spool", "stats", "redis://127.0.0.1:6379/14?stream=xpevents-inspect-only")
     assert "does not exist" in result.stderr
     assert not db.exists("xpevents-inspect-only", "xpevents-inspect-only:meta")  # nothing written
+
+
+def test_a_busy_port_fails_before_the_relay_creates_its_spool(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        spool = tmp_path / "relay.db"
+        result = _xpevents("relay", "--port", str(port), "--spool", f"sqlite:///{spool}")
+    assert result.returncode == 1 and "Address already in use" in result.stderr
+    assert "0 picks a free one" in result.stderr
+    assert not spool.exists()  # nothing created

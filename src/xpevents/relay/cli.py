@@ -24,6 +24,7 @@ from xpevents.relay.writer import store_bounds
 from xpevents.send.endpoint import validate_url
 from xpevents.serving.command import (
     cannot_listen,
+    check_port_free,
     configure_logging,
     connection_limits,
     connection_options,
@@ -309,6 +310,7 @@ def relay_command(
     warn_if_exposed(host, settings.token)
     from xpevents.relay.server import RelayServer
 
+    check_port_free(host, port)  # before the spool file is created
     store = _open_store(spool, settings, max_event_age)
     try:
         relay = Relay(store, settings)

@@ -8,6 +8,7 @@ which :mod:`xpevents.serving.process` (and so ``run_collector``/``run_relay``) w
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -104,7 +105,23 @@ def configure_logging(log_level: str) -> None:
 
 def cannot_listen(host: str, port: int, exc: OSError) -> click.ClickException:
     """The error a command exits with when ``host:port`` cannot be bound."""
-    return click.ClickException(f"cannot listen on {host}:{port}: {exc}")
+    return click.ClickException(
+        f"cannot listen on {host}:{port}: {exc} (stop the other process, or choose another "
+        "--port; 0 picks a free one)"
+    )
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before creating anything (a spool file) when ``host:port`` is taken."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise cannot_listen(host, port, exc) from None
 
 
 def serve(server: AppServer, name: str) -> object:
