@@ -17,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/xpevents demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench tools
-	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/ruff check src tests bench tools examples
+	$(BIN)/ruff format --check src tests bench tools examples
 	$(BIN)/mypy --strict src
 	$(BIN)/lint-imports --no-cache
 

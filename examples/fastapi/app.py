@@ -5,6 +5,7 @@ Then: curl -H 'x-user-id: alice' http://127.0.0.1:8000/checkout
 """
 
 import os
+from typing import Annotated
 
 from fastapi import Depends, FastAPI
 
@@ -26,8 +27,8 @@ install(
 
 @app.get("/checkout")
 def checkout(
-    client: Client = Depends(get_client),
-    user: OptimizelyUserContext = Depends(get_user),
+    client: Annotated[Client, Depends(get_client)],
+    user: Annotated[OptimizelyUserContext, Depends(get_user)],
 ) -> dict[str, str | None]:
     color = client.activate("checkout_button_color", user.user_id)
     user.track_event("purchase", {"revenue": 4200})
