@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -26,6 +27,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _source_options(command: F) -> F:
+    """The datafile source options; the command receives the datafile text as ``text``."""
+
+    @functools.wraps(command)
+    def with_text(
+        source: str | None,
+        sdk_key: str | None,
+        url_template: str | None,
+        access_token: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        with _cli_errors():
+            text = read_datafile(
+                source, sdk_key=sdk_key, url_template=url_template, access_token=access_token
+            )
+        return command(text=text, **kwargs)
+
     options = [
         click.argument("source", required=False, metavar="[FILE|-|example]"),
         click.option("--sdk-key", help="Fetch the datafile of this SDK key instead of a FILE."),
@@ -37,9 +54,10 @@ def _source_options(command: F) -> F:
         click.option("--access-token", help="Token of an authenticated datafile (--sdk-key)."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables."),
     ]
+    wrapped: Any = with_text
     for option in reversed(options):
-        command = option(command)
-    return command
+        wrapped = option(wrapped)
+    return cast(F, wrapped)
 
 
 @contextmanager
@@ -48,10 +66,6 @@ def _cli_errors() -> Iterator[None]:
         yield
     except XpeventsError as exc:
         raise click.ClickException(str(exc)) from None
-
-
-def _load(source: str | None, sdk_key: str | None, template: str | None, token: str | None) -> str:
-    return read_datafile(source, sdk_key=sdk_key, url_template=template, access_token=token)
 
 
 @click.group("datafile", short_help="Print, show or lint a datafile.")
@@ -67,16 +81,10 @@ def example_command() -> None:
 
 @datafile_command.command("show", short_help="Experiments, flags, audiences as tables.")
 @_source_options
-def show_command(
-    source: str | None,
-    sdk_key: str | None,
-    url_template: str | None,
-    access_token: str | None,
-    as_json: bool,
-) -> None:
+def show_command(text: str, as_json: bool) -> None:
     """Show a datafile's experiments, flags, audiences, attributes and events."""
     with _cli_errors():
-        config = load_config(_load(source, sdk_key, url_template, access_token))
+        config = load_config(text)
     if as_json:
         click.echo(json.dumps(overview(config), indent=2))
         return
@@ -87,17 +95,11 @@ def show_command(
 
 @datafile_command.command("lint", short_help="Find problems that load but surprise.")
 @_source_options
-def lint_command(
-    source: str | None,
-    sdk_key: str | None,
-    url_template: str | None,
-    access_token: str | None,
-    as_json: bool,
-) -> None:
+def lint_command(text: str, as_json: bool) -> None:
     """Report warnings, unused audiences and attributes, unreachable experiments and
     traffic past 10000. Exits 1 when a warning is found."""
     with _cli_errors():
-        config = load_config(_load(source, sdk_key, url_template, access_token))
+        config = load_config(text)
     findings = lint(config)
     if as_json:
         click.echo(json.dumps([f.as_dict() for f in findings], indent=2))
@@ -135,10 +137,7 @@ def _parse_attribute(text: str) -> tuple[str, Any]:
 )
 @click.option("--explain", is_flag=True, help="Print every step of each decision.")
 def decide_command(
-    source: str | None,
-    sdk_key: str | None,
-    url_template: str | None,
-    access_token: str | None,
+    text: str,
     as_json: bool,
     user_id: str,
     keys: tuple[str, ...],
@@ -152,7 +151,6 @@ def decide_command(
     """
     attributes = dict(_parse_attribute(a) for a in attrs)
     with _cli_errors():
-        text = _load(source, sdk_key, url_template, access_token)
         results = _decide(text, user_id, keys, attributes, explain)
     if as_json:
         click.echo(json.dumps(results, indent=2, default=str))
