@@ -23,7 +23,15 @@ import subprocess
 import sys
 import tempfile
 
-CALLS = ("dispatch_event", "activate", "track", "decide", "is_feature_enabled")
+CALLS = (
+    "dispatch_event",
+    "activate",
+    "activate_batch",
+    "track",
+    "track_batch",
+    "decide",
+    "is_feature_enabled",
+)
 
 _CHILD = r"""
 import gc, logging, sys
@@ -59,7 +67,14 @@ if what == "dispatch_event":
         d.dispatch_event(ev)
 else:
     datafile = resources.files("xpevents").joinpath("example_datafile.json").read_text()
-    c = Client(datafile, event_dispatcher=Null())
+    dispatcher = Null()
+    if what.endswith("_batch"):  # the caller's side of BatchDispatcher: nothing is sent
+        what = what[: -len("_batch")]
+        dispatcher = BatchDispatcher(endpoint="http://127.0.0.1:9", flush_interval=3600,
+                                     batch_size=10**7, max_queue_events=10**7,
+                                     atexit_timeout=None, max_concurrent_requests=1)
+    c = Client(datafile, event_dispatcher=dispatcher)
+    for u in users[:10]: c.activate("checkout_button_color", u, attrs)
     if what == "activate":
         for u in users: c.activate("checkout_button_color", u, attrs)
     elif what == "track":

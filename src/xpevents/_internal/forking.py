@@ -22,11 +22,12 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Resettable", "Stage", "at_fork", "track", "untrack"]
+__all__ = ["Resettable", "Stage", "at_fork", "reset_if_forked", "track", "untrack"]
 
 logger = logging.getLogger("xpevents.fork")
 
@@ -69,7 +70,32 @@ def at_fork(function: Callable[[], object], stage: Stage) -> None:
     _functions[stage].append(function)
 
 
+_reset_pid = os.getpid()
+"""The process the registry last reset in (or started in)."""
+_reset_lock = threading.Lock()
+
+
+def reset_if_forked() -> bool:
+    """Run the child resets now if this process was forked without Python's hooks.
+
+    ``os.fork()`` runs them itself; a server that forks from C without telling the
+    interpreter (uWSGI without ``py-call-uwsgi-fork-hooks``) does not. The event-id
+    generator checks the process id on every event anyway and calls this when it
+    changed, so one check guards every registered object. True when it reset.
+    """
+    global _reset_pid
+    if os.getpid() == _reset_pid:
+        return False
+    with _reset_lock:
+        if os.getpid() == _reset_pid:
+            return False
+        _after_fork_in_child()
+    return True
+
+
 def _after_fork_in_child() -> None:
+    global _reset_pid
+    _reset_pid = os.getpid()
     for stage in Stage:
         for function in _functions[stage]:
             _run(function)

@@ -40,6 +40,7 @@ from xpevents.dispatch.deadline import deadline
 from xpevents.dispatch.leftover import report_flush_at_exit
 from xpevents.dispatch.options import DispatchOptions
 from xpevents.errors import ConfigError, DispatchError
+from xpevents.events.wire import EncodedEvent
 from xpevents.send.retry import BACKGROUND_RETRY, RetryPolicy
 from xpevents.spool.base import Spool
 from xpevents.stats import DispatchOutcome, DispatchStats
@@ -48,6 +49,7 @@ __all__ = ["BatchDispatcher"]
 
 logger = logging.getLogger("xpevents.dispatch")
 
+_getpid = os.getpid
 _live: weakref.WeakSet[BatchDispatcher] = weakref.WeakSet()
 _abandoned: list[httpx.Client] = []
 """httpx clients inherited from a parent process: never used nor closed in the child
@@ -222,7 +224,9 @@ class BatchDispatcher(Closing):
         The event is not modified. Its visitors are encoded now, so later changes to
         the event do not affect what is sent.
         """
-        if self._pid != os.getpid():
+        # Our own client's events were built after the event-id generator checked the
+        # process id (and reset us if it changed): only other events pay a getpid().
+        if self._pid is None or (type(event) is not EncodedEvent and self._pid != _getpid()):
             try:
                 self._start()
             except Exception:  # cannot start a thread: queue anyway, flush retries

@@ -24,6 +24,7 @@ from xpevents._internal.cache import BoundedCache
 from xpevents.dispatch.drops import Drops
 from xpevents.errors import ConfigError
 from xpevents.events.model import DEFAULT_HEADERS
+from xpevents.events.wire import EncodedEvent, EventHead
 from xpevents.send.endpoint import validate_url
 from xpevents.spool.base import Spool
 from xpevents.spool.envelope import (
@@ -90,6 +91,8 @@ class Enqueuer:
         self.wake_depth = 1
         """The queue depth at which to wake a sender (set by the planner's poll)."""
         self._envelopes: BoundedCache[tuple[Any, ...], tuple[bytes, Any, Any]] = BoundedCache(256)
+        self._heads: dict[EventHead, bytes] = {}
+        """Envelopes of our own builders' events, by their (immutable) head."""
         self._memory_offer = memory.offer if memory is not None else None
         self.reset_after_fork()
 
@@ -102,9 +105,19 @@ class Enqueuer:
         """Queue ``event``'s visitors; wake a sender when needed. Never raises.
 
         The common case (an event API payload, its envelope cached, the memory spool)
-        runs in this one method: read, encode, offer, wake.
+        runs in this one method: read, encode, offer, wake. Our own client's events
+        come already encoded (:class:`~xpevents.events.wire.EncodedEvent`).
         """
         try:
+            if type(event) is EncodedEvent:
+                wire = event.wire
+                if wire is not None and event.url is event.head.url and not self.closed:
+                    envelope = self._heads.get(event.head)
+                    if envelope is None:
+                        envelope = self._head_envelope(event)
+                    if envelope is not None:
+                        self._offer(event, envelope, [wire])
+                        return
             try:
                 params = event.params
                 url = event.url
@@ -124,17 +137,34 @@ class Enqueuer:
             except _ENCODE_ERRORS as exc:
                 self.drops.refuse(event, len(visitors), "serialize", exc)
                 return
-            offer = self._memory_offer
-            if offer is None:
-                self._append(event, envelope, encoded)
-                return
-            size = offer(envelope, encoded, _now())
-            if not size:
-                self.drops.refuse(event, len(encoded), self.full_reason)
-            elif size == 1 or size == self.wake_depth or len(encoded) > 1:
-                self.wake()  # the queue was empty (start the timer) or a batch is full
+            self._offer(event, envelope, encoded)
         except Exception as exc:  # never let a dispatcher bug reach the caller
             self.drops.refuse(event, 1, "internal_error", exc)
+
+    def _offer(self, event: Any, envelope: bytes, encoded: list[bytes]) -> None:
+        offer = self._memory_offer
+        if offer is None:
+            self._append(event, envelope, encoded)
+            return
+        size = offer(envelope, encoded, _now())
+        if not size:
+            self.drops.refuse(event, len(encoded), self.full_reason)
+        elif size == 1 or size == self.wake_depth or len(encoded) > 1:
+            self.wake()  # the queue was empty (start the timer) or a batch is full
+
+    def _head_envelope(self, event: EncodedEvent) -> bytes | None:
+        """The envelope of a builder's events (first sight of its head), or ``None``
+        when the event goes the general way (its URL is refused there, and counted)."""
+        head = event.head
+        try:
+            validate_url(head.url, argument="event.url")
+        except ConfigError:
+            return None
+        envelope = batch_envelope(head.url, head.fields())
+        if len(self._heads) >= 256:
+            self._heads.clear()
+        self._heads[head] = envelope
+        return envelope
 
     def _envelope(
         self, event: Any, url: Any, params: dict[str, Any], visitors: list[Any]

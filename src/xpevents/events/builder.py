@@ -53,6 +53,14 @@ from xpevents.events.values import (
     plain_attribute,
     tags_payload,
 )
+from xpevents.events.wire import (
+    ENCODE_ERRORS,
+    NO_TAGS,
+    EncodedEvent,
+    EventHead,
+    VisitorWriter,
+    encode,
+)
 
 if TYPE_CHECKING:
     from xpevents.decide.datafile import EventDef, Experiment, ProjectConfig, Variation
@@ -88,9 +96,11 @@ class EventBuilder:
         "_attribute_ids",
         "_bot_filtering",
         "_campaign_ids",
+        "_event_head",
         "_exp_variations",
         "_flag_variations",
         "_head",
+        "_writer",
         "url",
     )
 
@@ -150,6 +160,8 @@ class EventBuilder:
                     by_id[variation.id] = (normalize_variation_id(variation.id), variation.key)
             flag_variations[flag_key] = by_id
         self._flag_variations = flag_variations
+        self._event_head = EventHead(self.url, self._head)
+        self._writer = VisitorWriter(self)
 
     def visitor_attributes(self, attributes: Any) -> list[dict[str, Any]]:
         """The ``attributes`` list of a visitor, by the official rules (see module doc)."""
@@ -318,23 +330,45 @@ class EventBuilder:
             rule_type: ``"experiment"`` (``activate``), ``"feature-test"`` or ``"rollout"``.
             enabled: whether the flag is on (``True`` for ``activate``).
         """
-        visitor = self.impression_visitor(
-            experiment,
-            variation,
-            user_id,
-            attributes,
-            flag_key=flag_key,
-            rule_key=rule_key,
-            rule_type=rule_type,
-            enabled=enabled,
-        )
-        return LogEvent(self.url, self.payload([visitor]))
+        try:
+            wire = self._writer.impression(
+                experiment, variation, user_id, attributes, flag_key, rule_key, rule_type, enabled
+            )
+        except ENCODE_ERRORS:  # the dict path: a dispatcher then counts what it cannot send
+            visitor = self.impression_visitor(
+                experiment,
+                variation,
+                user_id,
+                attributes,
+                flag_key=flag_key,
+                rule_key=rule_key,
+                rule_type=rule_type,
+                enabled=enabled,
+            )
+            return LogEvent(self.url, self.payload([visitor]))
+        return EncodedEvent(self._event_head, wire)
 
     def conversion(
         self, event: EventDef, user_id: str, attributes: Any = None, event_tags: Any = None
     ) -> LogEvent:
         """A conversion of ``event`` (a datafile event) for ``user_id`` with ``event_tags``."""
-        return LogEvent(
-            self.url,
-            self.payload([self.conversion_visitor(event, user_id, attributes, event_tags)]),
-        )
+        extras = b""
+        tags: Any = NO_TAGS
+        try:
+            if event_tags is not None:
+                revenue = get_revenue_value(event_tags)
+                if revenue is not None:
+                    extras = b',"revenue":' + encode(revenue)
+                value = get_numeric_value(event_tags)
+                if value is not None:
+                    extras += b',"value":' + encode(value)
+                tags = tags_payload(event_tags)
+                if tags is not None:
+                    extras += b',"tags":' + encode(tags)
+                else:
+                    tags = NO_TAGS
+            wire = self._writer.conversion(event, user_id, attributes, extras)
+        except ENCODE_ERRORS:  # the dict path: a dispatcher then counts what it cannot send
+            visitor = self.conversion_visitor(event, user_id, attributes, event_tags)
+            return LogEvent(self.url, self.payload([visitor]))
+        return EncodedEvent(self._event_head, wire, tags)

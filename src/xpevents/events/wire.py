@@ -1,0 +1,217 @@
+"""Visitors written straight to their JSON bytes, and the event that carries them.
+
+A dispatcher of ours sends a visitor as the bytes msgspec would make of its dict; this
+module writes those very bytes without making the dict: the parts that depend only on
+the datafile and the decision (campaign, experiment and variation ids, metadata, the
+conversion event's id and key) are encoded once and cached, and each event adds its
+uuid, timestamp, attributes and visitor id. ``tests/test_wire.py`` holds the two ways
+byte for byte equal.
+
+:class:`EncodedEvent` is a :class:`~xpevents.LogEvent` like any other: a dispatcher
+that reads ``params`` gets the payload dict, decoded from the bytes on first reading
+(so it is exactly what is sent). Our own dispatchers take :attr:`EncodedEvent.wire`
+instead, as long as nobody has read or replaced ``params``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from xpevents.events.model import DEFAULT_HEADERS, LogEvent
+from xpevents.events.uuids import uuid4_bytes
+
+if TYPE_CHECKING:
+    from xpevents.decide.datafile import EventDef, Experiment, Variation
+    from xpevents.events.builder import EventBuilder
+
+__all__ = ["ENCODE_ERRORS", "NO_TAGS", "EncodedEvent", "EventHead", "VisitorWriter", "encode"]
+
+encode: Final = msgspec.json.Encoder().encode
+"""msgspec's compact JSON encoder (the one the dispatchers use)."""
+_encode = encode
+_decode = msgspec.json.Decoder().decode
+ENCODE_ERRORS: Final = (TypeError, ValueError, OverflowError, msgspec.EncodeError)
+"""What encoding a value msgspec cannot write raises (a lone surrogate, a huge int)."""
+
+_IMPRESSION: Final = b'%b%b","key":"campaign_activated","timestamp":%d%b%b,"visitor_id":%b}'
+_CONVERSION: Final = b'%b%b%b%d%b}]}],"attributes":%b,"visitor_id":%b}'
+_SNAPSHOT_START: Final = b'{"snapshots":[{"events":[{"entity_id":'
+_MAX_FRAGMENTS: Final = 4096
+NO_TAGS: Final[Any] = object()
+"""``EncodedEvent(tags=...)`` when the conversion has no ``tags`` key."""
+
+
+class EventHead:
+    """What every event of one builder shares: its URL and project-level values."""
+
+    __slots__ = ("url", "values")
+
+    def __init__(self, url: str, values: tuple[str, str, str, str, str, bool]) -> None:
+        self.url = url
+        self.values = values
+
+    def fields(self) -> dict[str, Any]:
+        """A fresh payload dict without its ``visitors`` key (the envelope's values)."""
+        account_id, project_id, revision, client_name, client_version, anonymize_ip = self.values
+        return {
+            "account_id": account_id,
+            "project_id": project_id,
+            "revision": revision,
+            "client_name": client_name,
+            "client_version": client_version,
+            "anonymize_ip": anonymize_ip,
+            "enrich_decisions": True,
+        }
+
+
+class EncodedEvent(LogEvent):
+    """A one-visitor event API payload held as the visitor's JSON bytes.
+
+    ``params`` is decoded from the bytes when first read (and then the dict is the
+    event's payload: a change to it is what a dispatcher sends). Pickling or copying
+    gives a plain :class:`~xpevents.LogEvent` with the same payload.
+    """
+
+    __slots__ = ("_params", "_tags", "head", "wire")
+
+    def __init__(self, head: EventHead, visitor: bytes, tags: Any = NO_TAGS) -> None:
+        self.url = head.url
+        self.http_verb = "POST"
+        self.headers = dict(DEFAULT_HEADERS)
+        self.head = head
+        self.wire: bytes | None = visitor
+        """The visitor's bytes; ``None`` once ``params`` was read or replaced."""
+        self._tags = tags
+        self._params: Any = None
+
+    @property
+    def params(self) -> Any:
+        """The payload dict (decoded from the visitor's bytes on first reading)."""
+        params = self._params
+        if params is None:
+            params = self._params = self._decoded()
+            self.wire = None
+        return params
+
+    @params.setter
+    def params(self, value: Any) -> None:
+        self._params = value
+        self.wire = None
+
+    def _decoded(self) -> dict[str, Any]:
+        wire = self.wire
+        assert wire is not None
+        visitor = _decode(wire)
+        if self._tags is not NO_TAGS:  # the very object the dict path would hold
+            visitor["snapshots"][0]["events"][0]["tags"] = self._tags
+        params = self.head.fields()
+        params["visitors"] = [visitor]
+        return params
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (LogEvent, (self.url, self.params, self.http_verb, self.headers))
+
+
+class VisitorWriter:
+    """Writes one builder's impressions and conversions as visitor bytes.
+
+    Every fragment comes from the builder's own dict for the same decision, encoded
+    once, so the bytes are those of the dict path by construction.
+    """
+
+    __slots__ = ("_builder", "_conversions", "_empty_attributes", "_impressions")
+
+    def __init__(self, builder: EventBuilder) -> None:
+        self._builder = builder
+        self._impressions: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+        self._conversions: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        self._empty_attributes = _encode(builder.visitor_attributes(None))
+
+    def attributes(self, attributes: Any) -> bytes:
+        """The visitor's ``attributes`` list, encoded."""
+        if not attributes:
+            return self._empty_attributes
+        return _encode(self._builder.visitor_attributes(attributes))
+
+    def impression(
+        self,
+        experiment: Experiment | None,
+        variation: Variation | None,
+        user_id: str,
+        attributes: Any,
+        flag_key: str,
+        rule_key: str,
+        rule_type: str,
+        enabled: bool,
+    ) -> bytes:
+        """An impression visitor's bytes (see :meth:`EventBuilder.impression_visitor`).
+
+        Raises:
+            TypeError, ValueError, msgspec.EncodeError: a value cannot be encoded.
+        """
+        key = (
+            experiment.id if experiment is not None else None,
+            variation.id if variation is not None else None,
+            flag_key,
+            rule_key,
+            rule_type,
+            enabled,
+        )
+        fragments = self._impressions.get(key)
+        if fragments is None:
+            fragments = self._impression_fragments(key, experiment, variation)
+        return _IMPRESSION % (
+            fragments[0],
+            uuid4_bytes(),
+            time.time_ns() // 1_000_000,
+            fragments[1],
+            self.attributes(attributes),
+            _encode(user_id),
+        )
+
+    def conversion(self, event: EventDef, user_id: str, attributes: Any, extras: bytes) -> bytes:
+        """A conversion visitor's bytes; ``extras`` are its encoded revenue/value/tags."""
+        fragments = self._conversions.get((event.id, event.key))
+        if fragments is None:
+            start = _SNAPSHOT_START + _encode(event.id) + b',"uuid":"'
+            fragments = (start, b'","key":' + _encode(event.key) + b',"timestamp":')
+            self._remember(self._conversions, (event.id, event.key), fragments)
+        return _CONVERSION % (
+            fragments[0],
+            uuid4_bytes(),
+            fragments[1],
+            time.time_ns() // 1_000_000,
+            extras,
+            self.attributes(attributes),
+            _encode(user_id),
+        )
+
+    def _impression_fragments(
+        self, key: tuple[Any, ...], experiment: Experiment | None, variation: Variation | None
+    ) -> tuple[bytes, bytes]:
+        _, _, flag_key, rule_key, rule_type, enabled = key
+        visitor = self._builder.impression_visitor(
+            experiment,
+            variation,
+            "",
+            None,
+            flag_key=flag_key,
+            rule_key=rule_key,
+            rule_type=rule_type,
+            enabled=enabled,
+        )
+        snapshot = visitor["snapshots"][0]
+        start = _SNAPSHOT_START + _encode(snapshot["events"][0]["entity_id"]) + b',"uuid":"'
+        end = b'}],"decisions":' + _encode(snapshot["decisions"]) + b'}],"attributes":'
+        fragments = (start, end)
+        self._remember(self._impressions, key, fragments)
+        return fragments
+
+    @staticmethod
+    def _remember(cache: dict[Any, tuple[bytes, bytes]], key: Any, value: Any) -> None:
+        if len(cache) >= _MAX_FRAGMENTS:  # bounded by the datafile; a guard all the same
+            cache.clear()
+        cache[key] = value
