@@ -163,6 +163,10 @@ class EventBuilder:
         self._event_head = EventHead(self.url, self._head)
         self._writer = VisitorWriter(self)
 
+    def attribute_keys(self) -> list[str]:
+        """The keys of the datafile's attributes (those sent with their id)."""
+        return list(self._attribute_ids)
+
     def visitor_attributes(self, attributes: Any) -> list[dict[str, Any]]:
         """The ``attributes`` list of a visitor, by the official rules (see module doc)."""
         result: list[dict[str, Any]] = []

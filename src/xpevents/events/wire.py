@@ -22,6 +22,7 @@ import msgspec
 
 from xpevents.events.model import DEFAULT_HEADERS, LogEvent
 from xpevents.events.uuids import uuid4_bytes
+from xpevents.events.values import MAX_ATTRIBUTE_NUMBER
 
 if TYPE_CHECKING:
     from xpevents.decide.datafile import EventDef, Experiment, Variation
@@ -40,6 +41,7 @@ _IMPRESSION: Final = b'%b%b","key":"campaign_activated","timestamp":%d%b%b,"visi
 _CONVERSION: Final = b'%b%b%b%d%b}]}],"attributes":%b,"visitor_id":%b}'
 _SNAPSHOT_START: Final = b'{"snapshots":[{"events":[{"entity_id":'
 _MAX_FRAGMENTS: Final = 4096
+_MAX_NUMBER: Final = MAX_ATTRIBUTE_NUMBER
 NO_TAGS: Final[Any] = object()
 """``EncodedEvent(tags=...)`` when the conversion has no ``tags`` key."""
 
@@ -122,18 +124,54 @@ class VisitorWriter:
     once, so the bytes are those of the dict path by construction.
     """
 
-    __slots__ = ("_builder", "_conversions", "_empty_attributes", "_impressions")
+    __slots__ = (
+        "_attribute_starts",
+        "_builder",
+        "_conversions",
+        "_empty_attributes",
+        "_impressions",
+        "_last_attributes",
+    )
 
     def __init__(self, builder: EventBuilder) -> None:
         self._builder = builder
         self._impressions: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
         self._conversions: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self._empty_attributes = _encode(builder.visitor_attributes(None))
+        # '{"entity_id":ID,"key":KEY,"type":"custom","value":' of each datafile attribute
+        self._attribute_starts: dict[str, bytes] = {}
+        for key in builder.attribute_keys():
+            item = _encode(builder.visitor_attributes({key: 0})[0])
+            self._attribute_starts[key] = item[: -len(b"0}")]
+        last = builder.visitor_attributes(None)  # the bot-filtering item, when there is one
+        self._last_attributes = _encode(last)[1:-1] if last else b""
 
     def attributes(self, attributes: Any) -> bytes:
-        """The visitor's ``attributes`` list, encoded."""
+        """The visitor's ``attributes`` list, encoded.
+
+        Datafile attributes with a plain value are written from cached fragments;
+        anything else (``$opt_`` keys, unknown keys, other types, out-of-range
+        numbers) goes through the builder's own filter.
+        """
         if not attributes:
             return self._empty_attributes
+        if type(attributes) is dict:
+            starts = self._attribute_starts
+            parts = []
+            for key, value in attributes.items():
+                start = starts.get(key)
+                tv = type(value)
+                if start is None or not (
+                    tv is str
+                    or tv is bool
+                    or ((tv is int or tv is float) and -_MAX_NUMBER <= value <= _MAX_NUMBER)
+                ):
+                    break
+                parts.append(start + _encode(value) + b"}")
+            else:
+                if self._last_attributes:
+                    parts.append(self._last_attributes)
+                return b"[" + b",".join(parts) + b"]"
         return _encode(self._builder.visitor_attributes(attributes))
 
     def impression(
