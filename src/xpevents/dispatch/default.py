@@ -23,6 +23,7 @@ from xpevents._internal.redact import redact_url
 from xpevents._internal.validate import optional_callable, positive_seconds
 from xpevents.dispatch.deadline import deadline, enforce_deadlines
 from xpevents.dispatch.environment import endpoint_default, sending_disabled
+from xpevents.dispatch.resolve import DEFAULT_DNS_TTL, HostCache
 from xpevents.errors import ConfigError, DispatchError, PayloadError
 from xpevents.events.model import DEFAULT_HEADERS
 from xpevents.send.endpoint import EndpointRouter, validate_url
@@ -44,12 +45,19 @@ class DefaultEventDispatcher(Closing):
             ``/v1/events`` and its EU endpoint to ``/eu/v1/events``. Default ``None``.
         timeout: seconds; bounds the whole ``dispatch_event`` call: DNS, connect,
             retries and waits included. Default 10.
+        dns_cache_ttl: seconds a host name's addresses are reused for new connections
+            (our own client only). A lookup runs in a helper thread, waited for only
+            until the deadline; a cached host, or a keep-alive connection, is sent on
+            straight from the caller's thread. 0 looks the name up for every new
+            connection. Default 60.
         retry: a :class:`RetryPolicy`; default 3 attempts, 0.2 s backoff base with full
             jitter, 1 s cap, ``Retry-After`` honoured up to 60 s. A ``Retry-After``
             longer than the time left ends the call as failed.
         http_client: an ``httpx.Client`` of yours (proxies, custom CA, mTLS); it is not
             closed by :meth:`close`. Default: a pooled keep-alive client of our own
-            with httpx's defaults (the usual proxy environment variables apply).
+            with httpx's defaults (the usual proxy environment variables apply). A
+            client of yours is driven from a helper thread so that the caller's wait
+            stays bounded by ``timeout`` whatever its transport does.
         on_success: ``on_success(event)``, called after a 2xx.
         on_failure: ``on_failure(event, error: DispatchError)``, called once per event
             given up on.
@@ -66,6 +74,7 @@ class DefaultEventDispatcher(Closing):
         *,
         endpoint: str | None = None,
         timeout: float = 10.0,
+        dns_cache_ttl: float = DEFAULT_DNS_TTL,
         retry: RetryPolicy = SYNC_RETRY,
         http_client: httpx.Client | None = None,
         on_success: Callable[[Any], object] | None = None,
@@ -74,6 +83,8 @@ class DefaultEventDispatcher(Closing):
     ) -> None:
         owner = type(self).__name__
         self._timeout = positive_seconds("timeout", timeout, owner=owner)
+        ttl = positive_seconds("dns_cache_ttl", dns_cache_ttl, owner=owner, allow_zero=True)
+        self._hosts = HostCache(ttl)
         if not isinstance(retry, RetryPolicy):
             raise ConfigError(
                 f"{owner}(retry={retry!r}): expected an xpevents.RetryPolicy, "
@@ -91,6 +102,7 @@ class DefaultEventDispatcher(Closing):
         self._on_failure = optional_callable("on_failure", on_failure, owner=owner)
         self._raise = bool(raise_on_failure)
         self._own_client = http_client is None
+        self._inline = False  # set by _new_client: requests go from the caller's thread
         self._client = http_client if http_client is not None else self._new_client()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
@@ -166,7 +178,9 @@ class DefaultEventDispatcher(Closing):
             timeout=self._timeout,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
         )
-        enforce_deadlines(client)  # a trickling answer cannot hold a pool thread
+        # Every connect, read and write is clamped to the deadline and DNS goes through
+        # the cache: the caller's own thread can then send, with no hand-off.
+        self._inline = enforce_deadlines(client, resolver=self._hosts)
         return client
 
     def _reset_after_fork(self) -> None:
@@ -175,6 +189,7 @@ class DefaultEventDispatcher(Closing):
         self._executor_lock = threading.Lock()
         self._executor = None
         self._stats.lock = threading.Lock()
+        self._hosts.reset_after_fork()
         if self._own_client and not self._closed:
             self._client = self._new_client()
 
@@ -296,6 +311,8 @@ class DefaultEventDispatcher(Closing):
     def _attempt(self, request: _Request, remaining: float) -> httpx.Response:
         if remaining <= 0:
             raise concurrent.futures.TimeoutError
+        if self._inline:
+            return self._request(request, remaining)
         future = self._pool().submit(self._request, request, remaining)
         try:
             return future.result(timeout=remaining)
