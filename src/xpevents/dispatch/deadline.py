@@ -172,9 +172,7 @@ def enforce_deadlines(client: httpx.Client, *, resolver: HostCache | None = None
     return enforced
 
 
-def deadline_transport(
-    *, resolver: HostCache | None = None, **options: Any
-) -> httpx.HTTPTransport:
+def deadline_transport(*, resolver: HostCache | None = None, **options: Any) -> httpx.HTTPTransport:
     """An ``httpx.HTTPTransport(**options)`` that honours :func:`deadline`.
 
     With ``resolver``, it resolves host names through that cache (see

@@ -22,12 +22,13 @@ from xpevents._internal.closing import Closing
 from xpevents._internal.redact import redact_url
 from xpevents._internal.validate import optional_callable, positive_seconds
 from xpevents.dispatch.deadline import deadline, enforce_deadlines
+from xpevents.dispatch.direct import DirectPool
 from xpevents.dispatch.environment import endpoint_default, sending_disabled
 from xpevents.dispatch.resolve import DEFAULT_DNS_TTL, HostCache
 from xpevents.errors import ConfigError, DispatchError, PayloadError
 from xpevents.events.model import DEFAULT_HEADERS
 from xpevents.send.endpoint import EndpointRouter, validate_url
-from xpevents.send.outcome import Outcome, Verdict, of_error, of_response
+from xpevents.send.outcome import Outcome, ResponseLike, Verdict, of_error, of_response
 from xpevents.send.retry import SYNC_RETRY, GiveUp, RetryPolicy
 from xpevents.spool.envelope import encode_json, visitor_count
 from xpevents.stats import DispatchOutcome, DispatchStats, StatsRecorder
@@ -103,6 +104,7 @@ class DefaultEventDispatcher(Closing):
         self._raise = bool(raise_on_failure)
         self._own_client = http_client is None
         self._inline = False  # set by _new_client: requests go from the caller's thread
+        self._direct: DirectPool | None = None  # set by _new_client
         self._client = http_client if http_client is not None else self._new_client()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
@@ -164,6 +166,8 @@ class DefaultEventDispatcher(Closing):
             executor.shutdown(wait=False, cancel_futures=True)
         if self._own_client:
             self._client.close()
+        if self._direct is not None:
+            self._direct.close()
         forking.untrack(self)
         return DispatchOutcome(delivered_total=self._stats.delivered)
 
@@ -181,6 +185,9 @@ class DefaultEventDispatcher(Closing):
         # Every connect, read and write is clamped to the deadline and DNS goes through
         # the cache: the caller's own thread can then send, with no hand-off.
         self._inline = enforce_deadlines(client, resolver=self._hosts)
+        # The POSTs httpx would send direct (no proxy) go on http.client: a fraction
+        # of httpx's cost per call, with the same deadline, TLS context and headers.
+        self._direct = DirectPool.for_client(client, self._hosts) if self._inline else None
         return client
 
     def _reset_after_fork(self) -> None:
@@ -190,6 +197,8 @@ class DefaultEventDispatcher(Closing):
         self._executor = None
         self._stats.lock = threading.Lock()
         self._hosts.reset_after_fork()
+        if self._direct is not None:
+            self._direct.reset_after_fork()
         if self._own_client and not self._closed:
             self._client = self._new_client()
 
@@ -308,7 +317,7 @@ class DefaultEventDispatcher(Closing):
             return None, f"{verdict.detail}; no time left for another attempt before the timeout"
         return None, verdict.detail
 
-    def _attempt(self, request: _Request, remaining: float) -> httpx.Response:
+    def _attempt(self, request: _Request, remaining: float) -> ResponseLike:
         if remaining <= 0:
             raise concurrent.futures.TimeoutError
         if self._inline:
@@ -320,7 +329,12 @@ class DefaultEventDispatcher(Closing):
             future.add_done_callback(_discard_response)
             raise
 
-    def _request(self, request: _Request, remaining: float) -> httpx.Response:
+    def _request(self, request: _Request, remaining: float) -> ResponseLike:
+        direct = self._direct
+        if direct is not None and request.method == "POST":
+            route = direct.route(request.url)
+            if route is not None:
+                return direct.post(route, request.headers, request.body, remaining)
         with deadline(remaining):
             return self._client.request(
                 request.method,
@@ -357,6 +371,8 @@ class _Request:
         self.query = query
 
 
-def _discard_response(future: concurrent.futures.Future[httpx.Response]) -> None:
+def _discard_response(future: concurrent.futures.Future[ResponseLike]) -> None:
     if not future.cancelled() and future.exception() is None:
-        future.result().close()
+        response = future.result()
+        if isinstance(response, httpx.Response):
+            response.close()

@@ -53,12 +53,12 @@ class HostCache:
     Args:
         ttl: seconds an answer is reused; 0 looks the name up for every new connection
             (still bounded by the caller's timeout).
-        resolve: the lookup; default :func:`system_resolve`.
+        resolve: the lookup; default :func:`system_resolve` (looked up at each call).
     """
 
     def __init__(self, ttl: float = DEFAULT_DNS_TTL, resolve: Resolve | None = None) -> None:
         self.ttl = ttl
-        self._resolve = resolve if resolve is not None else system_resolve
+        self._resolve = resolve
         self._lock = threading.Lock()
         self._answers: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._pending: dict[tuple[str, int], concurrent.futures.Future[list[str]]] = {}
@@ -108,7 +108,7 @@ class HostCache:
         self, key: tuple[str, int], host: str, future: concurrent.futures.Future[list[str]]
     ) -> None:
         try:
-            found = self._resolve(host, key[1])
+            found = (self._resolve or system_resolve)(host, key[1])
             if not found:
                 raise socket.gaierror(f"no address for {host!r}")
         except BaseException as exc:
