@@ -12,6 +12,10 @@ httpx gives no public way to choose a transport's network backend, so
 :func:`enforce_deadlines` wraps the one httpcore's pool holds; when that is not possible
 (another transport, a future httpx), it says so and changes nothing. The asyncio driver
 needs none of this: it bounds each request with ``asyncio.timeout``.
+
+Given a :class:`~xpevents.dispatch.resolve.HostCache`, the backend also resolves each
+host through it before connecting, so the deadline bounds DNS as well (a lookup that
+hangs is waited for only until the deadline); TLS still verifies the host name.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any
 
 import httpcore
 import httpx
+
+from xpevents.dispatch.resolve import HostCache
 
 __all__ = ["deadline", "deadline_transport", "enforce_deadlines"]
 
@@ -86,8 +92,9 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+    def __init__(self, inner: httpcore.NetworkBackend, resolver: HostCache | None = None) -> None:
         self._inner = inner
+        self._resolver = resolver
 
     def connect_tcp(
         self,
@@ -97,9 +104,31 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        timeout = _clamp(timeout, httpcore.ConnectTimeout)
-        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _DeadlineStream(stream)
+        if self._resolver is None:
+            clamped = _clamp(timeout, httpcore.ConnectTimeout)
+            stream = self._inner.connect_tcp(host, port, clamped, local_address, socket_options)
+            return _DeadlineStream(stream)
+        try:
+            addresses = self._resolver.addresses(
+                host, port, _clamp(timeout, httpcore.ConnectTimeout)
+            )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from None
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from None
+        failure: httpcore.ConnectError | None = None
+        for address in addresses:  # in the resolver's order, like socket.create_connection
+            clamped = _clamp(timeout, httpcore.ConnectTimeout)
+            try:
+                stream = self._inner.connect_tcp(
+                    address, port, clamped, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc
+                continue
+            return _DeadlineStream(stream)
+        self._resolver.forget(host, port)  # none answered: look it up afresh next time
+        raise failure or httpcore.ConnectError(f"no address to connect to for {host!r}")
 
     def connect_unix_socket(
         self,
@@ -114,22 +143,27 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def _enforce_on_transport(transport: object) -> bool:
+def _enforce_on_transport(transport: object, resolver: HostCache | None = None) -> bool:
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, _DeadlineBackend):
+        backend._resolver = resolver or backend._resolver
         return True
     if not isinstance(backend, httpcore.NetworkBackend):
         return False
-    pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    pool._network_backend = _DeadlineBackend(backend, resolver)  # type: ignore[union-attr]
     return True
 
 
-def enforce_deadlines(client: httpx.Client) -> bool:
-    """Make ``client``'s HTTP transports honour :func:`deadline`; False if one cannot."""
+def enforce_deadlines(client: httpx.Client, *, resolver: HostCache | None = None) -> bool:
+    """Make ``client``'s HTTP transports honour :func:`deadline`; False if one cannot.
+
+    With ``resolver``, every new connection (to the host, or to a proxy) resolves its
+    host name through that cache, so the deadline bounds DNS too.
+    """
     transports = [getattr(client, "_transport", None)]
     transports += [t for t in getattr(client, "_mounts", {}).values() if t is not None]
-    enforced = all(_enforce_on_transport(t) for t in transports)
+    enforced = all(_enforce_on_transport(t, resolver) for t in transports)
     if not enforced:
         logger.warning(
             "cannot bound each request by a total deadline with this httpx version or "
@@ -138,9 +172,13 @@ def enforce_deadlines(client: httpx.Client) -> bool:
     return enforced
 
 
-def deadline_transport(**options: Any) -> httpx.HTTPTransport:
-    """An ``httpx.HTTPTransport(**options)`` that honours :func:`deadline`."""
+def deadline_transport(*, resolver: HostCache | None = None, **options: Any) -> httpx.HTTPTransport:
+    """An ``httpx.HTTPTransport(**options)`` that honours :func:`deadline`.
+
+    With ``resolver``, it resolves host names through that cache (see
+    :func:`enforce_deadlines`).
+    """
     transport = httpx.HTTPTransport(**options)
-    if not _enforce_on_transport(transport):
+    if not _enforce_on_transport(transport, resolver):
         logger.warning("cannot bound each request by a total deadline with this httpx version")
     return transport
