@@ -17,7 +17,8 @@ results file records the knobs it ran with, and the report lists them (``bench:k
 * datafile_size: ``XPEVENTS_BENCH_DATAFILE_SIZE_USERS`` [3000] calls per size (best of 3),
   ``XPEVENTS_BENCH_DATAFILE_SIZES`` [10x10,100x50,300x150,1000x500]
   (experiments x flags).
-* dispatch: ``XPEVENTS_BENCH_DISPATCH_PARTS`` [latency,e2e,sink,ladder,batch,faults],
+* dispatch (and dispatch_curves, which runs its sink, ladder and batch parts):
+  ``XPEVENTS_BENCH_DISPATCH_PARTS`` [latency,e2e,faults; also sink, ladder, batch],
   ``XPEVENTS_BENCH_DISPATCH_LAT_N`` [20000], ``XPEVENTS_BENCH_DISPATCH_E2E_N`` [100000],
   ``XPEVENTS_BENCH_DISPATCH_WINDOW`` [10 s], ``XPEVENTS_BENCH_DISPATCH_STEP_S`` [1 s],
   ``XPEVENTS_BENCH_DISPATCH_FAULT_N`` [10000], ``XPEVENTS_BENCH_DISPATCH_BATCH_N``

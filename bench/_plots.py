@@ -32,6 +32,15 @@ def _results(documents: Documents, name: str) -> dict[str, Any]:
     return results if isinstance(results, dict) else {}
 
 
+def _dispatch(documents: Documents) -> dict[str, Any]:
+    """The dispatch figures: ``dispatch_curves`` over ``dispatch`` (either may be absent)."""
+    return {**_results(documents, "dispatch"), **_results(documents, "dispatch_curves")}
+
+
+def _curves_stamp(documents: Documents) -> str:
+    return _stamp(documents, "dispatch_curves" if "dispatch_curves" in documents else "dispatch")
+
+
 def _colour(contender: str) -> str | None:
     return OURS if contender.startswith("xpevents") else None
 
@@ -73,7 +82,7 @@ def plot_latency_cdf(documents: Documents, out: Path) -> str | None:
 
 
 def plot_rate_ladder(documents: Documents, out: Path) -> str | None:
-    results = _results(documents, "dispatch")
+    results = _dispatch(documents)
     curves = [c for c in (results.get("rate_ladder") or {}).get("curves", []) if c.get("steps")]
     if not curves:
         return None
@@ -105,11 +114,11 @@ def plot_rate_ladder(documents: Documents, out: Path) -> str | None:
         top.set_yscale("log")
         low.set_yscale("log")
         top.legend(fontsize=7)
-    return _finish(fig, out, "dispatch_rate.png", _stamp(documents, "dispatch"))
+    return _finish(fig, out, "dispatch_rate.png", _curves_stamp(documents))
 
 
 def plot_batch_cpu(documents: Documents, out: Path) -> str | None:
-    batch = _results(documents, "dispatch").get("batch_cpu") or {}
+    batch = _dispatch(documents).get("batch_cpu") or {}
     rows = [r for r in batch.get("rows", []) if "cpu_s_per_10k_delivered" in r]
     if not rows:
         return None
@@ -124,7 +133,7 @@ def plot_batch_cpu(documents: Documents, out: Path) -> str | None:
     ax.grid(True, alpha=0.3)
     events, overflow = batch.get("events", "?"), batch.get("overflow")
     ax.set_title(f"xpevents, {events} activates, overflow={overflow}")
-    return _finish(fig, out, "cpu_vs_batch.png", _stamp(documents, "dispatch"))
+    return _finish(fig, out, "cpu_vs_batch.png", _curves_stamp(documents))
 
 
 def plot_spool_drain(documents: Documents, out: Path) -> str | None:
@@ -201,7 +210,8 @@ def plot_relay(documents: Documents, out: Path) -> str | None:
         ax.set_xlabel("concurrent clients (log)")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     return _finish(fig, out, "relay_clients.png", _stamp(documents, "relay"))
 
 

@@ -50,8 +50,21 @@ def environment() -> dict[str, Any]:
     }
 
 
-def save(name: str, results: dict[str, Any], *, command: str | None = None) -> Path:
-    """Write ``docs/bench/<name>.json`` (the whole file is replaced) and return its path."""
+def save(
+    name: str,
+    results: dict[str, Any],
+    *,
+    command: str | None = None,
+    knobs_from: tuple[str, ...] = (),
+) -> Path:
+    """Write ``docs/bench/<name>.json`` (the whole file is replaced) and return its path.
+
+    The file records the knobs registered under ``name`` (and under ``knobs_from``, for a
+    benchmark that runs another module's parts).
+    """
+    knobs: dict[str, Any] = {}
+    for owner in (name, *knobs_from):
+        knobs |= knobs_of(owner)
     directory = results_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
@@ -60,7 +73,7 @@ def save(name: str, results: dict[str, Any], *, command: str | None = None) -> P
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command or f"python -m bench {name}",
         "environment": environment(),
-        "knobs": knobs_of(name),
+        "knobs": knobs,
         "results": results,
     }
     path.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")

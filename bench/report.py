@@ -160,11 +160,13 @@ def _relay(results: dict[str, Any]) -> str:
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "dispatch": _dispatch,
+    "dispatch_curves": _dispatch,
     "datafile_size": _datafile_size,
     "relay": _relay,
 }
 PLOTS_OF = {
-    "dispatch": ["latency_cdf.png", "dispatch_rate.png", "cpu_vs_batch.png"],
+    "dispatch": ["latency_cdf.png"],
+    "dispatch_curves": ["dispatch_rate.png", "cpu_vs_batch.png"],
     "spool": ["spool_drain.png"],
     "relay": ["relay_clients.png"],
     "datafile_size": ["datafile_size.png"],
@@ -175,6 +177,7 @@ ORDER = (
     "decisions",
     "datafile_size",
     "dispatch",
+    "dispatch_curves",
     "sync_dispatch",
     "spool",
     "relay",
