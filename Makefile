@@ -57,8 +57,7 @@ bench: $(BENCH_STAMP)
 	  else \
 	    echo "make bench: wrk is missing and apt-get (as root) is unavailable; bench/relay.py will refuse to measure"; \
 	  fi; }
-	$(BIN)/python -m bench $(BENCH)
-	$(BIN)/python -m bench report
+	$(BIN)/python -m bench $(BENCH); status=$$?; $(BIN)/python -m bench report; exit $$status
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache

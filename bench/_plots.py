@@ -41,8 +41,8 @@ def _curves_stamp(documents: Documents) -> str:
     return _stamp(documents, "dispatch_curves" if "dispatch_curves" in documents else "dispatch")
 
 
-def _colour(contender: str) -> str | None:
-    return OURS if contender.startswith("xpevents") else None
+def _colour(contender: str) -> str:
+    return OURS if contender.startswith("xpevents") else THEIRS
 
 
 def _finish(fig: Any, out: Path, name: str, subtitle: str) -> str:
