@@ -66,3 +66,53 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+# -- size knobs ---------------------------------------------------------------------------
+
+#: Every knob a benchmark module read: env name -> (benchmark, default, value, meaning).
+KNOBS: dict[str, tuple[str, str, str, str]] = {}
+
+
+def knob(benchmark: str, name: str, default: str, meaning: str) -> str:
+    """The value of the size knob ``XPEVENTS_BENCH_<name>`` (``default`` when unset).
+
+    The old unprefixed spelling ``BENCH_<name>`` is still read for one release, with a
+    printed deprecation note. Every knob read is recorded in :data:`KNOBS`, and
+    :func:`bench._results.save` stores the benchmark's knobs with its figures.
+    """
+    env = f"XPEVENTS_BENCH_{name}"
+    value = os.environ.get(env)
+    if value is None and f"BENCH_{name}" in os.environ:
+        value = os.environ[f"BENCH_{name}"]
+        print(f"note: BENCH_{name} is deprecated, use {env} (read for one more release)")
+    KNOBS[env] = (benchmark, default, value if value is not None else default, meaning)
+    return value if value is not None else default
+
+
+def knobs_of(benchmark: str) -> dict[str, dict[str, str]]:
+    """The knobs ``benchmark`` read: env name -> {default, value, meaning}."""
+    return {
+        env: {"default": default, "value": value, "meaning": meaning}
+        for env, (bench, default, value, meaning) in KNOBS.items()
+        if bench == benchmark
+    }
+
+
+#: Percentile grid stored for CDF plots (not raw samples): 1..99 plus the tail.
+CDF_GRID = (*range(1, 100), 99.5, 99.9)
+
+
+def cdf_points(samples: Sequence[float]) -> dict[str, float]:
+    """Percentiles of ``samples`` (seconds) at :data:`CDF_GRID`, in microseconds."""
+    ordered = sorted(samples)
+    n = len(ordered)
+    return {f"{q:g}": ordered[min(n - 1, int(n * q / 100))] * 1e6 for q in CDF_GRID}
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (what ``uptime`` prints)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return []

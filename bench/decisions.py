@@ -16,7 +16,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import platform
 import time
 import uuid
@@ -57,7 +56,12 @@ def main() -> None:
     from xpevents.events.uuids import uuid4_str
 
     logging.disable(logging.CRITICAL)  # both clients log per call at INFO/DEBUG otherwise
-    users = int(os.environ.get("XPEVENTS_BENCH_USERS", "100000"))
+    from bench._common import knob, load_average
+    from bench._results import save
+
+    users = int(knob("decisions", "USERS", "100000", "users (one call each)"))
+    started = load_average()
+    saved: list[dict[str, Any]] = []
     text = DATAFILE.read_text()
     datafile = json.loads(text)
     experiments = [e["key"] for e in datafile["experiments"]] + [
@@ -116,11 +120,15 @@ def main() -> None:
     for name in official_rows:
         theirs = _time_per_call(users, official_rows[name])
         mine = _time_per_call(users, our_rows[name])
+        saved.append({"call": name, "official_us": theirs, "xpevents_us": mine})
+        saved[-1]["ratio"] = theirs / mine
         print(f"{name:<50} {theirs:>12.2f} µs {mine:>7.2f} µs {theirs / mine:>6.1f}x")
     std = _time_per_call(users, lambda i: str(uuid.uuid4()))
     cheap = _time_per_call(users, lambda i: uuid4_str())
     label = "uuid: str(uuid.uuid4()) vs uuid4_str()"
     print(f"{label:<50} {std:>12.2f} µs {cheap:>7.2f} µs {std / cheap:>6.1f}x")
+    saved.append({"call": label, "official_us": std, "xpevents_us": cheap, "ratio": std / cheap})
+    save("decisions", {"users": users, "rows": saved, "load_average_at_start": started})
     sticky_and_holdout_rows(datafile, flags, ids, users)
     logging.disable(logging.NOTSET)
 

@@ -12,20 +12,24 @@ collector`` in a subprocess; nothing leaves the machine):
 
 The official dispatcher posts to ``event.url``; a shim hands it a copy aimed at the
 collector. Measured: caller p50/p99/max of ``activate`` at 0 and 200 ms endpoint
-latency; end to end N impressions (each contender in its own process, for CPU and
-peak RSS); the highest paced rate with nothing lost; delivery under a fault mix.
+latency (and their percentiles on a fine grid, for a CDF); end to end N impressions
+(each contender in its own process, for CPU and peak RSS); the loopback sink's own
+ceiling (pre-encoded 100-visitor batches from keep-alive connections); a ladder of paced
+rates up to the first step with a loss (delivered/s, delivered fraction and caller p99
+per offered rate); CPU per 10k delivered vs batch size; delivery under a fault mix.
 
-Sizes (environment): BENCH_DISPATCH_LAT_N (latency samples, 20000),
-BENCH_DISPATCH_E2E_N (200000), BENCH_DISPATCH_WINDOW (s the official SDK gets to
-deliver, 30), BENCH_DISPATCH_STEP_S (s per paced step, 2), BENCH_DISPATCH_FAULT_N
-(20000). ``python -m bench dispatch``.
+Sizes: the ``XPEVENTS_BENCH_DISPATCH_*`` knobs listed in ``bench/__main__.py``
+(``PARTS`` chooses the parts). ``python -m bench dispatch`` runs the latency, end to end
+and fault parts (``docs/bench/dispatch.json``); ``python -m bench dispatch_curves`` the
+sink ceiling, the rate ladder and the batch-size curve (``docs/bench/dispatch_curves.json``),
+so each stays near two minutes.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
-import os
 import resource
 import subprocess
 import sys
@@ -36,13 +40,32 @@ from typing import Any
 
 from xpevents.testing import CollectorHandle, run_collector
 
-from bench._common import datafile_text, guard_network, percentiles, table
+from bench._common import (
+    cdf_points,
+    datafile_text,
+    guard_network,
+    knob,
+    load_average,
+    percentiles,
+    table,
+)
+from bench._results import save
 
-LAT_N = int(os.environ.get("BENCH_DISPATCH_LAT_N", "20000"))
-E2E_N = int(os.environ.get("BENCH_DISPATCH_E2E_N", "200000"))
-WINDOW = float(os.environ.get("BENCH_DISPATCH_WINDOW", "30"))
-STEP_S = float(os.environ.get("BENCH_DISPATCH_STEP_S", "2"))
-FAULT_N = int(os.environ.get("BENCH_DISPATCH_FAULT_N", "20000"))
+
+def _knob(name: str, default: str, meaning: str) -> str:
+    return knob("dispatch", f"DISPATCH_{name}", default, meaning)
+
+
+PARTS = _knob("PARTS", "latency,e2e,faults", "parts to run (the curves: dispatch_curves)")
+LAT_N = int(_knob("LAT_N", "20000", "caller latency samples"))
+E2E_N = int(_knob("E2E_N", "100000", "end-to-end activates"))
+WINDOW = float(_knob("WINDOW", "10", "s the official SDK gets to deliver"))
+STEP_S = float(_knob("STEP_S", "1", "s per paced step of the rate ladder"))
+FAULT_N = int(_knob("FAULT_N", "10000", "activates under the fault mix"))
+BATCH_N = int(_knob("BATCH_N", "30000", "activates per batch size"))
+BATCH_SIZES = [int(x) for x in _knob("BATCH_SIZES", "10,50,100,500,1000", "batch sizes").split(",")]
+SINK_S = float(_knob("SINK_S", "2", "s of the sink ceiling measurement"))
+RESULTS: dict[str, Any] = {}
 EXPERIMENT = "checkout_button_color"  # 100% traffic, no audience: every user buckets
 CONTENDERS = ("xpevents", "xpevents-block", "official-default", "official-batch100")
 
@@ -135,7 +158,7 @@ def _wait_unique(collector: CollectorHandle, expected: int, timeout: float) -> i
 
 
 def caller_latency() -> None:
-    rows = []
+    rows, saved = [], []
     for latency in (0, 200):
         with run_collector(latency_ms=latency) as collector:
             for name in ("xpevents", "official-default", "official-batch100"):
@@ -151,14 +174,20 @@ def caller_latency() -> None:
                 contender.finish(5.0)
                 p = percentiles(samples)
                 rows.append(
-                    (
-                        f"{latency} ms",
-                        name,
-                        f"{p['p50']:.1f}",
-                        f"{p['p99']:.1f}",
-                        f"{p['max']:.0f}",
-                    )
+                    (f"{latency} ms", name, f"{p['p50']:.1f}", f"{p['p99']:.1f}", f"{p['max']:.0f}")
                 )
+                saved.append(
+                    {
+                        "endpoint_ms": latency,
+                        "contender": name,
+                        "calls": LAT_N,
+                        "p50_us": p["p50"],
+                        "p99_us": p["p99"],
+                        "max_us": p["max"],
+                        "cdf_us": cdf_points(samples),
+                    }
+                )
+    RESULTS["caller_latency"] = saved
     table(
         f"caller activate() latency, {LAT_N} calls back to back (µs)",
         ("endpoint", "contender", "p50", "p99", "max"),
@@ -169,11 +198,12 @@ def caller_latency() -> None:
 # -- 2. end to end ----------------------------------------------------------------------
 
 
-def e2e_child(name: str, base_url: str, n: int, window: float) -> None:
+def e2e_child(name: str, base_url: str, n: int, window: float, batch_size: int) -> None:
     """Runs in a subprocess: N activates back to back, then deliver within ``window``."""
     guard_network()
     logging.disable(logging.CRITICAL)
-    contender = Contender(name, base_url)
+    options = {"batch_size": batch_size} if batch_size else {}
+    contender = Contender(name, base_url, **options)
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     activate = contender.activate
@@ -184,126 +214,266 @@ def e2e_child(name: str, base_url: str, n: int, window: float) -> None:
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {
-                "produce_s": produced,
-                "elapsed_s": elapsed,
-                "cpu_s": cpu,
-                "rss_mb": rss,
-                "dropped": contender.dropped(),
-            }
-        )
+    result = {"produce_s": produced, "elapsed_s": elapsed, "cpu_s": cpu, "rss_mb": rss}
+    print(json.dumps({**result, "dropped": contender.dropped()}))
+
+
+def _e2e(
+    collector: CollectorHandle, name: str, n: int, window: float, batch_size: int = 0
+) -> dict[str, Any]:
+    """One contender in a subprocess: its figures plus what the collector got."""
+    collector.reset()
+    started = time.perf_counter()
+    argv = [sys.executable, "-m", "bench.dispatch", "e2e", name, collector.base_url]
+    out = subprocess.run(
+        [*argv, str(n), str(window), str(batch_size)],
+        capture_output=True,
+        text=True,
+        timeout=window + 600,
     )
+    if out.returncode != 0:
+        return {"contender": name, "error": out.stderr[-300:]}
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    got = _wait_unique(collector, n, 10.0)
+    stats = collector.stats()
+    return {
+        "contender": name,
+        "events": n,
+        "delivered": got,
+        "delivered_fraction": got / n,
+        "delivered_per_s": got / max(result["elapsed_s"], 1e-9),
+        "requests": stats["requests"],
+        "bytes": stats["bytes_received"],
+        "cpu_s_per_10k_delivered": result["cpu_s"] / max(got, 1) * 10_000,
+        "total_s": time.perf_counter() - started,
+        **result,
+    }
 
 
 def end_to_end() -> None:
-    rows = []
+    saved = []
     with run_collector() as collector:
         for name in CONTENDERS:
-            collector.reset()
             window = 120.0 if name.startswith("xpevents") else WINDOW
-            started = time.perf_counter()
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.dispatch",
-                    "e2e",
-                    name,
-                    collector.base_url,
-                    str(E2E_N),
-                    str(window),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=window + 600,
-            )
-            if out.returncode != 0:
-                rows.append((name, "error", out.stderr[-200:], "", "", "", "", ""))
-                continue
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            got = _wait_unique(collector, E2E_N, 10.0)
-            total = time.perf_counter() - started
-            stats = collector.stats()
-            delivered = max(got, 1)
-            rows.append(
-                (
-                    name,
-                    f"{got / max(result['elapsed_s'], 1e-9):,.0f}",
-                    f"{got / E2E_N:.1%}",
-                    stats["requests"],
-                    f"{stats['bytes_received'] / 1e6:.1f} MB",
-                    f"{result['cpu_s'] / delivered * 10_000:.3f}",
-                    f"{result['rss_mb']:.0f} MB",
-                    f"{result['produce_s']:.1f}/{total:.1f}",
-                )
-            )
+            saved.append(_e2e(collector, name, E2E_N, window))
+    RESULTS["end_to_end"] = {"events": E2E_N, "official_window_s": WINDOW, "rows": saved}
     table(
         f"end to end: {E2E_N:,} activates back to back, endpoint 0 ms "
         f"(official SDK: {WINDOW:.0f} s window to deliver)",
-        (
-            "contender",
-            "delivered/s",
-            "delivered",
-            "requests",
-            "bytes",
-            "CPU s/10k delivered",
-            "peak RSS",
-            "produce/total s",
-        ),
-        rows,
+        ("contender", "delivered/s", "delivered", "requests", "MB", "CPU s/10k", "peak RSS"),
+        [
+            (
+                r["contender"],
+                f"{r.get('delivered_per_s', 0):,.0f}",
+                f"{r.get('delivered_fraction', 0):.1%}",
+                r.get("requests", r.get("error", "")),
+                f"{r.get('bytes', 0) / 1e6:.1f}",
+                f"{r.get('cpu_s_per_10k_delivered', 0):.3f}",
+                f"{r.get('rss_mb', 0):.0f} MB",
+            )
+            for r in saved
+        ],
     )
 
 
-# -- 3. highest steady rate -----------------------------------------------------------------
+# -- 3. the sink's own ceiling ----------------------------------------------------------------
+
+SINK_SIZES = (100, 1000)  # visitors per request: the default batch_size, a grown batch
+SINK_CONNECTIONS = 2  # BatchDispatcher's default max_concurrent_requests
 
 
-def _paced_run(collector: CollectorHandle, name: str, rate: float) -> bool:
+def _sink_body(visitors: int) -> bytes:
+    visitor = {
+        "visitor_id": "user-VVVV",
+        "attributes": [],
+        "snapshots": [
+            {
+                "decisions": [{"campaign_id": "11", "experiment_id": "22", "variation_id": "33"}],
+                "events": [
+                    {
+                        "entity_id": "11",
+                        "uuid": "RRRRRRRRRR-VVVV",
+                        "timestamp": 1700000000000,
+                        "key": "campaign_activated",
+                    }
+                ],
+            }
+        ],
+    }
+    text = json.dumps(
+        {
+            "account_id": "1001",
+            "project_id": "2002",
+            "revision": "7",
+            "client_name": "python-sdk",
+            "client_version": "5.7.0",
+            "anonymize_ip": False,
+            "enrich_decisions": True,
+            "visitors": [
+                json.loads(json.dumps(visitor).replace("VVVV", f"{v:04d}")) for v in range(visitors)
+            ],
+        },
+        separators=(",", ":"),
+    )
+    return text.encode()
+
+
+def _sink_run(visitors: int) -> dict[str, Any]:
+    template = _sink_body(visitors)
+    with run_collector() as collector:
+        host, port = collector.base_url.removeprefix("http://").split(":")
+        sent = [0] * SINK_CONNECTIONS
+        stop = time.perf_counter() + SINK_S
+
+        def post(slot: int) -> None:
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            headers = {"Content-Type": "application/json"}
+            i = 0
+            while time.perf_counter() < stop:
+                body = template.replace(b"RRRRRRRRRR", f"{slot}{i:09d}".encode())
+                conn.request("POST", "/v1/events", body, headers)
+                conn.getresponse().read()
+                i += 1
+            sent[slot] = i
+            conn.close()
+
+        threads = [threading.Thread(target=post, args=(k,)) for k in range(SINK_CONNECTIONS)]
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        unique = _wait_unique(collector, sum(sent) * visitors, 5.0)
+    return {
+        "visitors_per_request": visitors,
+        "connections": SINK_CONNECTIONS,
+        "requests_per_s": sum(sent) / wall,
+        "visitors_per_s": unique / wall,
+        "generator": "http.client keep-alive threads, pre-encoded bodies",
+        "generator_cpu_share": cpu / wall,
+    }
+
+
+def sink_ceiling() -> None:
+    """Visitors/s the loopback collector takes from keep-alive connections, pre-encoded."""
+    runs = [_sink_run(visitors) for visitors in SINK_SIZES]
+    best = max(runs, key=lambda r: float(r["visitors_per_s"]))
+    RESULTS["sink_ceiling"] = {**best, "runs": runs}
+    table(
+        f"loopback sink ceiling: {SINK_CONNECTIONS} keep-alive connections, {SINK_S:g} s each",
+        ("visitors/request", "requests/s", "visitors/s", "generator CPU (of one core)"),
+        [
+            (
+                r["visitors_per_request"],
+                f"{r['requests_per_s']:,.0f}",
+                f"{r['visitors_per_s']:,.0f}",
+                f"{r['generator_cpu_share']:.0%}",
+            )
+            for r in runs
+        ],
+    )
+
+
+# -- 4. a ladder of paced rates -----------------------------------------------------------
+
+LADDERS = {
+    (0, "xpevents"): (10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 150_000),
+    (200, "xpevents"): (2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 40_000),
+    (0, "official-default"): (100, 300, 700, 1_500, 3_000),
+    (200, "official-default"): (5, 10, 20, 50, 100),
+}
+
+
+def _paced_run(collector: CollectorHandle, name: str, rate: float) -> dict[str, Any]:
     collector.reset()
     contender = Contender(name, collector.base_url)
     n = max(1, int(rate * STEP_S))
-    start = time.perf_counter()
+    perf = time.perf_counter
+    samples = []
+    start = perf()
     for i in range(n):
-        target = start + i / rate
-        ahead = target - time.perf_counter()
+        ahead = start + i / rate - perf()
         if ahead > 0.0005:
             time.sleep(ahead)
+        t0 = perf()
         contender.activate(EXPERIMENT, f"user-{i}")
+        samples.append(perf() - t0)
+    paced = perf() - start
     latency_s = float(collector.control().get("latency_ms", 0)) / 1000
     contender.finish(max(5.0, 2 + latency_s * 10))
     got = _wait_unique(collector, n, 5.0)
-    return got >= n and contender.dropped() == 0
-
-
-def steady_rate() -> None:
-    ladders = {
-        "xpevents": (1_000, 5_000, 10_000, 20_000, 40_000, 50_000, 60_000, 80_000),
-        "official-default": (5, 20, 100, 300, 700, 1_500),
-        "official-batch100": (5, 20, 100, 300, 700, 1_500, 5_000),
+    p = percentiles(samples)
+    return {
+        "offered_per_s": rate,
+        "achieved_offered_per_s": n / max(paced, 1e-9),
+        "events": n,
+        "delivered": got,
+        "delivered_fraction": got / n,
+        "delivered_per_s": got / max(STEP_S, paced),
+        "dropped": contender.dropped(),
+        "caller_p50_us": p["p50"],
+        "caller_p99_us": p["p99"],
+        "lossless": got >= n and contender.dropped() == 0,
     }
-    rows = []
+
+
+def rate_ladder() -> None:
+    curves, rows = [], []
     for latency in (0, 200):
         with run_collector(latency_ms=latency) as collector:
-            for name, ladder in ladders.items():
-                best = 0.0
+            for (at, name), ladder in LADDERS.items():
+                if at != latency:
+                    continue
+                steps = []
                 for rate in ladder:
-                    if not _paced_run(collector, name, rate):
-                        break
-                    best = rate
+                    steps.append(_paced_run(collector, name, rate))
+                    if not steps[-1]["lossless"]:
+                        break  # the point of loss: the curve ends one step past the best
+                best = max((s["offered_per_s"] for s in steps if s["lossless"]), default=0)
+                curves.append({"endpoint_ms": latency, "contender": name, "steps": steps})
+                curves[-1]["highest_lossless_per_s"] = best
                 rows.append((f"{latency} ms", name, f"{best:,.0f}" if best else f"< {ladder[0]}"))
+    RESULTS["rate_ladder"] = {"step_s": STEP_S, "curves": curves}
+    ceiling = RESULTS.get("sink_ceiling", {}).get("visitors_per_s")
+    note = f"; sink ceiling {ceiling:,.0f} visitors/s" if ceiling else ""
     table(
-        f"highest paced rate with nothing lost ({STEP_S:g} s per step; ladders, not a search)",
+        f"highest paced rate with nothing lost ({STEP_S:g} s per step, ladders{note})",
         ("endpoint", "contender", "events/s"),
         rows,
     )
 
 
-# -- 4. fault mix ---------------------------------------------------------------------------
+# -- 5. CPU per 10k delivered vs batch size ---------------------------------------------
+
+
+def batch_cpu() -> None:
+    saved = []
+    with run_collector() as collector:
+        for size in BATCH_SIZES:
+            row = _e2e(collector, "xpevents-block", BATCH_N, 120.0, batch_size=size)
+            saved.append({"batch_size": size, **row})
+    RESULTS["batch_cpu"] = {"events": BATCH_N, "overflow": "block", "rows": saved}
+    table(
+        f"CPU s per 10k delivered vs batch_size ({BATCH_N:,} activates, overflow='block')",
+        ("batch_size", "CPU s/10k", "requests", "delivered"),
+        [
+            (
+                r["batch_size"],
+                f"{r.get('cpu_s_per_10k_delivered', 0):.3f}",
+                r.get("requests", r.get("error", "")),
+                f"{r.get('delivered_fraction', 0):.1%}",
+            )
+            for r in saved
+        ],
+    )
+
+
+# -- 6. fault mix ---------------------------------------------------------------------------
 
 
 def fault_mix() -> None:
-    rows = []
+    rows, saved = [], []
     faults = {"fail_rate": 0.3, "rate_429": 0.1, "retry_after": 1, "drop_rate": 0.05, "seed": 5}
     with run_collector(**faults) as collector:
         for name in ("xpevents", "official-default", "official-batch100"):
@@ -317,9 +487,12 @@ def fault_mix() -> None:
                 contender.activate(EXPERIMENT, f"user-{i}")
                 if i % 100 == 0:
                     time.sleep(0.001)  # an app doing other work, not a tight loop
-            contender.finish(WINDOW)
+            # ours finishes as soon as all is delivered; the official SDK gets WINDOW
+            contender.finish(120.0 if name.startswith("xpevents") else WINDOW)
             got = _wait_unique(collector, FAULT_N, 5.0)
             rows.append((name, f"{got}/{FAULT_N}", f"{got / FAULT_N:.1%}"))
+            saved.append({"contender": name, "events": FAULT_N, "delivered": got})
+    RESULTS["fault_mix"] = {"faults": faults, "window_s": WINDOW, "rows": saved}
     table(
         "fault mix: 30% 500/503, 10% 429 (Retry-After 1 s), 5% dropped connections",
         ("contender", "delivered/generated", "fraction"),
@@ -327,21 +500,37 @@ def fault_mix() -> None:
     )
 
 
-def main() -> None:
+SECTIONS: dict[str, Callable[[], None]] = {
+    "latency": caller_latency,
+    "e2e": end_to_end,
+    "sink": sink_ceiling,
+    "ladder": rate_ladder,
+    "batch": batch_cpu,
+    "faults": fault_mix,
+}
+
+
+def main(parts: list[str] | None = None, name: str = "dispatch") -> None:
     guard_network()
     logging.disable(logging.CRITICAL)  # the official SDK logs every failed POST to root
     print(
         f"python {sys.version.split()[0]}; xpevents under test: xpevents.Client + "
         "BatchDispatcher (defaults); official: optimizely-sdk 5.7.0"
     )
-    caller_latency()
-    end_to_end()
-    steady_rate()
-    fault_mix()
+    RESULTS["load_average_at_start"] = load_average()
+    seconds = RESULTS["seconds"] = {}
+    for part in parts or [p.strip() for p in PARTS.split(",")]:
+        started = time.perf_counter()
+        SECTIONS[part]()
+        seconds[part] = round(time.perf_counter() - started, 1)
+    RESULTS["load_average_at_end"] = load_average()
+    print(f"seconds per part: {seconds}")
+    save(name, RESULTS, knobs_from=("dispatch",))
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "e2e":
-        e2e_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+        batch = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+        e2e_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), batch)
     else:
         main()

@@ -9,15 +9,15 @@ that nothing (a patched module, a leftover thread) carries over.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 
-from bench._common import datafile_text, guard_network, table
+from bench._common import datafile_text, guard_network, knob, load_average, table
+from bench._results import save
 
-BURST = int(os.environ.get("BENCH_OFFICIAL_UUID_N", "100000"))
-RUNS = int(os.environ.get("BENCH_OFFICIAL_UUID_RUNS", "3"))
+BURST = int(knob("official_uuid", "OFFICIAL_UUID_N", "100000", "activates per burst"))
+RUNS = int(knob("official_uuid", "OFFICIAL_UUID_RUNS", "3", "runs per mode"))
 
 
 def child(mode: str, n: int) -> None:
@@ -59,6 +59,8 @@ def child(mode: str, n: int) -> None:
 def main() -> None:
     guard_network()
     rows = []
+    saved = []
+    started = load_average()
     for run in range(RUNS):
         for mode in ("optimizely uuids", "xpevents uuids"):
             out = subprocess.run(
@@ -69,6 +71,7 @@ def main() -> None:
                 check=True,
             )
             data = json.loads(out.stdout.strip().splitlines()[-1])
+            saved.append({"run": run + 1, "uuids": mode, "burst": BURST, **data})
             rows.append(
                 (
                     run + 1,
@@ -85,6 +88,7 @@ def main() -> None:
         ("run", "uuids", "burst s", "delivered", "fraction", "dropped (counted)"),
         rows,
     )
+    save("official_uuid", {"runs": saved, "load_average_at_start": started})
 
 
 if __name__ == "__main__":

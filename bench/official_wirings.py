@@ -19,8 +19,9 @@ Reported: caller p50/p99 of ``activate`` (µs), delivered fraction (unique event
 the collector / calls), where the rest went (lost in the SDK's queue, dropped by ours),
 CPU seconds of the producing process per 10k delivered, requests made.
 
-Sizes (environment): BENCH_OFFICIAL_BURST_N (100000), BENCH_OFFICIAL_RATE (5000 per s),
-BENCH_OFFICIAL_PACED_S (4 s), BENCH_OFFICIAL_WINDOW (s to deliver after the calls, 30).
+Sizes (environment): XPEVENTS_BENCH_OFFICIAL_BURST_N (100000), XPEVENTS_BENCH_OFFICIAL_RATE
+(5000 per s), XPEVENTS_BENCH_OFFICIAL_PACED_S (4 s), XPEVENTS_BENCH_OFFICIAL_WINDOW (s to
+deliver after the calls, 30); figures saved to docs/bench/official_wirings.json.
 ``python -m bench official_wirings`` (about 2 minutes on 2 cores).
 """
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -36,12 +36,13 @@ from typing import Any
 
 from xpevents.testing import CollectorHandle, run_collector
 
-from bench._common import datafile_text, guard_network, percentiles, table
+from bench._common import datafile_text, guard_network, knob, load_average, percentiles, table
+from bench._results import save
 
-BURST_N = int(os.environ.get("BENCH_OFFICIAL_BURST_N", "100000"))
-RATE = float(os.environ.get("BENCH_OFFICIAL_RATE", "5000"))
-PACED_S = float(os.environ.get("BENCH_OFFICIAL_PACED_S", "4"))
-WINDOW = float(os.environ.get("BENCH_OFFICIAL_WINDOW", "30"))
+BURST_N = int(knob("official_wirings", "OFFICIAL_BURST_N", "100000", "burst activates"))
+RATE = float(knob("official_wirings", "OFFICIAL_RATE", "5000", "paced calls/s"))
+PACED_S = float(knob("official_wirings", "OFFICIAL_PACED_S", "4", "s of the paced run"))
+WINDOW = float(knob("official_wirings", "OFFICIAL_WINDOW", "30", "s to deliver after"))
 EXPERIMENT = "checkout_button_color"  # 100% traffic, no audience: every user buckets
 WIRINGS = ("default", "forwarding")
 
@@ -157,11 +158,14 @@ def main() -> None:
         f"(defaults); burst {BURST_N:,} calls; paced {RATE:,.0f}/s for {PACED_S:g} s"
     )
     rows = []
+    saved = []
+    started = load_average()
     for latency in (0, 200):
         with run_collector(latency_ms=latency) as collector:
             for mode in ("burst", "paced"):
                 for wiring in WIRINGS:
                     r = run_one(collector, wiring, mode)
+                    saved.append({"endpoint_ms": latency, "run": mode, "wiring": wiring, **r})
                     delivered = r["delivered"]
                     rows.append(
                         (
@@ -198,6 +202,7 @@ def main() -> None:
         ),
         rows,
     )
+    save("official_wirings", {"rows": saved, "load_average_at_start": started})
 
 
 if __name__ == "__main__":

@@ -1,10 +1,20 @@
-"""Durable spools: caller cost, end-to-end throughput, memory under a backlog, and the
-loss window of group commit on SIGKILL.
+"""Durable spools: caller cost, end-to-end throughput, memory under a backlog, the
+loss window of group commit on SIGKILL, and drain rate vs backlog size.
 
-``python -m bench spool``. Sizes come from the environment so ``make bench`` stays
-short: ``XPEVENTS_BENCH_SPOOL_EVENTS`` (events per throughput run, default 20,000),
-``XPEVENTS_BENCH_BACKLOG`` (backlog for the RSS run, default 200,000; the issue's
-figure is 1,000,000), ``XPEVENTS_BENCH_REDIS`` (default ``redis://127.0.0.1:6379/9``).
+``python -m bench spool``; figures are saved to ``docs/bench/spool.json``. Sizes come
+from the environment so ``make bench`` stays short: ``XPEVENTS_BENCH_SPOOL_EVENTS``
+(events per throughput run, default 20,000), ``XPEVENTS_BENCH_BACKLOG`` (backlog for the
+RSS run, default 200,000; the issue's figure is 1,000,000),
+``XPEVENTS_BENCH_DRAIN_BACKLOGS`` (backlogs drained, default ``10000,100000``; add
+``1000000`` for the issue's top point), ``XPEVENTS_BENCH_REDIS`` (default
+``redis://127.0.0.1:6379/9``).
+
+Drain rate: a dispatcher whose endpoint accepts connections but never answers fills a
+SQLite (or Redis) spool with N events (``durability="interval"``) and is closed; a new
+dispatcher on the same spool then delivers the backlog to a live collector, and the rate
+is N over the time until the collector has every event but the few the filler's two
+senders had in flight (its batches are 1 KB, so at most a handful: they come back only
+when their lease runs out, as after a crash). The drainer has the defaults.
 """
 
 from __future__ import annotations
@@ -28,11 +38,16 @@ from xpevents.events.model import LogEvent
 from xpevents.spool.sqlite import SqliteSpool
 from xpevents.testing import run_collector
 
-from bench._common import guard_network, percentiles, table
+from bench._common import guard_network, knob, load_average, percentiles, table
+from bench._results import save
 
-EVENTS = int(os.environ.get("XPEVENTS_BENCH_SPOOL_EVENTS", "20000"))
-BACKLOG = int(os.environ.get("XPEVENTS_BENCH_BACKLOG", "200000"))
-REDIS = os.environ.get("XPEVENTS_BENCH_REDIS", "redis://127.0.0.1:6379/9")
+EVENTS = int(knob("spool", "SPOOL_EVENTS", "20000", "events per throughput run"))
+BACKLOG = int(knob("spool", "BACKLOG", "200000", "backlog of the RSS run"))
+DRAIN_BACKLOGS = [
+    int(x) for x in knob("spool", "DRAIN_BACKLOGS", "10000,100000", "backlogs drained").split(",")
+]
+REDIS = knob("spool", "REDIS", "redis://127.0.0.1:6379/9", "Redis for the redis spools")
+RESULTS: dict[str, Any] = {}
 
 
 def make_event(i: int, run: str) -> LogEvent:
@@ -106,7 +121,8 @@ def spool_configs(tmp: Path) -> list[tuple[str, str | None, dict[str, Any]]]:
 
 
 def throughput(tmp: Path) -> None:
-    rows = []
+    rows: list[tuple[Any, ...]] = []
+    saved: list[dict[str, Any]] = []
     for name, url, options in spool_configs(tmp):
         n = EVENTS if "full" not in name else min(EVENTS, 2000)
         run = uuid.uuid4().hex[:8]
@@ -132,6 +148,10 @@ def throughput(tmp: Path) -> None:
         if url and url.startswith("redis"):
             cleanup_redis(url)
         p = percentiles(lat)
+        saved.append(
+            {"spool": name, "events": n, **{f"{k}_us": v for k, v in p.items()}}
+            | {"events_per_s": n / elapsed}
+        )
         rows.append(
             (
                 name,
@@ -142,6 +162,7 @@ def throughput(tmp: Path) -> None:
                 f"{n / elapsed:,.0f}",
             )
         )
+    RESULTS["throughput"] = saved
     table(
         f"dispatch_event caller cost and end-to-end rate ({EVENTS:,} events, tight loop)",
         ["spool", "events", "p50 µs", "p99 µs", "max µs", "end-to-end events/s"],
@@ -157,7 +178,8 @@ def backlog_rss(tmp: Path) -> None:
     s.bind(("127.0.0.1", 0))
     dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1/events"
     s.close()
-    rows = []
+    rows: list[tuple[Any, ...]] = []
+    saved: list[dict[str, Any]] = []
     for name, url in (
         ("sqlite interval", f"sqlite:///{tmp}/backlog.db"),
         ("redis interval", f"{REDIS}?stream=bench:{uuid.uuid4().hex}"),
@@ -171,7 +193,7 @@ def backlog_rss(tmp: Path) -> None:
         )
         run = uuid.uuid4().hex[:8]
         marks = {BACKLOG // 4, BACKLOG // 2, BACKLOG - 1}
-        readings = []
+        readings, rss = [], []
         started = time.perf_counter()
         for i in range(BACKLOG):
             bd.dispatch_event(make_event(i, run))
@@ -179,7 +201,8 @@ def backlog_rss(tmp: Path) -> None:
                 front = bd.spool
                 if hasattr(front, "flush_buffer"):
                     front.flush_buffer(30)
-                readings.append(f"{i + 1:,}: {rss_mb():.0f} MB")
+                rss.append({"queued": i + 1, "rss_mb": rss_mb()})
+                readings.append(f"{i + 1:,}: {rss[-1]['rss_mb']:.0f} MB")
         elapsed = time.perf_counter() - started
         depth = bd.stats().spool_depth
         dropped = bd.stats().dropped_total
@@ -187,6 +210,9 @@ def backlog_rss(tmp: Path) -> None:
         if url.startswith("redis"):
             cleanup_redis(url)
         rows.append((name, f"{BACKLOG:,}", " / ".join(readings), depth, dropped, f"{elapsed:.0f}"))
+        saved.append({"spool": name, "backlog": BACKLOG, "rss": rss, "depth": depth})
+        saved[-1] |= {"dropped": dropped, "seconds": elapsed}
+    RESULTS["backlog_rss"] = saved
     table(
         "RSS of the process while the endpoint is down (backlog in the spool)",
         ["spool", "backlog", "RSS at 25% / 50% / 100%", "spool depth", "dropped", "s"],
@@ -229,7 +255,8 @@ def loss_window(tmp: Path) -> None:
     s.close()
     script = tmp / "loss_child.py"
     script.write_text(LOSS_CHILD)
-    rows = []
+    rows: list[tuple[Any, ...]] = []
+    saved: list[dict[str, Any]] = []
     for trial in range(3):
         path = tmp / f"loss{trial}.db"
         child = subprocess.Popen(
@@ -254,6 +281,8 @@ def loss_window(tmp: Path) -> None:
         rate = returned / max(1e-6, killed_at - first_at)
         lost = max(0, returned - stored)
         rows.append((trial + 1, f"{returned:,}", f"{stored:,}", lost, f"{rate:,.0f}/s"))
+        saved.append({"trial": trial + 1, "returned": returned, "stored": stored, "lost": lost})
+    RESULTS["loss_window"] = saved
     table(
         "durability='interval' (commit_interval 5 ms): loss on SIGKILL, collector down",
         ["trial", "returned", "in the spool", "lost", "dispatch rate"],
@@ -261,13 +290,97 @@ def loss_window(tmp: Path) -> None:
     )
 
 
+ABANDONED = 10  # events the filler may leave leased (2 senders x 1 KB batches)
+
+
+def _silent_endpoint() -> tuple[Any, str]:
+    """A listening socket that never accepts: requests to it neither fail nor finish."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    return s, f"http://127.0.0.1:{s.getsockname()[1]}/v1/events"
+
+
+def _fill(url: str, n: int) -> float:
+    """Put ``n`` events in the spool at ``url``; seconds it took."""
+    listener, silent = _silent_endpoint()
+    filler = BatchDispatcher(
+        endpoint=silent,
+        spool=url,
+        durability="interval",
+        max_queue_events=10_000,
+        atexit_timeout=None,
+        timeout=600.0,  # its in-flight batches hang rather than fail (no retry backoff)
+        batch_size=1,  # and hold a handful of events (ABANDONED at most)
+        max_batch_bytes=1024,
+    )
+    run = uuid.uuid4().hex[:8]
+    started = time.perf_counter()
+    for i in range(n):
+        filler.dispatch_event(make_event(i, run))
+    front = filler.spool
+    if hasattr(front, "flush_buffer"):
+        front.flush_buffer(60)
+    elapsed = time.perf_counter() - started
+    filler.close(timeout=0.2)
+    listener.close()
+    return elapsed
+
+
+def drain_rate(tmp: Path) -> None:
+    """Events/s a fresh dispatcher delivers from a backlog of N events already spooled."""
+    rows: list[tuple[Any, ...]] = []
+    saved: list[dict[str, Any]] = []
+    for backlog in DRAIN_BACKLOGS:
+        for name, url in (
+            ("sqlite", f"sqlite:///{tmp}/drain-{backlog}.db"),
+            ("redis", f"{REDIS}?stream=bench:{uuid.uuid4().hex}"),
+        ):
+            fill_s = _fill(url, backlog)
+            with run_collector() as collector:
+                started = time.perf_counter()
+                drainer = BatchDispatcher(
+                    endpoint=collector.events_url,
+                    spool=url,
+                    durability="interval",
+                    atexit_timeout=None,
+                )
+                timeout = 60 + backlog / 1000
+                target = backlog - ABANDONED
+                collector.wait_for(unique_events=target, timeout=timeout, interval=0.05)
+                elapsed = time.perf_counter() - started
+                got = int(collector.stats()["unique_events"])
+                requests = int(collector.stats()["requests"])
+                drainer.close(timeout=5)
+            if url.startswith("redis"):
+                cleanup_redis(url)
+            saved.append({"spool": name, "backlog": backlog, "delivered": got})
+            rate = min(got, target) / elapsed
+            saved[-1] |= {"seconds": elapsed, "events_per_s": rate, "fill_s": fill_s}
+            saved[-1] |= {"requests": requests}
+            row = (name, f"{backlog:,}", f"{got:,}", requests, f"{elapsed:.1f}")
+            rows.append((*row, f"{rate:,.0f}", f"{backlog / fill_s:,.0f}"))
+    RESULTS["drain_rate"] = saved
+    table(
+        "drain rate vs backlog (durability='interval', a fresh dispatcher, defaults)",
+        ["spool", "backlog", "delivered", "requests", "s", "drain events/s", "fill events/s"],
+        rows,
+    )
+
+
 def main() -> None:
     guard_network()
+    RESULTS["load_average_at_start"] = load_average()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         throughput(tmp)
         loss_window(tmp)
         backlog_rss(tmp)
+        drain_rate(tmp)
+    RESULTS["load_average_at_end"] = load_average()
+    save("spool", RESULTS)
 
 
 if __name__ == "__main__":
