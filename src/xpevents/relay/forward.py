@@ -56,8 +56,8 @@ class Forwarder:
     ) -> None:
         self.store = store
         self.settings = settings
-        metrics = RelayMetrics({settings.upstream: "us", settings.upstream_eu: "eu"})
-        self._http = _upstream_client(settings, metrics, http_transport)
+        self.metrics = RelayMetrics({settings.upstream: "us", settings.upstream_eu: "eu"})
+        self._http = _upstream_client(settings, self.metrics, http_transport)
         self.dispatcher: BatchDispatcher = _forwarder(store, self._http, settings)
         self.dispatcher.start()
 
