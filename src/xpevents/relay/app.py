@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -40,13 +40,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from xpevents.dispatch.batch import BatchDispatcher
-from xpevents.dispatch.deadline import deadline_transport
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, SpoolError, SpoolFull
 from xpevents.relay.committer import Committer
 from xpevents.relay.datafiles import DatafileCache, DatafileCacheSettings
 from xpevents.relay.ingest import split_payload
-from xpevents.relay.metrics import RelayMetrics, TimedTransport
-from xpevents.relay.routing import CANONICAL, RegionTransport
+from xpevents.relay.metrics import RelayMetrics
+from xpevents.relay.pipeline import _forwarder, _upstream_client
+from xpevents.relay.routing import CANONICAL
 from xpevents.relay.supervisor import ForwarderProcess, child_config, forwards_in_child
 from xpevents.relay.writer import SpoolWriter
 from xpevents.send.retry import RetryPolicy
@@ -172,9 +172,7 @@ class Relay:
         """The supervised forwarding child (``forwarder="process"``), else ``None``."""
         if in_child:
             config = child_config(spool_url or store.url, settings, max_event_age, log_level)
-            self.forwarder = ForwarderProcess(config)
-            self.metrics.watch(self.forwarder.stats)
-            self.metrics.registry.unregister(self.metrics.latency)  # the child's is served
+            self._forward_in_child(config)
         else:
             self.dispatcher = _forwarder(store, self._http, settings)
             self.metrics.watch(self.dispatcher.stats)
@@ -185,8 +183,7 @@ class Relay:
             on_written=self._written,
         )
         self.committer = Committer(self.writer)
-        self._received = {r: self.metrics.received.labels(r) for r in CANONICAL}
-        self._spooled = {r: self.metrics.spooled.labels(r) for r in CANONICAL}
+        self._received, self._spooled = _by_region(self.metrics)
         self.datafiles = DatafileCache(settings.datafile_settings())
         """``GET /datafiles/{sdk_key}.json`` for the allowed keys (``--sdk-key``)."""
         self.datafiles.start()
@@ -214,6 +211,11 @@ class Relay:
             )
 
     # -- forwarding -----------------------------------------------------------------
+
+    def _forward_in_child(self, config: dict[str, object]) -> None:
+        self.forwarder = ForwarderProcess(config)
+        self.metrics.watch(self.forwarder.stats)
+        self.metrics.registry.unregister(self.metrics.latency)  # the child's is served
 
     def _written(self, n: int) -> None:
         # Wake the senders when a batch is full or at most every 20 ms: they know the
@@ -386,38 +388,9 @@ class Relay:
         return Response(data, 200, media_type=CONTENT_TYPE_LATEST)
 
 
-def _upstream_client(
-    settings: RelaySettings, metrics: RelayMetrics, transport: httpx.BaseTransport | None
-) -> httpx.Client:
-    """The client the dispatcher forwards with: each request to its region's configured
-    upstream (:mod:`xpevents.relay.routing`), timed by ``metrics``; never reads proxy env."""
-    inner = transport or deadline_transport(
-        proxy=settings.proxy,
-        limits=httpx.Limits(
-            max_connections=settings.concurrency + 2,
-            max_keepalive_connections=settings.concurrency + 2,
-        ),
-    )
-    upstreams = {"us": settings.upstream, "eu": settings.upstream_eu}
-    return httpx.Client(
-        transport=RegionTransport(TimedTransport(inner, metrics), upstreams),
-        timeout=httpx.Timeout(settings.timeout),
-        trust_env=False,
-    )
-
-
-def _forwarder(store: Spool, http: httpx.Client, settings: RelaySettings) -> BatchDispatcher:
-    """A BatchDispatcher reading ``store``: retries forever, dead-letters by age."""
-    return BatchDispatcher(
-        spool=store,
-        http_client=http,
-        batch_size=settings.batch_size,
-        flush_interval=settings.flush_interval,
-        max_batch_bytes=settings.max_batch_bytes,
-        max_concurrent_requests=settings.concurrency,
-        timeout=settings.timeout,
-        retry=settings.retry_policy(),
-        gzip=settings.gzip,
-        lease=settings.lease,
-        atexit_timeout=None,
+def _by_region(metrics: RelayMetrics) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The received and spooled counters of each region (no label lookup per request)."""
+    return (
+        {region: metrics.received.labels(region) for region in CANONICAL},
+        {region: metrics.spooled.labels(region) for region in CANONICAL},
     )
