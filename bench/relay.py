@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -33,6 +34,7 @@ from xpevents.relay.testing import run_relay
 from xpevents.testing import run_collector
 
 from bench._common import ROOT, guard_network, percentiles
+from bench._results import save
 
 DURATION = int(os.environ.get("XPEVENTS_BENCH_RELAY_SECONDS", "5"))
 CLIENTS = (1, 10, 100)
@@ -63,6 +65,8 @@ def _ms(text: str) -> float:
 
 def wrk(url: str, clients: int, seconds: int) -> dict[str, float]:
     """Run wrk with a Lua POST script; requests/s, p50/p99 in ms, non-2xx count."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
             'wrk.method = "POST"\n'
@@ -93,7 +97,15 @@ def wrk(url: str, clients: int, seconds: int) -> dict[str, float]:
     p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rps, "p50": p50, "p99": p99, "non_2xx": float(bad.group(1)) if bad else 0.0}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "non_2xx": float(bad.group(1)) if bad else 0.0,
+        "generator_cpu_share": cpu / (time.perf_counter() - started),
+    }
 
 
 def httpx_pool(url: str, clients: int, seconds: int) -> dict[str, float]:
@@ -103,6 +115,8 @@ def httpx_pool(url: str, clients: int, seconds: int) -> dict[str, float]:
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
     body = BODY.encode()
+    start_usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = start_usage.ru_utime + start_usage.ru_stime
 
     def worker() -> None:
         mine: list[float] = []
@@ -125,43 +139,94 @@ def httpx_pool(url: str, clients: int, seconds: int) -> dict[str, float]:
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     p = percentiles(samples)
     return {
         "rps": len(samples) / elapsed,
         "p50": p["p50"] / 1000,
         "p99": p["p99"] / 1000,
         "non_2xx": float(bad[0]),
+        "generator_cpu_share": (usage.ru_utime + usage.ru_stime - cpu0) / elapsed,
     }
 
 
+def _generator() -> str | None:
+    """``wrk``, or ``python`` when asked for explicitly; ``None``: refuse to measure."""
+    if os.environ.get("XPEVENTS_BENCH_RELAY_GENERATOR") == "python":
+        print(
+            "!!! XPEVENTS_BENCH_RELAY_GENERATOR=python: the load generator is a Python "
+            "client in this process; it measures itself as much as the relay (2-4x low) !!!"
+        )
+        return "python"
+    if shutil.which("wrk") is None:
+        print(
+            "wrk is not installed: no ingest figure (install it: apt-get install wrk; or "
+            "XPEVENTS_BENCH_RELAY_GENERATOR=python for a Python client's figures)"
+        )
+        return None
+    return "wrk"
+
+
 def ingest() -> list[tuple[Any, ...]]:
-    tool = "wrk" if shutil.which("wrk") else "httpx"
+    tool = _generator()
+    if tool is None:
+        return []
     measure = wrk if tool == "wrk" else httpx_pool
     rows: list[tuple[Any, ...]] = []
+    stream = f"bench-relay-{os.getpid()}"
+    redis_url = f"redis://127.0.0.1:6379/9?stream={stream}"
     with tempfile.TemporaryDirectory() as tmp, run_collector() as collector:
-        for spool in (f"sqlite:///{tmp}/relay.db", "memory://"):
-            with run_relay(
-                spool=spool,
-                upstream=collector.events_url,
-                upstream_eu=collector.eu_events_url,
-                max_spool_events=10_000_000,
-                max_connections=4096,
-            ) as relay:
-                for clients in CLIENTS:
-                    result = measure(relay.events_url, clients, DURATION)
-                    rows.append(
-                        (
-                            spool.split(":")[0],
-                            clients,
-                            tool,
-                            f"{result['rps']:.0f}",
-                            f"{result['p50']:.2f}",
-                            f"{result['p99']:.2f}",
-                            int(result["non_2xx"]),
-                        )
-                    )
-                    print("  done:", *rows[-1][:3], flush=True)
+        for spool in (f"sqlite:///{tmp}/relay.db", redis_url, "memory://"):
+            try:
+                rows += _ingest_spool(spool, collector, measure, tool)
+            except RuntimeError as exc:
+                print(f"  {spool.split(':')[0]} skipped: {str(exc)[:200]}")
+            finally:
+                if spool == redis_url:
+                    _drop_stream(stream)
     return rows
+
+
+def _ingest_spool(spool: str, collector: Any, measure: Any, tool: str) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    forwarder = os.environ.get("XPEVENTS_BENCH_RELAY_FORWARDER", "thread")
+    with run_relay(
+        spool=spool,
+        upstream=collector.events_url,
+        upstream_eu=collector.eu_events_url,
+        max_spool_events=10_000_000,
+        max_connections=4096,
+        forwarder=forwarder if spool != "memory://" else "thread",
+    ) as relay:
+        for clients in CLIENTS:
+            result = measure(relay.events_url, clients, DURATION)
+            rows.append(
+                (
+                    spool.split(":")[0],
+                    clients,
+                    tool,
+                    f"{result['rps']:.0f}",
+                    f"{result['p50']:.2f}",
+                    f"{result['p99']:.2f}",
+                    int(result["non_2xx"]),
+                    f"{result['generator_cpu_share']:.2f}",
+                    f"{os.getloadavg()[0]:.2f}",
+                )
+            )
+            print("  done:", *rows[-1][:3], flush=True)
+    return rows
+
+
+def _drop_stream(stream: str) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=9)
+    try:
+        client.delete(stream, f"{stream}:envelopes", f"{stream}:meta")
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
 
 
 def php_cost() -> list[tuple[Any, ...]]:
@@ -252,11 +317,25 @@ def main() -> None:
     guard_network()
     print(f"load average before: {os.getloadavg()}")
     ingest_rows = ingest()
-    _table(
-        f"relay ingest, POST /v1/events, 1 visitor/request, {DURATION} s per row",
-        ("spool", "clients", "client", "req/s", "p50 ms", "p99 ms", "non-2xx"),
-        ingest_rows,
+    header = (
+        "spool",
+        "clients",
+        "generator",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "non-2xx",
+        "generator CPU share",
+        "load 1m",
     )
+    if ingest_rows:
+        _table(
+            f"relay ingest, POST /v1/events, 1 visitor/request, {DURATION} s per row "
+            "(generator CPU share: its CPU seconds / wall seconds)",
+            header,
+            ingest_rows,
+        )
+        save("relay", {"ingest": [dict(zip(header, row, strict=True)) for row in ingest_rows]})
     php_rows = php_cost()
     if php_rows:
         _table(

@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -40,12 +40,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from xpevents.dispatch.batch import BatchDispatcher
-from xpevents.dispatch.deadline import deadline_transport
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, SpoolError, SpoolFull
+from xpevents.relay.committer import Committer
 from xpevents.relay.datafiles import DatafileCache, DatafileCacheSettings
 from xpevents.relay.ingest import split_payload
-from xpevents.relay.metrics import RelayMetrics, TimedTransport
-from xpevents.relay.routing import CANONICAL, RegionTransport
+from xpevents.relay.metrics import RelayMetrics
+from xpevents.relay.pipeline import _forwarder, _upstream_client
+from xpevents.relay.routing import CANONICAL
+from xpevents.relay.supervisor import ForwarderProcess, child_config, forwards_in_child
 from xpevents.relay.writer import SpoolWriter
 from xpevents.send.retry import RetryPolicy
 from xpevents.serving.body import read_body
@@ -73,6 +75,8 @@ DEFAULT_UPSTREAM: Final = "https://logx.optimizely.com/v1/events"
 DEFAULT_UPSTREAM_EU: Final = "https://eu.logx.optimizely.com/v1/events"
 
 _WAKE_EVERY: Final = 0.02
+_PARSE_INLINE: Final = 65_536
+"""Bodies up to this size are parsed in the event loop; larger ones in a thread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,8 @@ class RelaySettings:
     datafile_upstream: str | None = None
     datafile_interval: float = 60.0
     datafile_cache_dir: str | None = None
+    forwarder: str = "thread"
+    """``thread``, ``process`` or ``auto`` (a child process for a durable spool)."""
 
     def datafile_settings(self) -> DatafileCacheSettings:
         """The datafile cache's settings (``relay/datafiles.py``)."""
@@ -145,25 +151,39 @@ class Relay:
         settings: RelaySettings | None = None,
         *,
         http_transport: httpx.BaseTransport | None = None,
+        spool_url: str | None = None,
+        max_event_age: float = 7 * 86400.0,
+        log_level: str = "warning",
     ) -> None:
         self.settings = settings = settings or RelaySettings()
         if settings.max_body < 1:
             raise ConfigError(f"max_body={settings.max_body!r}: must be >= 1")
+        in_child = forwards_in_child(settings.forwarder, store, http_transport)
         self.store = store
         # Envelopes carry the region's canonical URL; RegionTransport sends each
         # request to the region's upstream as configured now (a backlog included).
         self.routes_to = dict(CANONICAL)
         self.metrics = RelayMetrics({settings.upstream: "us", settings.upstream_eu: "eu"})
         self._token = settings.token.encode() if settings.token else None
+        self._memory = isinstance(store, MemorySpool)
         self._http = _upstream_client(settings, self.metrics, http_transport)
-        self.dispatcher = _forwarder(store, self._http, settings)
+        self.dispatcher: BatchDispatcher | None = None
+        self.forwarder: ForwarderProcess | None = None
+        """The supervised forwarding child (``forwarder="process"``), else ``None``."""
+        if in_child:
+            config = child_config(spool_url or store.url, settings, max_event_age, log_level)
+            self._forward_in_child(config)
+        else:
+            self.dispatcher = _forwarder(store, self._http, settings)
+            self.metrics.watch(self.dispatcher.stats)
         self.writer = SpoolWriter(
             store,
             max_events=settings.max_spool_events,
             max_bytes=settings.max_spool_bytes,
             on_written=self._written,
         )
-        self.metrics.watch(self.dispatcher.stats)
+        self.committer = Committer(self.writer)
+        self._received, self._spooled = _by_region(self.metrics)
         self.datafiles = DatafileCache(settings.datafile_settings())
         """``GET /datafiles/{sdk_key}.json`` for the allowed keys (``--sdk-key``)."""
         self.datafiles.start()
@@ -173,7 +193,8 @@ class Relay:
         self._closed = False
         # The relay never calls dispatch_event (it appends to the spool itself), so it
         # starts the dispatcher's senders explicitly.
-        self.dispatcher.start()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
         self.app = Starlette(
             routes=[
                 *event_api_routes(self._ingest),
@@ -191,9 +212,16 @@ class Relay:
 
     # -- forwarding -----------------------------------------------------------------
 
+    def _forward_in_child(self, config: dict[str, object]) -> None:
+        self.forwarder = ForwarderProcess(config)
+        self.metrics.watch(self.forwarder.stats)
+        self.metrics.registry.unregister(self.metrics.latency)  # the child's is served
+
     def _written(self, n: int) -> None:
         # Wake the senders when a batch is full or at most every 20 ms: they know the
         # spool's due times otherwise, and idle ones poll it every second anyway.
+        if self.dispatcher is None:
+            return  # the forwarding child polls the spool
         self._unsignalled += n
         now = time.monotonic()
         if self._unsignalled >= self.settings.batch_size or now - self._woken_at >= _WAKE_EVERY:
@@ -213,7 +241,12 @@ class Relay:
         self._closed = True
         self.datafiles.close()
         seconds = self.settings.shutdown_timeout if timeout is None else timeout
-        outcome = self.dispatcher.close(timeout=seconds)
+        self.committer.close()
+        outcome = DispatchOutcome()
+        if self.forwarder is not None:
+            outcome = self.forwarder.stop(seconds)
+        elif self.dispatcher is not None:
+            outcome = self.dispatcher.close(timeout=seconds)
         if isinstance(self.store, MemorySpool):
             lost = self.store.depth
             if lost:
@@ -258,10 +291,16 @@ class Relay:
             metrics.rejected.labels(exc.reason).inc()
             return rejected(exc)
         try:
-            return await run_in_threadpool(self._spool, body, region)
+            if len(body) > _PARSE_INLINE:
+                envelope, visitors = await run_in_threadpool(
+                    split_payload, body, self.routes_to[region]
+                )
+            else:  # msgspec parses a small body in microseconds: no thread hand-off
+                envelope, visitors = split_payload(body, self.routes_to[region])
         except PayloadSchemaError as exc:
             metrics.rejected.labels(exc.reason).inc()
             return invalid_payload(exc)
+        return await self._spool(envelope, visitors, region)
 
     def _authorized(self, request: Request) -> bool:
         assert self._token is not None
@@ -270,19 +309,20 @@ class Relay:
             credentials.strip().encode(), self._token
         )
 
-    def _spool(self, body: bytes, region: str) -> Response:
-        """Validate, split and write (in a worker thread: SQLite and Redis block)."""
-        envelope, visitors = split_payload(body, self.routes_to[region])
+    async def _spool(self, envelope: bytes, visitors: list[bytes], region: str) -> Response:
+        """Write (SQLite and Redis in the committer's thread, grouped with others)."""
         n = len(visitors)
-        metrics = self.metrics
-        metrics.received.labels(region).inc(n)
+        self._received[region].inc(n)
         try:
-            self.writer.write(envelope, visitors, now=time.time())
+            if self._memory:  # no I/O: written in the loop
+                self.writer.write(envelope, visitors, now=time.time())
+            else:
+                await self.committer.write(envelope, visitors)
         except SpoolFull as exc:
             return self._busy("spool_full", f"spool full: {exc}", n)
         except SpoolError as exc:
             return self._busy("spool_error", f"spool unavailable: {exc}", n)
-        metrics.spooled.labels(region).inc(n)
+        self._spooled[region].inc(n)
         return Response(status_code=204)
 
     def _busy(self, reason: str, message: str, visitors: int) -> Response:
@@ -318,6 +358,12 @@ class Relay:
             problems.append("spool full")
         if self._closing:
             problems.append("shutting down")
+        upstream = self.metrics.upstream.as_dict()
+        forwarder: dict[str, object] = {"mode": "thread"}
+        if self.forwarder is not None:
+            if (trouble := self.forwarder.problem()) is not None and not self._closing:
+                problems.append(trouble)
+            forwarder, upstream = self.forwarder.as_dict(), self.forwarder.upstream()
         body = {
             "ready": not problems,
             "problems": problems,
@@ -330,47 +376,21 @@ class Relay:
                 "last_error": writer.last_error,
                 "last_error_at": writer.last_error_at,
             },
-            "upstream": self.metrics.upstream.as_dict(),
+            "upstream": upstream,
+            "forwarder": forwarder,
         }
         return json_response(body, 503 if problems else 200)
 
     async def _metrics(self, request: Request) -> Response:
         data = await run_in_threadpool(generate_latest, self.metrics.registry)
+        if self.forwarder is not None:
+            data += self.forwarder.latency_text()
         return Response(data, 200, media_type=CONTENT_TYPE_LATEST)
 
 
-def _upstream_client(
-    settings: RelaySettings, metrics: RelayMetrics, transport: httpx.BaseTransport | None
-) -> httpx.Client:
-    """The client the dispatcher forwards with: each request to its region's configured
-    upstream (:mod:`xpevents.relay.routing`), timed by ``metrics``; never reads proxy env."""
-    inner = transport or deadline_transport(
-        proxy=settings.proxy,
-        limits=httpx.Limits(
-            max_connections=settings.concurrency + 2,
-            max_keepalive_connections=settings.concurrency + 2,
-        ),
-    )
-    upstreams = {"us": settings.upstream, "eu": settings.upstream_eu}
-    return httpx.Client(
-        transport=RegionTransport(TimedTransport(inner, metrics), upstreams),
-        timeout=httpx.Timeout(settings.timeout),
-        trust_env=False,
-    )
-
-
-def _forwarder(store: Spool, http: httpx.Client, settings: RelaySettings) -> BatchDispatcher:
-    """A BatchDispatcher reading ``store``: retries forever, dead-letters by age."""
-    return BatchDispatcher(
-        spool=store,
-        http_client=http,
-        batch_size=settings.batch_size,
-        flush_interval=settings.flush_interval,
-        max_batch_bytes=settings.max_batch_bytes,
-        max_concurrent_requests=settings.concurrency,
-        timeout=settings.timeout,
-        retry=settings.retry_policy(),
-        gzip=settings.gzip,
-        lease=settings.lease,
-        atexit_timeout=None,
+def _by_region(metrics: RelayMetrics) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The received and spooled counters of each region (no label lookup per request)."""
+    return (
+        {region: metrics.received.labels(region) for region in CANONICAL},
+        {region: metrics.spooled.labels(region) for region in CANONICAL},
     )

@@ -276,6 +276,14 @@ def _name(flag: str) -> str:
     help="Directory keeping the last good datafiles (0600). Default: next to a SQLite "
     "spool (SPOOL.db.datafiles/), else memory only.",
 )
+@_setting(
+    "--forwarder",
+    click.Choice(["auto", "process", "thread"]),
+    help="Where forwarding runs: 'process' (a supervised child process reading the "
+    "spool, so ingest does not share a GIL with the senders; durable spools only), "
+    "'thread' (sender threads in the relay) or 'auto' (process for sqlite:// and "
+    "redis://, thread for memory://).",
+)
 @connection_options(_env)
 @log_level_option(envvar=_env("log_level"))
 def relay_command(
@@ -313,7 +321,12 @@ def relay_command(
     check_port_free(host, port)  # before the spool file is created
     store = _open_store(spool, settings, max_event_age)
     try:
-        relay = Relay(store, settings)
+        relay = Relay(
+            store, settings, spool_url=spool, max_event_age=max_event_age, log_level=log_level
+        )
+    except ConfigError as exc:
+        store.close()
+        raise click.UsageError(str(exc)) from None
     except Exception:
         store.close()
         raise

@@ -24,8 +24,9 @@ import click
 import httpx
 
 from xpevents.dispatch.batch import BatchDispatcher
-from xpevents.relay.app import RelaySettings, _forwarder, _upstream_client
+from xpevents.relay.app import RelaySettings
 from xpevents.relay.metrics import RelayMetrics
+from xpevents.relay.pipeline import _forwarder, _upstream_client
 from xpevents.serving.command import configure_logging, log_level_option
 from xpevents.spool.base import Spool
 from xpevents.stats import DispatchOutcome
@@ -56,8 +57,8 @@ class Forwarder:
     ) -> None:
         self.store = store
         self.settings = settings
-        metrics = RelayMetrics({settings.upstream: "us", settings.upstream_eu: "eu"})
-        self._http = _upstream_client(settings, metrics, http_transport)
+        self.metrics = RelayMetrics({settings.upstream: "us", settings.upstream_eu: "eu"})
+        self._http = _upstream_client(settings, self.metrics, http_transport)
         self.dispatcher: BatchDispatcher = _forwarder(store, self._http, settings)
         self.dispatcher.start()
 

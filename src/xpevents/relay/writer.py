@@ -129,6 +129,59 @@ class SpoolWriter:
             raise
         self._written(n, size, reserved=True)
 
+    def write_many(
+        self, requests: Sequence[tuple[bytes, Sequence[bytes]]], *, now: float
+    ) -> list[BaseException | None]:
+        """Admit each request and commit all admitted ones in one transaction.
+
+        The outcome of each request, in order: ``None`` (committed), :class:`SpoolFull`
+        (refused: admitting it would pass a limit) or the store's error (nothing of the
+        batch is known to be written). One caller at a time (the relay's committer
+        thread); it returns once the transaction is committed.
+        """
+        if self._memory is not None:
+            return [self._try_write(envelope, visitors, now) for envelope, visitors in requests]
+        admitted: list[tuple[int, int]] = []
+        results: list[BaseException | None] = []
+        entries: list[tuple[bytes, bytes]] = []
+        for envelope, visitors in requests:
+            n, size = len(visitors), sum(len(v) for v in visitors)
+            try:
+                if n:
+                    self._admit(n, size)
+            except (SpoolFull, SpoolError) as exc:
+                results.append(exc)
+                continue
+            results.append(None)
+            admitted.append((n, size))
+            entries.extend((envelope, visitor) for visitor in visitors)
+        n, size = sum(a for a, _ in admitted), sum(b for _, b in admitted)
+        if not entries:
+            return results
+        try:
+            with self._commit_lock:
+                self.store.append(entries, now=now)
+        except BaseException as exc:
+            with self._lock:
+                self._pending -= n
+                self._pending_bytes -= size
+            if isinstance(exc, SpoolError):
+                self._failed(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return [exc if result is None else result for result in results]
+        self._written(n, size, reserved=True)
+        return results
+
+    def _try_write(
+        self, envelope: bytes, visitors: Sequence[bytes], now: float
+    ) -> BaseException | None:
+        try:
+            self.write(envelope, visitors, now=now)
+        except (SpoolFull, SpoolError) as exc:
+            return exc
+        return None
+
     def _group_append(self, entries: list[tuple[bytes, bytes]], now: float) -> None:
         """Append ``entries`` in one transaction shared with concurrent requests.
 
