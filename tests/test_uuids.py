@@ -83,3 +83,34 @@ def test_forked_workers_never_repeat() -> None:
     # the first uuid of every child differs: each reseeded rather than continuing the
     # parent's sequence
     assert len({worker[0] for worker in results}) == len(results)
+
+
+def test_bytes_form_is_rfc4122_v4_and_unique() -> None:
+    from xpevents.events.uuids import uuid4_bytes
+
+    values = [uuid4_bytes() for _ in range(200_000)]  # spans three prefixes
+    assert len(set(values)) == len(values)
+    for value in values[::997]:
+        text = value.decode()
+        assert V4.match(text), text
+        assert uuid.UUID(text).version == 4
+    prefixes = {v[:19] for v in values}
+    assert 3 <= len(prefixes) <= 5  # a new 60-bit prefix every 65,536 uuids
+
+
+def test_bytes_prefix_differs_in_a_forked_child() -> None:
+    from xpevents.events.uuids import uuid4_bytes
+
+    parent = uuid4_bytes()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write, uuid4_bytes())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 64)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child[:19] != parent[:19] and V4.match(child.decode())

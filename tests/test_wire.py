@@ -151,6 +151,10 @@ def test_replacing_params_drops_the_bytes() -> None:
     assert event.wire is not None
     event.params = {"replaced": True}
     assert event.wire is None and event.params == {"replaced": True}
+    assert event.headers == {"Content-Type": "application/json"}
+    assert event.headers is event.headers
+    event.headers = {"X": "1"}
+    assert pickle.loads(pickle.dumps(event)).headers == {"X": "1"}
 
 
 def test_unencodable_visitor_id_goes_the_dict_way_and_is_counted() -> None:

@@ -25,7 +25,7 @@ from typing import Final
 
 from xpevents._internal import forking
 
-__all__ = ["uuid4_bytes", "uuid4_hex", "uuid4_str"]
+__all__ = ["uuid4_bytes", "uuid4_hex", "uuid4_parts", "uuid4_str"]
 
 _VERSION_MASK: Final = ~(0xF000 << 64) & ~(0xC000 << 48) & ((1 << 128) - 1)
 _VERSION_BITS: Final = (0x4000 << 64) | (0x8000 << 48)
@@ -91,14 +91,17 @@ def _new_prefix() -> bytes:
     return _prefix
 
 
-def uuid4_bytes() -> bytes:
-    """A new version-4 uuid as 36 ASCII bytes, for payloads written straight to JSON.
+def uuid4_parts() -> tuple[bytes, int]:
+    """The two parts of a new version-4 uuid: ``prefix`` and 62 random ``bits``.
 
-    The layout and the 122 random bits are RFC 4122 version 4's; to make the hot path
-    cheap, the first 60 random bits are drawn once per 65,536 uuids (and again after a
-    fork) and the last 62 for every uuid. Unique, like :func:`uuid4_str`, not secret.
-    Thread-safe under the GIL: two threads racing on a prefix change may share one
-    prefix a few times more, and still draw their last 62 bits apart.
+    ``b"%b%04x-%012x" % (prefix, 0x8000 | (bits >> 48), bits & (2**48 - 1))`` is the
+    uuid (what :func:`uuid4_bytes` returns); a payload writer puts the parts straight
+    into its own template. The layout and the 122 random bits are RFC 4122 version
+    4's; to make the hot path cheap, the prefix's 60 random bits are drawn once per
+    65,536 uuids (and again after a fork) and the last 62 for every uuid. Unique, like
+    :func:`uuid4_str`, not secret. Thread-safe under the GIL: two threads racing on a
+    prefix change may share one prefix a few times more, and still draw their last
+    62 bits apart.
 
     The process id is compared on every call: a process forked without Python's
     at-fork hooks is caught here, and :func:`xpevents._internal.forking.reset_if_forked`
@@ -108,7 +111,12 @@ def uuid4_bytes() -> bytes:
     global _prefix_left
     _prefix_left -= 1
     prefix = _prefix if _prefix_left > 0 and _pid == _getpid() else _new_prefix()
-    n = _draw(62)
+    return prefix, _draw(62)
+
+
+def uuid4_bytes() -> bytes:
+    """A new version-4 uuid as 36 ASCII bytes (see :func:`uuid4_parts`)."""
+    prefix, n = uuid4_parts()
     return b"%b%04x-%012x" % (prefix, 0x8000 | (n >> 48), n & _LOW_BITS)
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from xpevents.events.model import DEFAULT_HEADERS, LogEvent
-from xpevents.events.uuids import uuid4_bytes
+from xpevents.events.uuids import uuid4_parts
 from xpevents.events.values import MAX_ATTRIBUTE_NUMBER
 
 if TYPE_CHECKING:
@@ -37,8 +37,11 @@ _decode = msgspec.json.Decoder().decode
 ENCODE_ERRORS: Final = (TypeError, ValueError, OverflowError, msgspec.EncodeError)
 """What encoding a value msgspec cannot write raises (a lone surrogate, a huge int)."""
 
-_IMPRESSION: Final = b'%b%b","key":"campaign_activated","timestamp":%d%b%b,"visitor_id":%b}'
-_CONVERSION: Final = b'%b%b%b%d%b}]}],"attributes":%b,"visitor_id":%b}'
+_IMPRESSION: Final = (
+    b'%b%b%04x-%012x","key":"campaign_activated","timestamp":%d%b%b,"visitor_id":%b}'
+)
+_CONVERSION: Final = b'%b%b%04x-%012x%b%d%b}]}],"attributes":%b,"visitor_id":%b}'
+_LOW_BITS: Final = (1 << 48) - 1
 _SNAPSHOT_START: Final = b'{"snapshots":[{"events":[{"entity_id":'
 _MAX_FRAGMENTS: Final = 4096
 _MAX_NUMBER: Final = MAX_ATTRIBUTE_NUMBER
@@ -77,12 +80,12 @@ class EncodedEvent(LogEvent):
     gives a plain :class:`~xpevents.LogEvent` with the same payload.
     """
 
-    __slots__ = ("_params", "_tags", "head", "wire")
+    __slots__ = ("_headers", "_params", "_tags", "head", "wire")
 
     def __init__(self, head: EventHead, visitor: bytes, tags: Any = NO_TAGS) -> None:
         self.url = head.url
         self.http_verb = "POST"
-        self.headers = dict(DEFAULT_HEADERS)
+        self._headers: dict[str, str] | None = None
         self.head = head
         self.wire: bytes | None = visitor
         """The visitor's bytes; ``None`` once ``params`` was read or replaced."""
@@ -102,6 +105,18 @@ class EncodedEvent(LogEvent):
     def params(self, value: Any) -> None:
         self._params = value
         self.wire = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``{"Content-Type": "application/json"}`` (made on first reading)."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = dict(DEFAULT_HEADERS)
+        return headers
+
+    @headers.setter
+    def headers(self, value: dict[str, str]) -> None:
+        self._headers = value
 
     def _decoded(self) -> dict[str, Any]:
         wire = self.wire
@@ -201,9 +216,12 @@ class VisitorWriter:
         fragments = self._impressions.get(key)
         if fragments is None:
             fragments = self._impression_fragments(key, experiment, variation)
+        prefix, bits = uuid4_parts()
         return _IMPRESSION % (
             fragments[0],
-            uuid4_bytes(),
+            prefix,
+            0x8000 | (bits >> 48),
+            bits & _LOW_BITS,
             time.time_ns() // 1_000_000,
             fragments[1],
             self.attributes(attributes),
@@ -217,9 +235,12 @@ class VisitorWriter:
             start = _SNAPSHOT_START + _encode(event.id) + b',"uuid":"'
             fragments = (start, b'","key":' + _encode(event.key) + b',"timestamp":')
             self._remember(self._conversions, (event.id, event.key), fragments)
+        prefix, bits = uuid4_parts()
         return _CONVERSION % (
             fragments[0],
-            uuid4_bytes(),
+            prefix,
+            0x8000 | (bits >> 48),
+            bits & _LOW_BITS,
             fragments[1],
             time.time_ns() // 1_000_000,
             extras,
