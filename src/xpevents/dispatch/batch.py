@@ -18,12 +18,10 @@ See ``docs/batch.md`` for every option, the overflow policies and the lifecycle
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -37,8 +35,9 @@ from xpevents._internal.validate import positive_seconds
 from xpevents.dispatch._http import request_arguments, sync_client
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
 from xpevents.dispatch.deadline import deadline
-from xpevents.dispatch.leftover import report_flush_at_exit
+from xpevents.dispatch.leftover import CLOSED_AT_EXIT
 from xpevents.dispatch.options import DispatchOptions
+from xpevents.dispatch.senders import SenderSlots
 from xpevents.errors import ConfigError, DispatchError
 from xpevents.events.wire import EncodedEvent
 from xpevents.send.retry import BACKGROUND_RETRY, RetryPolicy
@@ -50,25 +49,12 @@ __all__ = ["BatchDispatcher"]
 logger = logging.getLogger("xpevents.dispatch")
 
 _getpid = os.getpid
-_live: weakref.WeakSet[BatchDispatcher] = weakref.WeakSet()
 _abandoned: list[httpx.Client] = []
 """httpx clients inherited from a parent process: never used nor closed in the child
 (closing could shut down sockets the parent still uses)."""
 
 
-def _close_all_at_exit() -> None:
-    for dispatcher in list(_live):
-        timeout = dispatcher._atexit_timeout
-        if timeout is not None:
-            try:
-                report_flush_at_exit(dispatcher._core, timeout)
-                dispatcher.close(timeout=timeout)
-            except Exception:  # pragma: no cover - never let atexit fail
-                logger.exception("closing %r at exit failed", dispatcher)
-
-
 forking.at_fork(_abandoned.clear, forking.Stage.DISPATCHER)
-atexit.register(_close_all_at_exit)
 
 
 class BatchDispatcher(Closing):
@@ -91,7 +77,11 @@ class BatchDispatcher(Closing):
             for a retry). Default 10,000.
         overflow: ``"drop_newest"`` (default), ``"drop_oldest"`` or ``"block"``.
         block_timeout: seconds ``overflow="block"`` waits for room. Default 1.
-        max_concurrent_requests: sender threads (requests in flight at most). Default 2.
+        max_concurrent_requests: sender threads (requests in flight at most). Default 4.
+            The first two always send; each further one joins only while every
+            sender before it has had its request in flight for 25 ms or more (a slow
+            endpoint, where more requests in flight carry more), so a fast endpoint
+            is served by two threads that do not contend with your code for the GIL.
         timeout: seconds; per request (connect, write, read, pool). Default 10.
         retry: a :class:`~xpevents.RetryPolicy`; default
             :data:`~xpevents.BACKGROUND_RETRY` (no attempt limit, 0.5 s base, 30 s
@@ -131,7 +121,7 @@ class BatchDispatcher(Closing):
         max_queue_events: int = 10_000,
         overflow: str = "drop_newest",
         block_timeout: float = 1.0,
-        max_concurrent_requests: int = 2,
+        max_concurrent_requests: int = 4,
         timeout: float = 10.0,
         retry: RetryPolicy = BACKGROUND_RETRY,
         http_client: httpx.Client | None = None,
@@ -169,7 +159,7 @@ class BatchDispatcher(Closing):
         self._own_client = http_client is None
         self._client = http_client if http_client is not None else self._new_client()
         self._init_runtime()
-        _live.add(self)
+        CLOSED_AT_EXIT.add(self)
         forking.track(self, forking.Stage.DISPATCHER)
         if core.memory is None and self._has_backlog():
             # A durable spool left with events by an earlier process: deliver them now,
@@ -190,6 +180,7 @@ class BatchDispatcher(Closing):
         """State that does not survive a fork: threads, locks, events."""
         self._pid: int | None = None
         self._threads: list[threading.Thread] = []
+        self._slots = SenderSlots(self._workers)
         self._lifecycle = threading.Lock()
         self._wake = threading.Event()
         self._settled = threading.Condition(threading.Lock())
@@ -273,10 +264,11 @@ class BatchDispatcher(Closing):
             if core.closed:
                 return DispatchOutcome()
             core.closed = True
-        _live.discard(self)
+        CLOSED_AT_EXIT.discard(self)
         forking.untrack(self)
         outcome = self._flush_until(deadline)
         self._stopping = True
+        self._slots.stopped.set()
         self._wake.set()
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -307,7 +299,9 @@ class BatchDispatcher(Closing):
                 self._pid = pid
                 return
             self._threads = [
-                threading.Thread(target=self._run, name=f"xpevents-batch-{index}", daemon=True)
+                threading.Thread(
+                    target=self._run, args=(index,), name=f"xpevents-batch-{index}", daemon=True
+                )
                 for index in range(self._workers)
             ]
             for thread in self._threads:
@@ -347,12 +341,14 @@ class BatchDispatcher(Closing):
 
     # -- the sender loop ------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, index: int = 0) -> None:
         wake = self._wake
         while not self._stopping:
+            if self._slots.stays_out(index, flushing=bool(self._flushing)):
+                continue
             wake.clear()
             try:
-                pause = self._step()
+                pause = self._step(index)
             except Exception:  # a bug must not kill the sender; leases expire and retry
                 if self._stopping:  # close() gave up waiting and closed the spool under us
                     break
@@ -361,13 +357,17 @@ class BatchDispatcher(Closing):
             if pause > 0 and not self._stopping:
                 wake.wait(pause)
 
-    def _step(self) -> float:
+    def _step(self, index: int = 0) -> float:
         """Send one batch if one is due; else return how long to sleep."""
         batch = self._core.next_batch(time.time(), bool(self._flushing), self._stopping)
         if isinstance(batch, float):
             return batch
-        for request in batch:
-            self._send(request)
+        self._slots.begin(index)
+        try:
+            for request in batch:
+                self._send(request)
+        finally:
+            self._slots.end(index)
         return 0.0
 
     def _send(self, request: Request) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from xpevents.dispatch.core import DispatchCore
 
 __all__ = [
+    "CLOSED_AT_EXIT",
     "held_in_memory",
     "report_abandoned",
     "report_flush_at_exit",
@@ -116,3 +117,21 @@ def report_flush_at_exit(core: DispatchCore, timeout: float) -> None:
             held,
             timeout,
         )
+
+
+CLOSED_AT_EXIT: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Open BatchDispatchers: closed (flushed, within their ``atexit_timeout``) at exit."""
+
+
+def _close_all_at_exit() -> None:
+    for dispatcher in list(CLOSED_AT_EXIT):
+        timeout = dispatcher._atexit_timeout
+        if timeout is not None:
+            try:
+                report_flush_at_exit(dispatcher._core, timeout)
+                dispatcher.close(timeout=timeout)
+            except Exception:  # pragma: no cover - never let atexit fail
+                logger.exception("closing %r at exit failed", dispatcher)
+
+
+atexit.register(_close_all_at_exit)
