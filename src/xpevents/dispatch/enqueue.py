@@ -141,7 +141,7 @@ class Enqueuer:
         except Exception as exc:  # never let a dispatcher bug reach the caller
             self.drops.refuse(event, 1, "internal_error", exc)
 
-    def _offer(self, event: Any, envelope: bytes, encoded: list[bytes]) -> None:
+    def _offer(self, event: Any, envelope: bytes, encoded: Sequence[bytes]) -> None:
         offer = self._memory_offer
         if offer is None:
             self._append(event, envelope, encoded)
@@ -245,7 +245,7 @@ class Enqueuer:
             return None
         return raw_envelope(method, url, header_map), [body]
 
-    def _append(self, event: Any, envelope: bytes, encoded: list[bytes]) -> None:
+    def _append(self, event: Any, envelope: bytes, encoded: Sequence[bytes]) -> None:
         """A spool that is not the memory spool (durable or custom)."""
         n = len(encoded)
         try:
