@@ -267,6 +267,8 @@ class ForwarderProcess:
         if process is not None and process.poll() is None:
             _end(process, timeout + 5.0)
         self._thread.join(timeout + 15.0)
+        if process is not None:
+            logger.info("forwarder process %d stopped (exit code %s)", process.pid, process.poll())
         return self._outcome or DispatchOutcome(pending=self.stats().spool_depth)
 
 
