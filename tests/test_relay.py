@@ -142,7 +142,10 @@ def test_sdk_through_relay_with_faults(
         assert poster.refused == 0
         assert len(poster.accepted) == 300
         assert not wait_for_uuids(flaky, set(poster.accepted), timeout=60)
-        metrics = relay.metrics()
+        deadline = time.monotonic() + 10  # a forwarding child reports every 0.1 s
+        while (metrics := relay.metrics())["xpevents_relay_delivered_visitors_total"] < 300:
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.05)
         assert metrics['xpevents_relay_spooled_visitors_total{region="us"}'] == 300
         assert metrics["xpevents_relay_upstream_requests_total"] >= 12
         assert metrics["xpevents_relay_retried_requests_total"] > 0

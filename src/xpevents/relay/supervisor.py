@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -174,9 +175,10 @@ class ForwarderProcess:
         if process is None or process.stdin is None or self._stopping.is_set():
             return
         with self._lock:
-            try:
-                process.stdin.write("wake\n")
-                process.stdin.flush()
+            try:  # non-blocking and atomic (< PIPE_BUF): never holds up ingest
+                os.write(process.stdin.fileno(), b"wake\n")
+            except BlockingIOError:  # a hung child's pipe is full: the watchdog kills it
+                pass
             except (OSError, ValueError):  # the child is gone: the supervisor restarts it
                 pass
 
@@ -216,6 +218,7 @@ class ForwarderProcess:
             try:
                 process.stdin.write(self._config + "\n")
                 process.stdin.flush()
+                os.set_blocking(process.stdin.fileno(), False)
             except OSError:
                 pass
         watchdog = threading.Thread(target=self._watch, args=(process,), daemon=True)
@@ -225,6 +228,11 @@ class ForwarderProcess:
         self.last_exit_at = time.time()
         self._ready.clear()
         process.stdout.close()
+        with self._lock:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
 
     def _read_reports(self, stdout: IO[str]) -> None:
         for line in stdout:
@@ -258,11 +266,14 @@ class ForwarderProcess:
         with self._lock:
             process = self._process
             if process is not None and process.poll() is None:
+                assert process.stdin is not None
                 try:
-                    assert process.stdin is not None
-                    process.stdin.write(f"stop {timeout}\n")
-                    process.stdin.close()
+                    os.write(process.stdin.fileno(), f"stop {timeout}\n".encode())
                 except (OSError, ValueError):
+                    pass  # a full pipe: the child is hung, terminated below
+                try:
+                    process.stdin.close()
+                except OSError:
                     pass
         if process is not None and process.poll() is None:
             _end(process, timeout + 5.0)
