@@ -82,7 +82,7 @@ def forwards_in_child(mode: str, store: Spool, http_transport: object | None) ->
         raise ConfigError(f"forwarder={mode!r}: must be one of {', '.join(FORWARDER_MODES)}")
     if mode == "process" and not store.durable:
         raise ConfigError(
-            f"--forwarder process needs a durable --spool (sqlite:///PATH or redis://HOST), "
+            "--forwarder process needs a durable --spool (sqlite:///PATH or redis://HOST), "
             f"not {store.url}: the child process cannot read a memory spool; use "
             "--forwarder thread (or auto), or a durable --spool"
         )
