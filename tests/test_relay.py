@@ -118,13 +118,20 @@ def relay_for(collector: CollectorHandle, spool: str, **options: Any) -> Any:
     )
 
 
+@pytest.mark.parametrize("forwarder", ["thread", "process"])
 def test_sdk_through_relay_with_faults(
     collector_factory: Callable[..., CollectorHandle],
     sdk_factory: Callable[..., Any],
     tmp_path: Path,
+    forwarder: str,
 ) -> None:
     flaky = collector_factory(fail_rate=0.3, rate_429=0.1, retry_after=1, seed=11)
-    with relay_for(flaky, f"sqlite:///{tmp_path}/relay.db", batch_size=20) as relay:
+    spool = f"sqlite:///{tmp_path}/relay.db"
+    # Requests of at most ~25 visitors (~400 bytes each): 12 or more of them whatever
+    # the timing (a forwarding child may gather more per request), so the seeded
+    # faults (the first from the 7th request on) are always met.
+    options = {"batch_size": 20, "max_batch_bytes": 10_000, "forwarder": forwarder}
+    with relay_for(flaky, spool, **options) as relay:
         poster = RelayPoster(relay.base_url)
         sdk = sdk_factory(poster, batch=True)  # payloads of up to 10 visitors
         for i in range(150):
@@ -135,8 +142,12 @@ def test_sdk_through_relay_with_faults(
         assert poster.refused == 0
         assert len(poster.accepted) == 300
         assert not wait_for_uuids(flaky, set(poster.accepted), timeout=60)
-        metrics = relay.metrics()
+        deadline = time.monotonic() + 10  # a forwarding child reports every 0.1 s
+        while (metrics := relay.metrics())["xpevents_relay_delivered_visitors_total"] < 300:
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.05)
         assert metrics['xpevents_relay_spooled_visitors_total{region="us"}'] == 300
+        assert metrics["xpevents_relay_upstream_requests_total"] >= 12
         assert metrics["xpevents_relay_retried_requests_total"] > 0
         assert metrics["xpevents_relay_delivered_visitors_total"] >= 300
         assert not any(k.startswith("xpevents_relay_failed_visitors_total") for k in metrics)

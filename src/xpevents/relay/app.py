@@ -220,14 +220,16 @@ class Relay:
     def _written(self, n: int) -> None:
         # Wake the senders when a batch is full or at most every 20 ms: they know the
         # spool's due times otherwise, and idle ones poll it every second anyway.
-        if self.dispatcher is None:
-            return  # the forwarding child polls the spool
+        # A forwarding child is woken through its stdin (supervisor.py).
         self._unsignalled += n
         now = time.monotonic()
         if self._unsignalled >= self.settings.batch_size or now - self._woken_at >= _WAKE_EVERY:
             self._unsignalled = 0
             self._woken_at = now
-            self.dispatcher.notify()
+            if self.dispatcher is not None:
+                self.dispatcher.notify()
+            elif self.forwarder is not None:
+                self.forwarder.notify()
 
     def close(self, timeout: float | None = None) -> DispatchOutcome:
         """Forward what is due within ``timeout`` (default ``shutdown_timeout``), then stop.

@@ -11,7 +11,10 @@ retries, dead letters, circuit breaker).
   secret on a command line), opens the spool, prints ``ready``, then one JSON report
   line every :data:`REPORT_EVERY` seconds: its ``DispatchStats``, the last upstream
   outcome and its upstream latency histogram (Prometheus text). The relay serves
-  these on ``/readyz`` and ``/metrics``.
+  these on ``/readyz`` and ``/metrics``; its counters restart from 0 with each child.
+* **Wake-ups**: the relay writes ``wake`` on the child's stdin after spooling (at most
+  every 20 ms, or once a batch is waiting), so the child sends as soon as a batch is
+  due instead of at its next idle poll of the spool (once a second).
 * **Supervision**: a child that exits, or stops reporting for
   :data:`STALE_AFTER` seconds (then it is killed), is restarted with backoff (0.5 s
   doubling to 10 s); ``/readyz`` answers 503 while none runs. Visitors the dead child
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -77,7 +81,11 @@ def forwards_in_child(mode: str, store: Spool, http_transport: object | None) ->
     if mode not in FORWARDER_MODES:
         raise ConfigError(f"forwarder={mode!r}: must be one of {', '.join(FORWARDER_MODES)}")
     if mode == "process" and not store.durable:
-        raise ConfigError("forwarder='process' needs a durable spool (sqlite:// or redis://)")
+        raise ConfigError(
+            "--forwarder process needs a durable --spool (sqlite:///PATH or redis://HOST), "
+            f"not {store.url}: the child process cannot read a memory spool; use "
+            "--forwarder thread (or auto), or a durable --spool"
+        )
     if mode == "auto":
         return store.durable and http_transport is None
     return mode == "process"
@@ -161,6 +169,19 @@ class ForwarderProcess:
             "last_exit_at": self.last_exit_at,
         }
 
+    def notify(self) -> None:
+        """Wake the child's senders: visitors were spooled (they poll otherwise)."""
+        process = self._process
+        if process is None or process.stdin is None or self._stopping.is_set():
+            return
+        with self._lock:
+            try:  # non-blocking and atomic (< PIPE_BUF): never holds up ingest
+                os.write(process.stdin.fileno(), b"wake\n")
+            except BlockingIOError:  # a hung child's pipe is full: the watchdog kills it
+                pass
+            except (OSError, ValueError):  # the child is gone: the supervisor restarts it
+                pass
+
     # -- supervision ------------------------------------------------------------------
 
     def _supervise(self) -> None:
@@ -191,14 +212,15 @@ class ForwarderProcess:
             text=True,
             start_new_session=True,
         )
-        with self._lock:
-            self._process = process
         assert process.stdin is not None and process.stdout is not None
-        try:
-            process.stdin.write(self._config + "\n")
-            process.stdin.flush()
-        except OSError:
-            pass
+        with self._lock:  # the config line first: notify() writes only after it
+            self._process = process
+            try:
+                process.stdin.write(self._config + "\n")
+                process.stdin.flush()
+                os.set_blocking(process.stdin.fileno(), False)
+            except OSError:
+                pass
         watchdog = threading.Thread(target=self._watch, args=(process,), daemon=True)
         watchdog.start()
         self._read_reports(process.stdout)
@@ -206,6 +228,11 @@ class ForwarderProcess:
         self.last_exit_at = time.time()
         self._ready.clear()
         process.stdout.close()
+        with self._lock:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
 
     def _read_reports(self, stdout: IO[str]) -> None:
         for line in stdout:
@@ -238,15 +265,21 @@ class ForwarderProcess:
         self._stopping.set()
         with self._lock:
             process = self._process
-        if process is not None and process.poll() is None:
-            try:
+            if process is not None and process.poll() is None:
                 assert process.stdin is not None
-                process.stdin.write(f"stop {timeout}\n")
-                process.stdin.close()
-            except OSError:
-                pass
+                try:
+                    os.write(process.stdin.fileno(), f"stop {timeout}\n".encode())
+                except (OSError, ValueError):
+                    pass  # a full pipe: the child is hung, terminated below
+                try:
+                    process.stdin.close()
+                except OSError:
+                    pass
+        if process is not None and process.poll() is None:
             _end(process, timeout + 5.0)
         self._thread.join(timeout + 15.0)
+        if process is not None:
+            logger.info("forwarder process %d stopped (exit code %s)", process.pid, process.poll())
         return self._outcome or DispatchOutcome(pending=self.stats().spool_depth)
 
 
@@ -302,7 +335,9 @@ def child_main() -> None:
 
     def read_commands() -> None:
         for line in sys.stdin:
-            if line.startswith("stop"):
+            if line.startswith("wake"):
+                forwarder.dispatcher.notify()
+            elif line.startswith("stop"):
                 timeout[0] = float(line.split()[1])
                 break
         stop.set()  # told to stop, or the relay is gone

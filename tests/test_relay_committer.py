@@ -1,0 +1,130 @@
+"""The relay's committer (group commit from the event loop) and SpoolWriter.write_many.
+
+A real SQLite spool in ``tmp_path``; the relay's own ASGI app in process (httpx's ASGI
+transport) where the HTTP answers matter; its upstream is a closed loopback port, so
+nothing leaves the spool while a test counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from test_relay import payload_body
+from xpevents.errors import SpoolFull
+from xpevents.relay.app import Relay, RelaySettings
+from xpevents.relay.committer import Committer
+from xpevents.relay.writer import SpoolWriter
+from xpevents.spool.sqlite import SqliteSpool
+
+from servers import closed_port_url
+
+ENVELOPE = b"B" + b"http://x/v1/events\n" + b'{"visitors":[]}'
+
+
+class CountingStore(SqliteSpool):
+    """A real SQLite spool counting its transactions (each takes a little while)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.appends = 0
+
+    def append(self, entries: Sequence[tuple[bytes, bytes]], *, now: float) -> None:
+        self.appends += 1
+        time.sleep(0.002)  # requests pile up behind a commit in progress
+        super().append(entries, now=now)
+
+
+def visitors(prefix: str, n: int) -> list[bytes]:
+    return [f'{{"visitor_id":"{prefix}-{i}"}}'.encode() for i in range(n)]
+
+
+def depth_on_disk(path: Path) -> int:
+    """The depth another connection to the file reads: committed, not just buffered."""
+    other = SqliteSpool(path)
+    try:
+        return other.stats(now=time.time()).depth
+    finally:
+        other.close()
+
+
+def test_concurrent_requests_share_transactions_and_all_are_on_disk(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "spool.db")
+    committer = Committer(SpoolWriter(store, max_events=100_000, max_bytes=1 << 30))
+
+    async def main() -> None:
+        writes = [committer.write(ENVELOPE, visitors(f"r{k}", 2)) for k in range(200)]
+        await asyncio.wait_for(asyncio.gather(*writes), timeout=60)
+
+    asyncio.run(main())
+    assert depth_on_disk(tmp_path / "spool.db") == 400  # every returned write committed
+    assert store.appends < 200 // 2  # grouped: at least 2 requests per transaction on average
+    committer.close()
+    store.close()
+
+
+def test_write_many_refuses_only_the_request_over_the_limit(tmp_path: Path) -> None:
+    store = SqliteSpool(tmp_path / "spool.db")
+    writer = SpoolWriter(store, max_events=10, max_bytes=1 << 20)
+    results = writer.write_many(
+        [(ENVELOPE, visitors(name, n)) for name, n in (("a", 4), ("b", 4), ("c", 4), ("d", 2))],
+        now=time.time(),
+    )
+    assert results[0] is None and results[1] is None and results[3] is None
+    assert isinstance(results[2], SpoolFull)  # 4 + 4 + 4 > 10; the 2 after it still fit
+    assert depth_on_disk(tmp_path / "spool.db") == 10
+    store.close()
+
+
+def relay_on(store: SqliteSpool, **settings: object) -> Relay:
+    upstream = closed_port_url()
+    return Relay(
+        store,
+        RelaySettings(upstream=upstream, upstream_eu=upstream, **settings),  # type: ignore[arg-type]
+    )
+
+
+async def post_all(relay: Relay, bodies: list[bytes]) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=relay.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
+        posts = [client.post("/v1/events", content=body) for body in bodies]
+        return list(await asyncio.wait_for(asyncio.gather(*posts), timeout=60))
+
+
+def test_a_full_spool_answers_503_to_the_request_over_the_limit_only(tmp_path: Path) -> None:
+    store = SqliteSpool(tmp_path / "spool.db")
+    relay = relay_on(store, max_spool_events=10, retry_after=7)
+    sizes = [4, 4, 4, 2]  # 14 > 10: whatever the order, exactly one of them does not fit
+    bodies = [payload_body([f"{k}-{i}" for i in range(n)]) for k, n in enumerate(sizes)]
+    try:
+        responses = asyncio.run(post_all(relay, bodies))
+        refused = [r for r in responses if r.status_code == 503]
+        assert len(refused) == 1, [r.status_code for r in responses]
+        assert refused[0].headers["Retry-After"] == "7"
+        assert refused[0].json()["reason"] == "spool_full"
+        assert all(r.status_code == 204 for r in responses if r not in refused)
+        accepted = sum(n for n, r in zip(sizes, responses, strict=True) if r.status_code == 204)
+        assert depth_on_disk(tmp_path / "spool.db") == accepted == 10
+    finally:
+        relay.close(timeout=0)
+
+
+def test_an_invalid_body_among_concurrent_ones_fails_alone(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "spool.db")
+    relay = relay_on(store)
+    good = [payload_body([f"g{k}-{i}" for i in range(3)]) for k in range(20)]
+    bad = b'{"account_id": "1", "visitors": "not a list"}'
+    bodies = [*good[:10], bad, *good[10:]]
+    try:
+        responses = asyncio.run(post_all(relay, bodies))
+        statuses = [r.status_code for r in responses]
+        assert statuses[10] == 400 and responses[10].json()["path"]
+        assert statuses[:10] + statuses[11:] == [204] * 20
+        assert depth_on_disk(tmp_path / "spool.db") == 60
+        assert store.appends < 20  # the good ones were still committed in groups
+    finally:
+        relay.close(timeout=0)
