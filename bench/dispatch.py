@@ -219,9 +219,7 @@ def e2e_child(name: str, base_url: str, n: int, window: float, batch_size: int) 
     print(json.dumps({**result, "dropped": contender.dropped()}))
 
 
-def _e2e(
-    collector: Any, name: str, n: int, window: float, batch_size: int = 0
-) -> dict[str, Any]:
+def _e2e(collector: Any, name: str, n: int, window: float, batch_size: int = 0) -> dict[str, Any]:
     """One contender in a subprocess: its figures plus what the collector got."""
     collector.reset()
     started = time.perf_counter()
