@@ -41,6 +41,8 @@ class ResetWatch:
         self.keys = keys
         self.epoch: bytes | None = None
         self.depth = 0
+        self.readings = 0
+        """Depth readings taken so far (see :meth:`settled`)."""
         self._lock = threading.Lock()
         self._lost: Counter[str] = Counter()
 
@@ -63,10 +65,19 @@ class ResetWatch:
             self._reset(client, current)
         if depth is not None:
             self.depth = depth
+            self.readings += 1
 
-    def settled(self, count: int) -> None:
-        """``count`` records left the spool (acked, dead-lettered)."""
-        self.depth = max(0, self.depth - count)
+    def settled(self, count: int, since: int) -> None:
+        """``count`` records left the spool (acked, dead-lettered).
+
+        ``since`` is :attr:`readings` taken before the records were removed: when a
+        depth was read since (an append that ran after the removal in Redis, or
+        before it), the reading already tells, and subtracting again could make the
+        depth, and so a loss counted at a reset, too small. Skipping it can only
+        make the estimate larger.
+        """
+        if self.readings == since:
+            self.depth = max(0, self.depth - count)
 
     def _reset(self, client: redis.Redis, current: bytes | None) -> None:
         lost = self.depth

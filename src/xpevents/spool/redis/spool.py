@@ -258,8 +258,9 @@ class RedisSpool(Closing):
 
     def ack(self, ids: Sequence[int | str]) -> None:
         """``XACK`` + ``XDEL`` the delivered records."""
+        since = self._watch.readings
         self._each_chunk(ids, self._scripts.ack, [self.group], "ack")
-        self._watch.settled(len(ids))
+        self._watch.settled(len(ids), since)
 
     def retry(
         self,
@@ -276,8 +277,9 @@ class RedisSpool(Closing):
     def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
         """Move the records to the dead-letter stream with ``reason``."""
         head = [self.group, reason, repr(now), self.max_dead_letters]
+        since = self._watch.readings
         self._each_chunk(ids, self._scripts.dead_letter, head, "dead_letter")
-        self._watch.settled(len(ids))
+        self._watch.settled(len(ids), since)
 
     def next_due_at(self, *, now: float) -> float | None:
         """``now`` when entries wait unread or a lease expired; else the next retry time."""
