@@ -43,6 +43,8 @@ class ResetWatch:
         self.depth = 0
         self.readings = 0
         """Depth readings taken so far (see :meth:`settled`)."""
+        self._left: tuple[bytes | None, int] | None = None
+        """The epoch last reset away from and the depth counted lost for it."""
         self._lock = threading.Lock()
         self._lost: Counter[str] = Counter()
 
@@ -61,6 +63,15 @@ class ResetWatch:
     def seen(self, client: redis.Redis, epoch: object, depth: int | None) -> None:
         """The epoch and depth read now (``depth`` after the operation that read it)."""
         current = epoch if isinstance(epoch, bytes) and epoch else None
+        left = self._left
+        if left is not None and current == left[0] and current != self.epoch:
+            # A write that reached the vanished data just before it vanished, read
+            # after the reset was counted: what it added is lost too.
+            if depth is not None and depth > left[1]:
+                with self._lock:
+                    self._lost[REASON] += depth - left[1]
+                self._left = (current, depth)
+            return
         if current != self.epoch:
             self._reset(client, current)
         if depth is not None:
@@ -81,6 +92,7 @@ class ResetWatch:
 
     def _reset(self, client: redis.Redis, current: bytes | None) -> None:
         lost = self.depth
+        self._left = (self.epoch, lost)
         with self._lock:
             self._lost[REASON] += lost
         logger.warning(
