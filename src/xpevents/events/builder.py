@@ -297,17 +297,9 @@ class EventBuilder:
 
     def payload(self, visitors: list[dict[str, Any]]) -> dict[str, Any]:
         """The request body for ``visitors`` (all built by this builder)."""
-        account_id, project_id, revision, client_name, client_version, anonymize_ip = self._head
-        return {
-            "account_id": account_id,
-            "project_id": project_id,
-            "revision": revision,
-            "client_name": client_name,
-            "client_version": client_version,
-            "anonymize_ip": anonymize_ip,
-            "enrich_decisions": True,
-            "visitors": visitors,
-        }
+        params = self._event_head.fields()
+        params["visitors"] = visitors
+        return params
 
     def impression(
         self,

@@ -125,7 +125,7 @@ class EncodedEvent(LogEvent):
         if self._tags is not NO_TAGS:  # the very object the dict path would hold
             visitor["snapshots"][0]["events"][0]["tags"] = self._tags
         params = self.head.fields()
-        params["visitors"] = [visitor]
+        params["visitors"] = [visitor]  # as EventBuilder.payload makes it
         return params
 
     def __reduce__(self) -> tuple[Any, ...]:
