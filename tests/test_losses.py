@@ -18,10 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from spool_redis_server import RedisServer
 from xpevents import BatchDispatcher
-from xpevents.spool.redis import RedisSpool
+from xpevents.spool.redis import RedisSpool, schema
+from xpevents.spool.redis.losses import ResetWatch
+from xpevents.spool.redis.schema import Keys
 from xpevents.spool.sqlite import SqliteSpool
 
 from payloads import event
@@ -73,6 +76,37 @@ def test_a_reset_noticed_by_stats_or_a_missing_group() -> None:
         assert spool.stats(now=time.time()).lost == {"redis_reset": 7}
         assert spool.claim(max_records=5, max_bytes=1 << 20, lease=30, now=time.time()) == []
         assert spool.stats(now=time.time()).lost == {"redis_reset": 7}  # counted once
+        spool.close()
+
+
+def test_a_late_answer_cannot_replace_a_newer_depth() -> None:
+    """A ``stats()`` read before an append, whose answer reaches Python after the
+    append's (two threads), must not lower the depth counted at the next reset: every
+    reading carries Redis's sequence number (CI saw 9 lost, 8 counted without it)."""
+    with RedisServer() as server:
+        spool = RedisSpool.from_url(server.url + "?stream=late")
+        client = redis.Redis.from_url(server.url)
+        keys = Keys.of(spool.stream, spool.dead_stream)
+        _append(spool, 7)
+        stale, epoch, seq = schema.read_stats(client, keys, spool.group)
+        assert stale.depth == 7
+        _append(spool, 3)  # depth 10, read with a higher sequence number
+        watch = ResetWatch(server.url, keys)
+        watch.start(client)
+        watch.seen(client, epoch, seq + 1, 10)
+        watch.seen(client, epoch, seq, stale.depth)  # the late, older answer
+        assert watch.depth == 10
+        server.stop()
+        server.start()
+        watch.seen(client, b"", 1, 0)
+        assert watch.lost == {"redis_reset": 10}
+        # An answer from the vanished data that arrives after the reset was noticed
+        # adds what it shows beyond the depth counted; an older one adds nothing.
+        watch.seen(client, epoch, seq, 12)
+        assert watch.lost == {"redis_reset": 10}
+        watch.seen(client, epoch, seq + 2, 12)
+        assert watch.lost == {"redis_reset": 12}
+        client.close()
         spool.close()
 
 

@@ -40,11 +40,13 @@ class ResetWatch:
         self.url = url
         self.keys = keys
         self.epoch: bytes | None = None
+        self.seq = 0
+        """The sequence number of the latest reading of the current epoch's data."""
         self.depth = 0
-        self.readings = 0
-        """Depth readings taken so far (see :meth:`settled`)."""
-        self._left: tuple[bytes | None, int] | None = None
-        """The epoch last reset away from and the depth counted lost for it."""
+        """The depth at that reading."""
+        self._left: tuple[bytes | None, int, int] | None = None
+        """The epoch last reset away from, its latest sequence number and the depth
+        counted lost for it."""
         self._lock = threading.Lock()
         self._lost: Counter[str] = Counter()
 
@@ -52,7 +54,8 @@ class ResetWatch:
         """Store an epoch unless one is there, and remember the one that is."""
         client.hsetnx(self.keys.meta, "epoch", secrets.token_hex(8))
         epoch = client.hget(self.keys.meta, "epoch")
-        self.epoch = epoch if isinstance(epoch, bytes) else None
+        with self._lock:
+            self.epoch = epoch if isinstance(epoch, bytes) else None
 
     @property
     def lost(self) -> Mapping[str, int]:
@@ -60,51 +63,39 @@ class ResetWatch:
         with self._lock:
             return MappingProxyType(dict(self._lost))
 
-    def seen(self, client: redis.Redis, epoch: object, depth: int | None) -> None:
-        """The epoch and depth read now (``depth`` after the operation that read it)."""
+    def seen(self, client: redis.Redis, epoch: object, seq: int | None, depth: int | None) -> None:
+        """A reading: the epoch, the sequence number and the depth read in one atomic
+        step (``seq`` and ``depth`` None when only the epoch was read)."""
         current = epoch if isinstance(epoch, bytes) and epoch else None
-        left = self._left
-        if left is not None and current == left[0] and current != self.epoch:
-            # A write that reached the vanished data just before it vanished, read
-            # after the reset was counted: what it added is lost too.
-            if depth is not None and depth > left[1]:
-                with self._lock:
-                    self._lost[REASON] += depth - left[1]
-                self._left = (current, depth)
-            return
-        if current != self.epoch:
-            self._reset(client, current)
-        if depth is not None:
-            self.depth = depth
-            self.readings += 1
-
-    def settled(self, count: int, since: int) -> None:
-        """``count`` records left the spool (acked, dead-lettered).
-
-        ``since`` is :attr:`readings` taken before the records were removed: when a
-        depth was read since (an append that ran after the removal in Redis, or
-        before it), the reading already tells, and subtracting again could make the
-        depth, and so a loss counted at a reset, too small. Skipping it can only
-        make the estimate larger.
-        """
-        if self.readings == since:
-            self.depth = max(0, self.depth - count)
-
-    def _reset(self, client: redis.Redis, current: bytes | None) -> None:
-        lost = self.depth
-        self._left = (self.epoch, lost)
         with self._lock:
-            self._lost[REASON] += lost
-        logger.warning(
-            "Redis spool %s: the spool's data vanished (Redis restarted without persistence, "
-            "or was flushed): about %d visitor(s) waiting in it are LOST, counted as "
-            "lost['redis_reset']; turn on persistence (appendonly yes, appendfsync always) "
-            "for a spool that survives a Redis restart",
-            self.url,
-            lost,
-        )
-        self.depth = 0
-        if current is None:
-            self.start(client)
-        else:
-            self.epoch = current
+            left = self._left
+            if left is not None and current is not None and current == left[0] != self.epoch:
+                # An answer from the vanished data, read after the reset was counted:
+                # a later state of it than the one counted may hold more.
+                if seq is not None and depth is not None and seq > left[1]:
+                    if depth > left[2]:
+                        self._lost[REASON] += depth - left[2]
+                    self._left = (current, seq, max(depth, left[2]))
+                return
+            lost = None
+            if current != self.epoch:
+                lost = self.depth
+                self._left = (self.epoch, self.seq, lost)
+                self._lost[REASON] += lost
+                self.epoch = current
+                self.seq = 0
+                self.depth = 0
+            if seq is not None and depth is not None and seq > self.seq:
+                self.seq = seq
+                self.depth = depth
+        if lost is not None:
+            logger.warning(
+                "Redis spool %s: the spool's data vanished (Redis restarted without "
+                "persistence, or was flushed): about %d visitor(s) waiting in it are LOST, "
+                "counted as lost['redis_reset']; turn on persistence (appendonly yes, "
+                "appendfsync always) for a spool that survives a Redis restart",
+                self.url,
+                lost,
+            )
+            if current is None:
+                self.start(client)

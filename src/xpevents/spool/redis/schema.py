@@ -196,8 +196,9 @@ def read_due_at(
     return now if due <= now else due
 
 
-def read_stats(client: redis.Redis, keys: Keys, group: str) -> SpoolStats:
-    """Depth (stream + schedule), bytes, pending entries, oldest record, counters."""
+def read_stats(client: redis.Redis, keys: Keys, group: str) -> tuple[SpoolStats, bytes | None, int]:
+    """Depth (stream + schedule), bytes, pending entries, oldest record, counters; with
+    the epoch and sequence number read in the same transaction (see :mod:`.losses`)."""
     pipe = client.pipeline(transaction=True)
     pipe.xlen(keys.stream)
     pipe.zcard(keys.retry)
@@ -209,10 +210,16 @@ def read_stats(client: redis.Redis, keys: Keys, group: str) -> SpoolStats:
     dead: dict[str, int] = {}
     evicted: dict[str, int] = {}
     nbytes = 0
+    epoch: bytes | None = None
+    seq = 0
     for key, value in meta.items():
         name = text(key)
         if name == "bytes":
             nbytes = int(value)
+        elif name == "epoch":
+            epoch = value
+        elif name == "seq":
+            seq = int(value)
         elif name.startswith("dead:") and int(value) > 0:
             dead[name[5:]] = int(value)
         elif name.startswith("evicted:") and int(value) > 0:
@@ -223,7 +230,7 @@ def read_stats(client: redis.Redis, keys: Keys, group: str) -> SpoolStats:
     if oldest_retry:
         t = float(oldest_retry[0][1])
         oldest = t if oldest is None else min(oldest, t)
-    return SpoolStats(
+    stats = SpoolStats(
         depth=int(length) + int(scheduled),
         bytes=nbytes,
         leased=int(pending["pending"]) if pending else 0,
@@ -231,6 +238,7 @@ def read_stats(client: redis.Redis, keys: Keys, group: str) -> SpoolStats:
         dead_letters=MappingProxyType(dead),
         evicted=MappingProxyType(evicted),
     )
+    return stats, epoch, seq
 
 
 def dead_letter(entry_id: Any, fields: Mapping[bytes, bytes], envelope: bytes) -> DeadLetter:

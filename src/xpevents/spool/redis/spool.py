@@ -195,7 +195,7 @@ class RedisSpool(Closing):
                 "Redis spool %s: consumer group %r missing; recreating it", self.url, self.group
             )
         schema.create_group(client, self.stream, self.group)
-        self._watch.seen(client, client.hget(self._keys.meta, "epoch"), None)
+        self._watch.seen(client, client.hget(self._keys.meta, "epoch"), None, None)
 
     # -- the Spool interface --------------------------------------------------------
 
@@ -231,8 +231,7 @@ class RedisSpool(Closing):
             args.append(digest)
             args.append(envelope)
         args.extend(pairs)
-        epoch, depth = self._run(self._scripts.append, args, "append")
-        self._watch.seen(self._client(), epoch, int(depth))
+        self._seen(self._run(self._scripts.append, args, "append"))
 
     def claim(
         self, *, max_records: int, max_bytes: int, lease: float, now: float
@@ -249,18 +248,24 @@ class RedisSpool(Closing):
         )
         return schema.records(out) if out else []
 
+    def _seen(self, reading: Any) -> None:
+        """Hand a script's ``reading()`` (epoch, sequence number, depth) to the watch."""
+        epoch, seq, depth = reading
+        self._watch.seen(self._client(), epoch, int(seq), int(depth))
+
     def _each_chunk(
         self, ids: Sequence[int | str], script: Script, head: list[Any], action: str
-    ) -> None:
+    ) -> list[Any]:
+        answers = []
         for start in range(0, len(ids), _CHUNK):
             chunk = [str(i) for i in ids[start : start + _CHUNK]]
-            self._run(script, [*head, *chunk], action)
+            answers.append(self._run(script, [*head, *chunk], action))
+        return answers
 
     def ack(self, ids: Sequence[int | str]) -> None:
         """``XACK`` + ``XDEL`` the delivered records."""
-        since = self._watch.readings
-        self._each_chunk(ids, self._scripts.ack, [self.group], "ack")
-        self._watch.settled(len(ids), since)
+        for reading in self._each_chunk(ids, self._scripts.ack, [self.group], "ack"):
+            self._seen(reading)
 
     def retry(
         self,
@@ -277,9 +282,8 @@ class RedisSpool(Closing):
     def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
         """Move the records to the dead-letter stream with ``reason``."""
         head = [self.group, reason, repr(now), self.max_dead_letters]
-        since = self._watch.readings
-        self._each_chunk(ids, self._scripts.dead_letter, head, "dead_letter")
-        self._watch.settled(len(ids), since)
+        for reading in self._each_chunk(ids, self._scripts.dead_letter, head, "dead_letter"):
+            self._seen(reading)
 
     def next_due_at(self, *, now: float) -> float | None:
         """``now`` when entries wait unread or a lease expired; else the next retry time."""
@@ -298,11 +302,11 @@ class RedisSpool(Closing):
         client = self._client()
         with self._guard("stats"):
             try:
-                stats = schema.read_stats(client, self._keys, self.group)
+                stats, epoch, seq = schema.read_stats(client, self._keys, self.group)
             except redis.ResponseError as error:
                 self._recreate_group(client, error)
-                stats = schema.read_stats(client, self._keys, self.group)
-            self._watch.seen(client, client.hget(self._keys.meta, "epoch"), stats.depth)
+                stats, epoch, seq = schema.read_stats(client, self._keys, self.group)
+            self._watch.seen(client, epoch, seq, stats.depth)
         return replace(stats, lost=self._watch.lost)
 
     def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:

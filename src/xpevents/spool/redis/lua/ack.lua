@@ -1,4 +1,4 @@
--- ack: XACK + XDEL the delivered records.
+-- ack: XACK + XDEL the delivered records; returns reading().
 -- ARGV: group, ids...
 local entries = {}
 for i = 2, #ARGV do
@@ -7,4 +7,4 @@ for i = 2, #ARGV do
   else redis.call('XACK', S, ARGV[1], ARGV[i]) end
 end
 drop_entries(ARGV[1], entries)
-return #entries
+return reading()

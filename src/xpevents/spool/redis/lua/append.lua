@@ -17,6 +17,4 @@ while i < #ARGV do
 end
 redis.call('HINCRBY', META, 'bytes', total)
 enforce(group, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
--- The epoch tells the caller whether the data it saw before is still here.
-local epoch = redis.call('HGET', META, 'epoch') or ''
-return {epoch, redis.call('XLEN', S) + redis.call('ZCARD', RZ)}
+return reading()

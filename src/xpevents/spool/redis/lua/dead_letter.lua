@@ -25,4 +25,4 @@ while over > 0 do
   count_evicted('max_dead_letters', #old)
   over = over - #old
 end
-return #entries
+return reading()

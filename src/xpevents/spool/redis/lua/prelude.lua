@@ -4,6 +4,10 @@
 local S, ENV, META, RZ, RAGE, RDATA, DEAD =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 
+-- Every script bumps the spool's sequence number, so two readings of the spool's
+-- state (see reading() and schema.read_stats) are ordered as Redis ran them.
+local SEQ = redis.call('HINCRBY', META, 'seq', 1)
+
 local function field(fields, name)
   for j = 1, #fields, 2 do
     if fields[j] == name then return fields[j + 1] end
@@ -59,6 +63,12 @@ end
 
 local function depth()
   return redis.call('XLEN', S) + redis.call('ZCARD', RZ)
+end
+
+-- What the caller's ResetWatch needs: the epoch (whether the data it saw before is
+-- still here), this script's sequence number and the depth after it.
+local function reading()
+  return {redis.call('HGET', META, 'epoch') or '', SEQ, depth()}
 end
 
 -- Evict the oldest records (stream head first, then the schedule) until both bounds
