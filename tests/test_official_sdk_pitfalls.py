@@ -273,3 +273,57 @@ def test_official_queue_full_drop_is_only_a_log_line_per_event(
         release.set()
         sdk.close()
     assert len(handed) == 1001
+
+
+def test_the_noop_logger_warns_per_activate_and_the_documented_filter_hides_only_that(
+    datafile_text: str,
+) -> None:
+    """docs/official-sdk.md: the official default logger propagates to the root logger
+    and warns "User profile has invalid format." on every activate without a user
+    profile service; the filter the docs give removes that line and nothing else."""
+    from optimizely import optimizely
+    from optimizely.event.event_processor import ForwardingEventProcessor
+
+    class _NoEmptyProfileWarning(logging.Filter):  # as in docs/official-sdk.md
+        def filter(self, record: logging.LogRecord) -> bool:
+            return record.getMessage() != "User profile has invalid format."
+
+    class Lines(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    noop = logging.getLogger("optimizely.logger.NoOpLogger")
+    lines = Lines()
+    root = logging.getLogger()
+    root.addHandler(lines)
+    logging.getLogger("optimizely").setLevel(logging.NOTSET)
+    class Nothing:
+        def dispatch_event(self, event: Any) -> None:
+            pass
+
+    dispatcher = Nothing()
+    sdk = optimizely.Optimizely(
+        datafile_text,
+        event_dispatcher=dispatcher,
+        event_processor=ForwardingEventProcessor(dispatcher),
+    )
+    try:
+        for i in range(5):
+            sdk.activate(EXPERIMENT, f"user{i}")
+        assert lines.lines.count("User profile has invalid format.") == 5
+        del lines.lines[:]
+        noop.addFilter(_NoEmptyProfileWarning())
+        for i in range(5):
+            sdk.activate(EXPERIMENT, f"user{i}")
+        sdk.activate("no_such_experiment", "user0")
+        assert "User profile has invalid format." not in lines.lines
+        assert lines.lines, "other warnings and errors still reach the root logger"
+    finally:
+        for f in list(noop.filters):
+            noop.removeFilter(f)
+        root.removeHandler(lines)
+        sdk.close()

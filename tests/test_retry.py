@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
 
 import pytest
 
+from xpevents import BatchDispatcher
 from xpevents.errors import ConfigError
 from xpevents.send.endpoint import EndpointRouter, is_eu_url
 from xpevents.send.outcome import Outcome, classify_status, parse_retry_after
@@ -111,6 +113,33 @@ def test_endpoint_router() -> None:
     assert full.route(us) == full.route(eu) == "http://127.0.0.1:9/ingest"
     assert is_eu_url("http://127.0.0.1:1/eu/v1/events")
     assert not is_eu_url(us)
+
+
+def test_an_endpoint_path_that_no_event_server_accepts_is_warned_at_construction(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Newcomer review F19: a typo in the path was found only at the first send (404)."""
+    with caplog.at_level(logging.WARNING, logger="xpevents.dispatch"):
+        for good in (
+            "http://127.0.0.1:8788",
+            "http://127.0.0.1:8788/",
+            "http://127.0.0.1:8788/v1/events",
+            "http://127.0.0.1:8788/v1/events/",
+            "http://127.0.0.1:8788/eu/v1/events",
+            "https://proxy.example/xp/v1/events",
+        ):
+            EndpointRouter(good)
+        assert caplog.records == []
+        with BatchDispatcher(endpoint="http://127.0.0.1:8788/v1/evnets"):
+            pass
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "'/v1/evnets' is not an event API path" in message
+    assert "did you mean '/v1/events'?" in message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="xpevents.dispatch"):
+        EndpointRouter("http://127.0.0.1:9/ingest")
+    assert "did you mean" not in caplog.records[0].getMessage()
 
 
 @pytest.mark.parametrize("bad", ["ftp://x/y", "logx.optimizely.com", "http://", 42, ""])

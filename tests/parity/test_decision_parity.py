@@ -48,12 +48,13 @@ def _quiet_official() -> Iterator[None]:
     logging.disable(previous)
 
 
-def official(datafile: Mapping[str, Any]) -> optimizely.Optimizely:
+def official(datafile: Mapping[str, Any], logger: Any = None) -> optimizely.Optimizely:
     """An official client on the same datafile, dispatching nothing."""
     dispatcher = _NoDispatch()
     return optimizely.Optimizely(
         json.dumps(datafile),
         event_dispatcher=dispatcher,
+        logger=logger,
         skip_json_validation=True,
         # no background threads: a forwarding processor and no ODP
         event_processor=ForwardingEventProcessor(dispatcher),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from xpevents.client.notifications import NotificationType
 from xpevents.client.shared import ClientPart
+from xpevents.decide.reasons import LoggedReasons
 
 if TYPE_CHECKING:
     from xpevents.decide.datafile import Experiment, Variation
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["Experiments"]
 
 _DECISION = NotificationType.DECISION
+_INFO: Final = logging.INFO
 _EMPTY: Final[Mapping[str, Any]] = {}
 
 
@@ -30,12 +33,14 @@ class Experiments(ClientPart):
         if experiment is None:
             return None
         forced = self._forced.of(user_id)
+        log = self._log  # the official decision lines, when it prints them
         profile = self._profiles.load(user_id) if self._profiles.service is not None else None
         variation = self._decider.get_variation(
             experiment,
             user_id,
             attributes or _EMPTY,
             forced_variation_key=forced.get(experiment_key) if forced else None,
+            reasons=LoggedReasons(log) if log.isEnabledFor(_INFO) else None,
             profile=profile,
         )
         if profile is not None:

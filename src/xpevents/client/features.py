@@ -8,12 +8,14 @@ impressions and ``decision`` notifications (types ``"feature"``,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from xpevents.client.notifications import NotificationType
 from xpevents.client.shared import ClientPart
 from xpevents.decide.decider import SOURCE_FEATURE_TEST, SOURCE_ROLLOUT
+from xpevents.decide.reasons import LoggedReasons
 
 if TYPE_CHECKING:
     from xpevents.decide.datafile import Flag, VariableDef, Variation
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["Features"]
 
 _DECISION = NotificationType.DECISION
+_INFO: Final = logging.INFO
 _EMPTY: Final[Mapping[Any, Any]] = {}
 
 
@@ -59,13 +62,24 @@ class Features(ClientPart):
 
     def _decide(self, flag: Flag, user_id: str, attributes: Any) -> FlagDecision:
         forced = self._forced.of(user_id)
+        log = self._log  # the official decision lines, when it prints them
+        reasons = LoggedReasons(log) if log.isEnabledFor(_INFO) else None
         if self._profiles.service is None:
             return self._decider.decide_flag(
-                flag, user_id, attributes or _EMPTY, forced_variations=forced or _EMPTY
+                flag,
+                user_id,
+                attributes or _EMPTY,
+                forced_variations=forced or _EMPTY,
+                reasons=reasons,
             )
         profile = self._profiles.load(user_id)
         decision = self._decider.decide_flag(
-            flag, user_id, attributes or _EMPTY, forced_variations=forced or _EMPTY, profile=profile
+            flag,
+            user_id,
+            attributes or _EMPTY,
+            forced_variations=forced or _EMPTY,
+            reasons=reasons,
+            profile=profile,
         )
         self._profiles.save(profile)
         return decision

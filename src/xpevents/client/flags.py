@@ -16,6 +16,7 @@ from xpevents.client.notifications import NotificationType
 from xpevents.client.shared import ClientPart, Collaborators
 from xpevents.decide import Decision, OptimizelyDecideOption, parse_decide_options
 from xpevents.decide.decider import SOURCE_FEATURE_TEST, SOURCE_HOLDOUT
+from xpevents.decide.reasons import reasons_for
 
 if TYPE_CHECKING:
     from xpevents.client.user_context import OptimizelyUserContext
@@ -184,7 +185,8 @@ class FlagDecisions(ClientPart):
         user_context: OptimizelyUserContext | None,
         profile: StickyProfile | None,
     ) -> Decision:
-        reasons: list[str] | None = [] if _INCLUDE_REASONS in opts else None
+        include = _INCLUDE_REASONS in opts
+        reasons = reasons_for(self._log, include)
         forced = self._forced.of(user_id)
         decision = self._decider.decide_flag(
             flag,
@@ -216,7 +218,7 @@ class FlagDecisions(ClientPart):
             decision, user_id, attributes, flag.key
         )
         variables = {} if _EXCLUDE_VARIABLES in opts else self._decider.variables(flag, decision)
-        reason_tuple = tuple(reasons) if reasons else ()
+        reason_tuple = tuple(reasons) if reasons and include else ()
         if self._report.listens(_DECISION):
             self._notify(user_id, attributes, flag, decision, variables, reason_tuple, dispatched)
         return Decision(

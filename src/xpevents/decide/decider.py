@@ -34,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from xpevents.decide.bucketing import BUCKETING_ID_ATTRIBUTE
+from xpevents.decide.bucketing import get_bucketing_id
 from xpevents.decide.datafile import (
     Experiment,
     Flag,
@@ -52,6 +52,7 @@ from xpevents.decide.outcome import (
 )
 from xpevents.decide.plan import ExperimentPlan, RolloutRule, cast_variable
 from xpevents.decide.profile import StickyProfile, stored_variation
+from xpevents.decide.reasons import fresh
 from xpevents.decide.rules import RuleDecisions, bucketing_id_reason
 from xpevents.decide.variables import VariableValues
 
@@ -86,8 +87,10 @@ def _cmab(
             )
             reasons.append(f'User "{user_id}" is in no variation.')
         return None
+    failed = f"Failed to fetch CMAB data for experiment {experiment.key}."
+    logger.error("%s xpevents has no CMAB prediction service.", failed)
     if reasons is not None:
-        reasons.append(f"Failed to fetch CMAB data for experiment {experiment.key}.")
+        reasons.append(failed)
     raise CmabUnavailable(experiment.key)
 
 
@@ -207,7 +210,7 @@ class Decider(RuleDecisions, VariableValues):
         """One experiment of a flag: its decision, the CMAB error one, or ``None``."""
         # The official get_variation returns the reasons it was given plus its own,
         # and the flag adds them all to those it had: the earlier ones repeat.
-        own: list[str] | None = None if reasons is None else []
+        own: list[str] | None = None if reasons is None else fresh(reasons)
         error: FlagDecision | None = None
         try:
             variation = self._variation(
@@ -259,8 +262,7 @@ class Decider(RuleDecisions, VariableValues):
                     f'"{experiment.key}".'
                 )
             return None
-        attribute_id = attributes.get(BUCKETING_ID_ATTRIBUTE) if attributes else None
-        bucketing_id = attribute_id if isinstance(attribute_id, str) else user_id
+        bucketing_id = get_bucketing_id(user_id, attributes) if attributes else user_id
         if reasons is not None:
             bucketing_id_reason(attributes, reasons)
         variation = plan.bucket(bucketing_id, user_id, reasons)
@@ -302,7 +304,7 @@ class Decider(RuleDecisions, VariableValues):
             if forced is not None:
                 return FlagDecision(None, forced, SOURCE_FEATURE_TEST, bool(forced.feature_enabled))
             if reasons:  # the flag-level reasons stay out of the official repeats
-                rest: list[str] = []
+                rest = fresh(reasons)
                 decision = self._decide_rules(
                     flag, user_id, attributes, forced_variations, forced_decisions, rest, profile
                 )

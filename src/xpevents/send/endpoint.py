@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import urllib.parse
 
 from xpevents._internal.redact import redact_url
@@ -9,6 +11,29 @@ from xpevents.errors import ConfigError
 
 US_PATH = "/v1/events"
 EU_PATH = "/eu/v1/events"
+
+logger = logging.getLogger("xpevents.dispatch")
+
+
+def check_event_path(endpoint: str) -> str | None:
+    """A warning when ``endpoint``'s path is not an event API path, else ``None``.
+
+    The event API, the relay and the collector accept ``/v1/events`` and
+    ``/eu/v1/events`` only (a proxy in front may add a prefix: ``/xp/v1/events`` is
+    fine). Anything else is most likely a typo that every send would find out (404,
+    dead-lettered): say so once, at construction.
+    """
+    path = urllib.parse.urlsplit(endpoint).path.rstrip("/")
+    if path.endswith(US_PATH):
+        return None
+    guess = difflib.get_close_matches(path, [US_PATH, EU_PATH], n=1, cutoff=0.6)
+    hint = f"did you mean {guess[0]!r}? " if guess else ""
+    return (
+        f"endpoint={redact_url(endpoint)!r}: the path {path or '/'!r} is not an event API "
+        f"path ({US_PATH} or {EU_PATH}); the event API, xpevents relay and collector "
+        f"refuse anything else (HTTP 404, dead-lettered). {hint}"
+        "A base URL without a path (http://host:port) picks the right one per event."
+    )
 
 
 def validate_url(url: object, *, argument: str) -> str:
@@ -68,6 +93,9 @@ class EndpointRouter:
             self._base = endpoint.rstrip("/")
         else:
             self._fixed = endpoint
+            warning = check_event_path(endpoint)
+            if warning is not None:
+                logger.warning("%s", warning)
 
     def route(self, event_url: str) -> str:
         """The URL to post an event built for ``event_url`` to."""
