@@ -152,7 +152,13 @@ def test_entry_points_still_work() -> None:
     cli = importlib.import_module("xpevents.cli")
     assert callable(cli.main)
     plugin = importlib.import_module("xpevents.pytest_plugin")
-    assert hasattr(plugin, "collector") and hasattr(plugin, "collector_factory")
+    for name in (
+        "collector",
+        "collector_factory",
+        "xpevents_collector",
+        "xpevents_collector_factory",
+    ):
+        assert hasattr(plugin, name)
     result = subprocess.run(
         [sys.executable, "-m", "xpevents", "--help"], capture_output=True, text=True, timeout=60
     )

@@ -104,3 +104,33 @@ def test_fixtures_reach_other_projects_through_the_entry_point(pytester: pytest.
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_prefixed_fixture_names_and_a_users_own_collector_fixture_wins(
+    pytester: pytest.Pytester,
+) -> None:
+    """Newcomer review F5: the short names are generic. The prefixed ones always reach
+    the plugin; a project's own ``collector`` fixture takes precedence over the short one."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def collector():
+            return "the project's own"
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_own(collector):
+            assert collector == "the project's own"
+
+        def test_prefixed(xpevents_collector, xpevents_collector_factory):
+            assert xpevents_collector.events_url.startswith("http://127.0.0.1:")
+            other = xpevents_collector_factory(latency_ms=1)
+            assert other.control()["latency_ms"] == 1.0
+            assert other.pid != xpevents_collector.pid
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
