@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from xpevents.dispatch import resolve as resolve_module
+from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.dispatch.deadline import deadline, deadline_transport
 from xpevents.dispatch.default import DefaultEventDispatcher
 from xpevents.dispatch.resolve import HostCache
@@ -32,6 +33,7 @@ from payloads import payload, visitor
 from servers import Reply, scripted_server
 
 ONCE = RetryPolicy(max_attempts=1)
+URL = "https://logx.optimizely.com/v1/events"
 NAMES = ("sink.test", "slow-dns.test")
 
 
@@ -196,6 +198,66 @@ def test_tls_verifies_the_host_name_not_the_address(
         assert stats.delivered == 1 and stats.failed == {"network": 1}
         assert "sink.test" in seen  # SNI carried the name
     assert names == ["sink.test"]
+
+
+# -- BatchDispatcher's senders take the same direct path ----------------------------
+
+
+def test_batch_senders_post_direct_and_a_users_client_still_gets_every_request() -> None:
+    """The batch senders' own POSTs go on http.client (no Accept-Encoding asked: httpx
+    asks for gzip and deflate), a user's httpx.Client is used for every request."""
+    with scripted_server() as server:
+        with BatchDispatcher(endpoint=server.base_url, flush_interval=0.01) as bd:
+            for _ in range(3):
+                bd.dispatch_event(LogEvent(URL, payload([visitor()])))
+            assert bd.flush(10).complete
+        ours = list(server.received)
+        with (
+            httpx.Client() as mine,
+            BatchDispatcher(endpoint=server.base_url, http_client=mine) as bd,
+        ):
+            bd.dispatch_event(LogEvent(URL, payload([visitor()])))
+            assert bd.flush(10).complete
+        theirs = server.received[len(ours) :]
+    assert ours and all("Accept-Encoding" not in r.headers for r in ours)
+    assert all(r.headers["Content-Type"] == "application/json" for r in ours)
+    assert [r.path for r in ours] == ["/v1/events"] * len(ours)
+    assert theirs and all("Accept-Encoding" in r.headers for r in theirs)
+
+
+def test_batch_senders_send_a_proxied_url_to_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    with scripted_server() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url)
+        monkeypatch.setenv("http_proxy", proxy.base_url)
+        with BatchDispatcher(endpoint="http://events.example.test") as bd:
+            bd.dispatch_event(LogEvent(URL, payload([visitor()])))
+            assert bd.flush(10).complete
+        assert [r.path for r in proxy.received] == ["http://events.example.test/v1/events"]
+
+
+def test_batch_senders_verify_tls_by_host_name(
+    names: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = _certificate(tmp_path, "sink.test")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    with _tls_server(cert, key) as (port, seen):
+        with BatchDispatcher(endpoint=f"https://sink.test:{port}", retry=ONCE) as bd:
+            bd.dispatch_event(LogEvent(URL, payload([visitor()])))
+            assert bd.flush(10).complete
+            assert bd.stats().delivered == 1
+        assert "sink.test" in seen
+    assert names == ["sink.test"]
+
+
+def test_batch_senders_replace_a_dropped_connection() -> None:
+    with _one_shot_server() as (port, requests):
+        with BatchDispatcher(endpoint=f"http://127.0.0.1:{port}", retry=ONCE) as bd:
+            for _ in range(4):
+                bd.dispatch_event(LogEvent(URL, payload([visitor()])))
+                assert bd.flush(10).complete
+            stats = bd.stats()
+        assert (stats.delivered, stats.failed) == (4, {})
+        assert requests == [b"POST /v1/events HTTP/1.1"] * 4
 
 
 # -- helpers ------------------------------------------------------------------------

@@ -35,8 +35,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import httpx
-
 from xpevents._internal.validate import positive_seconds
 from xpevents.dispatch.drops import Drops
 from xpevents.dispatch.enqueue import Enqueuer
@@ -44,7 +42,7 @@ from xpevents.dispatch.options import DispatchOptions
 from xpevents.errors import ConfigError
 from xpevents.send.circuit import Circuits
 from xpevents.send.endpoint import EndpointRouter
-from xpevents.send.outcome import Outcome, of_error, of_response
+from xpevents.send.outcome import Outcome, ResponseLike, of_error, of_response
 from xpevents.send.planner import Planner, Request
 from xpevents.send.settle import Settler
 from xpevents.spool.base import BufferedSpool, Claim, ClaimQueue, Spool, spool_problem
@@ -224,7 +222,7 @@ class DispatchCore:
     def settle(
         self,
         request: Request,
-        response: httpx.Response | None,
+        response: ResponseLike | None,
         error: BaseException | None,
         now: float,
     ) -> list[Request]:
