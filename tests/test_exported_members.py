@@ -168,12 +168,35 @@ def test_entry_points_still_work() -> None:
 
 
 def test_importing_xpevents_stays_light() -> None:
-    """The client does not drag in the services or redis-py."""
+    """The client does not drag in the services, redis-py, or httpx's command-line
+    client (click, rich, pygments: 5.7 MB of RSS; xpevents._internal.httpx_cli)."""
     code = (
         "import sys, xpevents; "
-        "print(sorted(m for m in ('redis', 'starlette', 'uvicorn') if m in sys.modules))"
+        "print(sorted(m for m in ('redis', 'starlette', 'uvicorn', 'click', 'rich', "
+        "'pygments') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_httpx_command_line_client_still_runs_after_importing_xpevents() -> None:
+    """The deferred ``httpx._main`` loads on the first ``httpx.main()`` call."""
+    code = "import xpevents, httpx, sys; sys.argv = ['httpx', '--help']; httpx.main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage: httpx" in result.stdout
+
+
+def test_an_application_that_imported_httpx_first_keeps_its_cli_module() -> None:
+    code = (
+        "import httpx, sys; real = sys.modules['httpx._main']; import xpevents; "
+        "print(sys.modules['httpx._main'] is real and httpx.main is real.main)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "True"

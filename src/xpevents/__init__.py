@@ -3,6 +3,7 @@
 The public API lives here; import from ``xpevents`` rather than from submodules.
 """
 
+from xpevents._internal import httpx_cli  # noqa: F401 - first: defers httpx's CLI import
 from xpevents._version import __version__
 from xpevents.client import Client
 from xpevents.client.notifications import NotificationCenter, NotificationType
