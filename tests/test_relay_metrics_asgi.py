@@ -1,4 +1,4 @@
-"""The relay's ``GET /metrics`` (``prometheus_client.make_asgi_app``).
+"""The relay's ``GET /metrics`` (``prometheus_client.make_asgi_app``) and its upstream log lines.
 
 Real relay and collector processes on loopback, a SQLite spool in ``tmp_path``; both
 forwarder modes, since with ``--forwarder process`` the forwarding figures come from
@@ -8,6 +8,8 @@ the child's reports.
 from __future__ import annotations
 
 import gzip
+import logging
+import re
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -143,3 +145,66 @@ def test_metrics_is_gzipped_when_asked_and_speaks_openmetrics(
         assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
         assert openmetrics.text.endswith("# EOF\n")
         assert http.post(url).status_code == 405
+
+
+@FORWARDERS
+def test_upstream_failure_and_recovery_log_lines_point_to_metrics(
+    collector_factory: Callable[..., CollectorHandle], tmp_path: Path, forwarder: str
+) -> None:
+    down = collector_factory(fail_rate=1.0)  # every request answered 500/503
+    with relay_for(down, tmp_path, forwarder) as relay:
+        uuids = [f"f-{i}" for i in range(4)]
+        assert relay.http.post("/v1/events", content=payload_body(uuids)).status_code == 204
+        assert wait_until(lambda: "are failing" in relay.stderr_text(), timeout=30)
+        failing = [line for line in relay.stderr_text().splitlines() if "are failing" in line]
+        assert len(failing) == 1, failing  # one line per episode
+        assert "see the relay's /metrics and /readyz" in failing[0]
+        assert "stats()" not in relay.stderr_text()
+
+        down.control(fail_rate=0.0)
+        assert not wait_for_uuids(down, set(uuids), timeout=30)
+        assert wait_until(lambda: "delivered again" in relay.stderr_text(), timeout=10)
+        lines = relay.stderr_text().splitlines()
+        (recovered,) = [line for line in lines if "delivered again" in line]
+        # At the relay's default --log-level warning, as the failing line.
+        assert "WARNING" in recovered, recovered
+        assert re.search(
+            r"delivered again after \d+ failed request\(s\) over \d+\.\d s; "
+            r"\d+ visitor\(s\) waiting",
+            recovered,
+        ), recovered
+
+
+def test_dispatchers_in_an_application_keep_their_wording(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """The hint is the relay's: a plain dispatcher's circuit still says stats(), at INFO."""
+    from xpevents.relay.app import RelaySettings
+    from xpevents.relay.pipeline import RELAY_HINT, _forwarder
+    from xpevents.send.circuit import DEFAULT_HINT, Circuits
+    from xpevents.send.retry import RetryPolicy
+    from xpevents.spool.memory import MemorySpool
+
+    url = "http://127.0.0.1:9/v1/events"
+    plain = Circuits(3, RetryPolicy())
+    with httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(204))) as http:
+        relay = _forwarder(MemorySpool(), http, RelaySettings())
+        try:
+            relayed = relay._core.circuits
+            with caplog.at_level(logging.INFO, "xpevents.dispatch"):
+                for circuits, at in ((plain, 100.0), (relayed, 200.0)):
+                    circuits.failed(url, at, detail="HTTP 503")
+                    circuits.succeeded(url, at + 2.5)
+        finally:
+            relay.close(timeout=1)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        (logging.WARNING, f"events to {url} are failing (HTTP 503); retrying with backoff "
+                          f"(one line per episode; {DEFAULT_HINT})"),
+        (logging.INFO, f"events to {url} are delivered again after 1 failed request(s) over 2.5 s"),
+        (logging.WARNING, f"events to {url} are failing (HTTP 503); retrying with backoff "
+                          f"(one line per episode; {RELAY_HINT})"),
+        (logging.WARNING, f"events to {url} are delivered again after 1 failed request(s) over "
+                          "2.5 s; 0 visitor(s) waiting"),
+    ]  # fmt: skip
+    assert DEFAULT_HINT == "see stats()"

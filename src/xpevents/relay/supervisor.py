@@ -313,6 +313,7 @@ def child_main() -> None:
     from xpevents.relay.app import RelaySettings
     from xpevents.relay.cli import open_relay_spool
     from xpevents.relay.forward import Forwarder
+    from xpevents.relay.pipeline import RELAY_HINT
     from xpevents.serving.command import configure_logging
 
     configure_logging(config.get("log_level", "warning"))
@@ -325,7 +326,7 @@ def child_main() -> None:
         max_bytes=settings.max_spool_bytes,
         max_event_age=config["max_event_age"],
     )
-    forwarder = Forwarder(store, settings)
+    forwarder = Forwarder(store, settings, hint=RELAY_HINT)
     stop = threading.Event()
     timeout = [settings.shutdown_timeout]
 
