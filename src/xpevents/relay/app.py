@@ -15,7 +15,8 @@ Routes:
 * ``GET /datafiles/{sdk_key}.json`` and ``/datafiles/auth/{sdk_key}.json``: a datafile
   cache for every SDK on the host (:mod:`xpevents.relay.datafiles`).
 * ``GET /healthz``: the process is up. ``GET /readyz``: the spool takes writes (503
-  otherwise), plus the last upstream outcome. ``GET /metrics``: Prometheus.
+  otherwise), plus the last upstream outcome. ``GET /metrics``: Prometheus
+  (:mod:`xpevents.relay.metrics`; ``prometheus_client.make_asgi_app``, gzip included).
 
 Forwarding is a :class:`~xpevents.BatchDispatcher` reading the same spool: it batches
 compatible visitors, retries with backoff (``Retry-After`` honoured), dead-letters
@@ -32,7 +33,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -44,7 +44,7 @@ from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, Spool
 from xpevents.relay.committer import Committer
 from xpevents.relay.datafiles import DatafileCache, DatafileCacheSettings
 from xpevents.relay.ingest import split_payload
-from xpevents.relay.metrics import RelayMetrics
+from xpevents.relay.metrics import MetricsApp, RelayMetrics
 from xpevents.relay.pipeline import _forwarder, _upstream_client
 from xpevents.relay.routing import CANONICAL
 from xpevents.relay.supervisor import ForwarderProcess, child_config, forwards_in_child
@@ -200,7 +200,7 @@ class Relay:
                 *event_api_routes(self._ingest),
                 Route("/healthz", healthz, methods=["GET"]),
                 Route("/readyz", self._readyz, methods=["GET"]),
-                Route("/metrics", self._metrics, methods=["GET"]),
+                Route("/metrics", MetricsApp(self.metrics), methods=["GET"]),
                 *self.datafiles.routes(),
             ]
         )
@@ -213,9 +213,11 @@ class Relay:
     # -- forwarding -----------------------------------------------------------------
 
     def _forward_in_child(self, config: dict[str, object]) -> None:
-        self.forwarder = ForwarderProcess(config)
-        self.metrics.watch(self.forwarder.stats)
-        self.metrics.registry.unregister(self.metrics.latency)  # the child's is served
+        self.forwarder = forwarder = ForwarderProcess(config)
+        # The child's figures, latency histogram and process metrics are served.
+        self.metrics.watch(
+            forwarder.stats, latency=forwarder.latency_samples, pid=lambda: forwarder.pid
+        )
 
     def _written(self, n: int) -> None:
         # Wake the senders when a batch is full or at most every 20 ms: they know the
@@ -382,12 +384,6 @@ class Relay:
             "forwarder": forwarder,
         }
         return json_response(body, 503 if problems else 200)
-
-    async def _metrics(self, request: Request) -> Response:
-        data = await run_in_threadpool(generate_latest, self.metrics.registry)
-        if self.forwarder is not None:
-            data += self.forwarder.latency_text()
-        return Response(data, 200, media_type=CONTENT_TYPE_LATEST)
 
 
 def _by_region(metrics: RelayMetrics) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -26,7 +26,7 @@ import httpx
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.relay.app import RelaySettings
 from xpevents.relay.metrics import RelayMetrics
-from xpevents.relay.pipeline import _forwarder, _upstream_client
+from xpevents.relay.pipeline import FORWARD_HINT, _forwarder, _upstream_client
 from xpevents.serving.command import configure_logging, log_level_option
 from xpevents.spool.base import Spool
 from xpevents.stats import DispatchOutcome
@@ -46,6 +46,8 @@ class Forwarder:
         store: an opened spool (usually a ``RedisSpool``); closed by :meth:`close`.
         settings: the relay's settings (upstreams, batching, retries, timeouts).
         http_transport: an httpx transport for upstream requests (tests).
+        hint: where the "upstream failing" log line sends the reader (default the
+            ``xpevents forward`` wording; the relay's child says ``/metrics``).
     """
 
     def __init__(
@@ -54,12 +56,13 @@ class Forwarder:
         settings: RelaySettings,
         *,
         http_transport: httpx.BaseTransport | None = None,
+        hint: str = FORWARD_HINT,
     ) -> None:
         self.store = store
         self.settings = settings
         self.metrics = RelayMetrics({settings.upstream: "us", settings.upstream_eu: "eu"})
         self._http = _upstream_client(settings, self.metrics, http_transport)
-        self.dispatcher: BatchDispatcher = _forwarder(store, self._http, settings)
+        self.dispatcher: BatchDispatcher = _forwarder(store, self._http, settings, hint=hint)
         self.dispatcher.start()
 
     def close(self, timeout: float | None = None) -> DispatchOutcome:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import time
+from typing import TYPE_CHECKING, Final
 
 import httpx
 
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.dispatch.deadline import deadline_transport
+from xpevents.errors import SpoolError
 from xpevents.relay.metrics import RelayMetrics, TimedTransport
 from xpevents.relay.routing import RegionTransport
 from xpevents.spool.base import Spool
@@ -15,7 +18,13 @@ from xpevents.spool.base import Spool
 if TYPE_CHECKING:
     from xpevents.relay.app import RelaySettings
 
-__all__: list[str] = []
+__all__ = ["FORWARD_HINT", "RELAY_HINT"]
+
+RELAY_HINT: Final = "see the relay's /metrics and /readyz"
+"""Where the relay's "upstream failing" log line sends an operator (``stats()`` is not
+theirs to call)."""
+FORWARD_HINT: Final = "`xpevents spool stats URL` shows the backlog"
+"""The same for ``xpevents forward``, which serves no HTTP."""
 
 
 def _upstream_client(
@@ -38,9 +47,16 @@ def _upstream_client(
     )
 
 
-def _forwarder(store: Spool, http: httpx.Client, settings: RelaySettings) -> BatchDispatcher:
-    """A BatchDispatcher reading ``store``: retries forever, dead-letters by age."""
-    return BatchDispatcher(
+def _forwarder(
+    store: Spool, http: httpx.Client, settings: RelaySettings, *, hint: str = RELAY_HINT
+) -> BatchDispatcher:
+    """A BatchDispatcher reading ``store``: retries forever, dead-letters by age.
+
+    Its circuit breaker's log lines are worded for an operator: the failing line ends
+    with ``hint``, and the recovery line is a WARNING (the relay's default log level:
+    the end of an episode shows wherever its start did) with the spool's depth.
+    """
+    dispatcher = BatchDispatcher(
         spool=store,
         http_client=http,
         batch_size=settings.batch_size,
@@ -53,3 +69,16 @@ def _forwarder(store: Spool, http: httpx.Client, settings: RelaySettings) -> Bat
         lease=settings.lease,
         atexit_timeout=None,
     )
+    # BatchDispatcher has no option for the wording: set it on its circuits (send/circuit.py).
+    circuits = dispatcher._core.circuits
+    circuits.hint = hint
+    circuits.recovered_level = logging.WARNING
+
+    def waiting() -> int | None:
+        try:
+            return store.stats(now=time.time()).depth
+        except SpoolError:
+            return None
+
+    circuits.waiting = waiting
+    return dispatcher

@@ -10,7 +10,7 @@ retries, dead letters, circuit breaker).
 * **Start**: the child gets its settings as one JSON line on its stdin (nothing
   secret on a command line), opens the spool, prints ``ready``, then one JSON report
   line every :data:`REPORT_EVERY` seconds: its ``DispatchStats``, the last upstream
-  outcome and its upstream latency histogram (Prometheus text). The relay serves
+  outcome and its upstream latency histogram's samples. The relay serves
   these on ``/readyz`` and ``/metrics``; its counters restart from 0 with each child.
 * **Wake-ups**: the relay writes ``wake`` on the child's stdin after spooling (at most
   every 20 ms, or once a batch is waiting), so the child sends as soon as a batch is
@@ -62,7 +62,6 @@ REPORT_EVERY: Final = 0.1
 STALE_AFTER: Final = 10.0
 """Seconds without a report after which the child is deemed hung, killed and restarted."""
 _BACKOFF: Final = (0.5, 10.0)
-_LATENCY: Final = "xpevents_relay_upstream_request_seconds"
 
 
 FORWARDER_MODES: Final = ("auto", "process", "thread")
@@ -147,9 +146,10 @@ class ForwarderProcess:
         """The last upstream outcome the child reported."""
         return dict(self._report.get("upstream") or {})
 
-    def latency_text(self) -> bytes:
-        """The child's upstream latency histogram, Prometheus text format."""
-        return str(self._report.get("latency", "")).encode()
+    def latency_samples(self) -> list[Any]:
+        """The child's upstream latency histogram: ``[name, labels, value]`` samples."""
+        samples = self._report.get("latency")
+        return samples if isinstance(samples, list) else []
 
     def problem(self) -> str | None:
         """Why forwarding is not running now, or ``None``."""
@@ -298,10 +298,9 @@ def _end(process: subprocess.Popen[str], grace: float) -> None:
 
 
 def _report(forwarder: Any) -> str:
-    from prometheus_client import generate_latest
+    from xpevents.relay.metrics import latency_samples
 
-    text = generate_latest(forwarder.metrics.registry).decode()
-    latency = "".join(line + "\n" for line in text.splitlines() if _LATENCY in line)
+    latency = latency_samples(forwarder.metrics.latency)
     stats = msgspec.to_builtins(forwarder.dispatcher.stats(), enc_hook=dict)
     report = {"stats": stats, "upstream": forwarder.metrics.upstream.as_dict()}
     return json.dumps({**report, "latency": latency}, default=dict)
@@ -314,6 +313,7 @@ def child_main() -> None:
     from xpevents.relay.app import RelaySettings
     from xpevents.relay.cli import open_relay_spool
     from xpevents.relay.forward import Forwarder
+    from xpevents.relay.pipeline import RELAY_HINT
     from xpevents.serving.command import configure_logging
 
     configure_logging(config.get("log_level", "warning"))
@@ -326,7 +326,7 @@ def child_main() -> None:
         max_bytes=settings.max_spool_bytes,
         max_event_age=config["max_event_age"],
     )
-    forwarder = Forwarder(store, settings)
+    forwarder = Forwarder(store, settings, hint=RELAY_HINT)
     stop = threading.Event()
     timeout = [settings.shutdown_timeout]
 

@@ -11,6 +11,12 @@ opens it again for longer.
 
 Times are the caller's clock (wall-clock seconds in the dispatchers); nothing here reads
 a clock or sleeps.
+
+Each failure episode of a URL is logged twice: a WARNING at its first failed request
+(ending with :attr:`Circuits.hint`, where to look meanwhile: ``stats()`` for a dispatcher
+in your application, ``/metrics`` and ``/readyz`` for the relay) and a line when a request
+succeeds again (INFO unless :attr:`Circuits.recovered_level` says otherwise; with the
+count of :attr:`Circuits.waiting` visitors when that is set).
 """
 
 from __future__ import annotations
@@ -18,17 +24,20 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from typing import Final
 
 from xpevents._internal.redact import redact_url
 from xpevents.send.retry import RetryPolicy
 
-__all__ = ["PROBE_WAIT", "Circuits"]
+__all__ = ["DEFAULT_HINT", "PROBE_WAIT", "Circuits"]
 
 logger = logging.getLogger("xpevents.dispatch")
 
 PROBE_WAIT: Final = 0.25
 """Seconds a batch waits while another batch probes a half-open circuit."""
+DEFAULT_HINT: Final = "see stats()"
+"""Where the failing line sends the reader, for a dispatcher in the application."""
 
 
 class _Circuit:
@@ -52,6 +61,13 @@ class Circuits:
         retry: the policy whose ``backoff_base``/``backoff_max`` time the open state
             and whose ``max_retry_after`` caps a ``Retry-After``.
         rng: the jitter's random source (tests pass a seeded one).
+
+    Attributes (log wording only; they change nothing else):
+        hint: the end of the failing line's parenthesis, where to look meanwhile
+            (default :data:`DEFAULT_HINT`; the relay says ``/metrics`` and ``/readyz``).
+        recovered_level: the level of the recovery line (default INFO).
+        waiting: returns how many visitors wait to be sent, for the recovery line
+            (``None``: not said; an exception or a ``None`` answer: not said either).
     """
 
     def __init__(
@@ -62,6 +78,9 @@ class Circuits:
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._circuits: dict[str, _Circuit] = {}
+        self.hint = DEFAULT_HINT
+        self.recovered_level = logging.INFO
+        self.waiting: Callable[[], int | None] | None = None
 
     def reset(self) -> None:
         """Forget every circuit, with a fresh lock and jitter source (a forked child)."""
@@ -88,12 +107,24 @@ class Circuits:
         with self._lock:
             circuit = self._circuits.pop(url, None)
         if circuit is not None and circuit.failures:
-            logger.info(
-                "events to %s are delivered again after %d failed request(s) over %.1f s",
+            logger.log(
+                self.recovered_level,
+                "events to %s are delivered again after %d failed request(s) over %.1f s%s",
                 redact_url(url),
                 circuit.failures,
                 now - circuit.episode_started,
+                self._waiting_text(),
             )
+
+    def _waiting_text(self) -> str:
+        """``"; N visitor(s) waiting"`` when :attr:`waiting` tells, else ``""``."""
+        if self.waiting is None:
+            return ""
+        try:
+            n = self.waiting()
+        except Exception:  # a log line never fails a send
+            return ""
+        return "" if n is None else f"; {n} visitor(s) waiting"
 
     def failed(
         self, url: str, now: float, *, retry_after: float | None = None, detail: str = ""
@@ -114,10 +145,10 @@ class Circuits:
                 circuit.open_until = max(circuit.open_until, now + wait)
         if first:
             logger.warning(
-                "events to %s are failing (%s); retrying with backoff "
-                "(one line per episode; see stats())",
+                "events to %s are failing (%s); retrying with backoff (one line per episode; %s)",
                 redact_url(url),
                 detail,
+                self.hint,
             )
 
     def _backoff(self, opens: int) -> float:
