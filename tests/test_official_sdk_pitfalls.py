@@ -301,6 +301,7 @@ def test_the_noop_logger_warns_per_activate_and_the_documented_filter_hides_only
     root = logging.getLogger()
     root.addHandler(lines)
     logging.getLogger("optimizely").setLevel(logging.NOTSET)
+
     class Nothing:
         def dispatch_event(self, event: Any) -> None:
             pass
