@@ -8,6 +8,7 @@ dead proxy by ``NO_PROXY``; nothing leaves the machine. Time bounds are gross (1
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
@@ -223,6 +224,17 @@ def test_batch_senders_post_direct_and_a_users_client_still_gets_every_request()
     assert all(r.headers["Content-Type"] == "application/json" for r in ours)
     assert [r.path for r in ours] == ["/v1/events"] * len(ours)
     assert theirs and all("Accept-Encoding" in r.headers for r in theirs)
+
+
+def test_a_large_body_is_sent_whole_after_its_head() -> None:
+    """Bodies over 64 KB go in a second write (no copy): the server gets them whole."""
+    big = payload([visitor() for _ in range(600)])
+    with scripted_server() as server, DefaultEventDispatcher() as d:
+        d.dispatch_event(LogEvent(server.url, big))
+        assert d.stats().delivered == 600
+    (received,) = server.received
+    assert len(received.body) > 65_536
+    assert json.loads(received.body) == big
 
 
 def test_batch_senders_send_a_proxied_url_to_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:

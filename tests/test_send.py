@@ -265,6 +265,36 @@ def test_plan_cuts_at_the_byte_cap_and_puts_the_rest_back_due_now() -> None:
     assert sent.body == parse_envelope(ENVELOPE).body(big.visitors[: len(sent.ids)])
 
 
+def test_a_failing_target_gets_batch_size_batches_until_it_answers() -> None:
+    """A backlog grows a batch to max_batch_bytes; while the target fails, a batch of
+    batch_size tries it (a byte-cap batch would only fail bigger; 12 MB more peak RSS
+    with 10,000 visitors waiting for a closed port)."""
+    spool = RecordingSpool()
+    circuits = Circuits(3, RETRY, rng=random.Random(1))
+    plan = Planner(
+        MemorySpool(10),
+        spool,
+        EndpointRouter(None),
+        circuits,
+        batch_size=10,
+        flush_interval=1.0,
+        max_batch_bytes=1_048_576,
+        max_records=1000,
+        lease=30.0,
+        gzip=False,
+    )
+    url = parse_envelope(ENVELOPE).url
+    (healthy,), _ = plan.plan(claim(50), T0)
+    assert len(healthy.ids) == 50 and spool.retried == []
+    circuits.failed(url, T0, detail="HTTP 503")
+    (trying,), _ = plan.plan(claim(50), T0)
+    assert trying.ids == list(range(1, 11))
+    assert spool.retried == [(list(range(11, 51)), 0, T0, T0)]  # the rest: due now
+    circuits.succeeded(url, T0)
+    (again,), _ = plan.plan(claim(50), T0)
+    assert len(again.ids) == 50
+
+
 def test_a_visitor_over_the_api_limit_is_put_back_then_refused_alone() -> None:
     spool = RecordingSpool()
     plan = Planner(

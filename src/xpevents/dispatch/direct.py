@@ -48,6 +48,9 @@ KEEPALIVE_EXPIRY = 5.0
 MAX_IDLE = 8
 """Idle connections kept per origin."""
 _ILLEGAL = re.compile(r"[\r\n\x00]")
+_JOIN_BELOW = 65_536
+"""Bodies up to this size are sent in one write with their head (one copy of a small
+body is cheaper than a second write); larger ones after it, without a copy."""
 
 
 class Answer:
@@ -154,7 +157,9 @@ class DirectPool:
     ) -> Answer:
         """POST ``body``; raises httpx's exceptions for what went wrong."""
         ends = time.monotonic() + remaining
-        data = self._head(route, headers, len(body)) + body
+        head = self._head(route, headers, len(body))
+        # A small body goes in one write with its head; a large one is not copied.
+        data: tuple[bytes, ...] = (head + body,) if len(body) <= _JOIN_BELOW else (head, body)
         sock, reused = self._take(route.key)
         try:
             if sock is None:
@@ -289,9 +294,10 @@ class DirectPool:
         raise httpx.ConnectError(f"cannot connect to {host!r}: {failure!r}")
 
     @staticmethod
-    def _exchange(sock: socket.socket, data: bytes, ends: float) -> tuple[Answer, bool]:
-        sock.settimeout(_left(ends))
-        sock.sendall(data)
+    def _exchange(sock: socket.socket, data: tuple[bytes, ...], ends: float) -> tuple[Answer, bool]:
+        for part in data:
+            sock.settimeout(_left(ends))
+            sock.sendall(part)
         response = http.client.HTTPResponse(_Socket(sock, ends), method="POST")  # type: ignore[arg-type]
         response.begin()
         body = response.read()

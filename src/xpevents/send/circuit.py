@@ -102,6 +102,10 @@ class Circuits:
                 circuit.probing = True  # half-open: this batch is the probe
             return None
 
+    def failing(self, url: str) -> bool:
+        """True while requests to ``url`` fail (since its last failure, until a success)."""
+        return url in self._circuits
+
     def succeeded(self, url: str, now: float) -> None:
         """A request to ``url`` was answered in a way that says the endpoint works."""
         with self._lock:

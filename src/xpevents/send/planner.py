@@ -215,6 +215,10 @@ class Planner:
                 _bodies(envelope, [record_id], [visitor], claim, requests, refused)
             return requests, refused
         cut = self._fitting(envelope, claim.visitors)
+        if cut > self.batch_size and self.circuits.failing(envelope.url):
+            # The target is failing: try it with one batch_size, not a byte-cap batch
+            # (a backlog grows batches to max_batch_bytes again once it answers).
+            cut = self.batch_size
         if cut < len(claim.visitors):
             self._put_back(claim, claim.ids[cut:], now, due=now)
         _bodies(envelope, claim.ids[:cut], claim.visitors[:cut], claim, requests, refused)
