@@ -6,6 +6,7 @@ import gzip
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -481,3 +482,48 @@ def test_memory_spool_warns_loudly(
         assert relay.http.post("/v1/events", content=payload_body(["m1"])).status_code == 204
         assert sink.wait_for(unique_events=1)["unique_events"] == 1
         assert "does NOT mean durable" in relay.stderr_text()
+
+
+def test_the_event_fast_path_answers_as_the_starlette_routes(tmp_path: Path) -> None:
+    """POSTs on the event paths skip Starlette (relay/fastpath.py); the answers are the same."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette's TestClient: "install httpx2"
+        from starlette.testclient import TestClient
+
+    from xpevents.relay.fastpath import EventFastPath
+
+    with scripted_server() as upstream:
+        relay = Relay(
+            MemorySpool(1000, "drop_newest"),
+            RelaySettings(upstream=upstream.url, upstream_eu=upstream.url, token="s3cret"),
+        )
+        try:
+            assert isinstance(relay.app, EventFastPath)
+            auth = {"Authorization": "Bearer s3cret"}
+            with (
+                TestClient(relay.app) as fast,
+                TestClient(relay.app.app) as routed,  # the Starlette app alone
+            ):
+                for client in (fast, routed):
+                    for path in ("/v1/events", "/v1/events/", "/eu/v1/events", "/eu/v1/events/"):
+                        ok = client.post(path, content=payload_body([path]), headers=auth)
+                        assert ok.status_code == 204, ok.text
+                        assert ok.content == b""
+                    assert client.post("/v1/events", content=b"{}").status_code == 401
+                    bad = client.post("/v1/events", content=b'{"visitors": [1]}', headers=auth)
+                    assert bad.status_code == 400
+                    assert bad.json()["path"] == "$.visitors[0]"
+                    assert client.get("/v1/events").status_code == 405
+                    assert client.post("/v2/events", content=b"{}").status_code == 404
+                answers = [
+                    (r.status_code, r.headers.get("content-type"), r.content)
+                    for r in (
+                        client.post("/v1/events", content=b"[", headers=auth)
+                        for client in (fast, routed)
+                    )
+                ]
+                assert answers[0] == answers[1]
+            requests = relay.metrics.requests.labels("us", "204")._value.get()
+            assert requests == 4  # 2 per client: both ways are counted
+        finally:
+            relay.close(timeout=0)

@@ -38,11 +38,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope
 
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, SpoolError, SpoolFull
 from xpevents.relay.committer import Committer
 from xpevents.relay.datafiles import DatafileCache, DatafileCacheSettings
+from xpevents.relay.fastpath import EventFastPath
 from xpevents.relay.ingest import split_payload
 from xpevents.relay.metrics import MetricsApp, RelayMetrics
 from xpevents.relay.pipeline import _forwarder, _upstream_client
@@ -50,7 +52,7 @@ from xpevents.relay.routing import CANONICAL
 from xpevents.relay.supervisor import ForwarderProcess, child_config, forwards_in_child
 from xpevents.relay.writer import SpoolWriter
 from xpevents.send.retry import RetryPolicy
-from xpevents.serving.body import read_body
+from xpevents.serving.body import header, read_asgi_body
 from xpevents.serving.endpoints import (
     event_api_routes,
     healthz,
@@ -77,6 +79,8 @@ DEFAULT_UPSTREAM_EU: Final = "https://eu.logx.optimizely.com/v1/events"
 _WAKE_EVERY: Final = 0.02
 _PARSE_INLINE: Final = 65_536
 """Bodies up to this size are parsed in the event loop; larger ones in a thread."""
+_NO_CONTENT: Final = Response(status_code=204)
+"""The answer to every spooled request (a Response can be sent any number of times)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +145,13 @@ class Relay:
         http_transport: an httpx transport for upstream requests (tests); default a
             pooled ``httpx.HTTPTransport`` (with ``settings.proxy`` if set).
 
-    ``relay.app`` is the Starlette application. Forwarding starts at once, so a
+    ``relay.app`` is the ASGI application: the event API POSTs answered by
+    :meth:`ingest` directly (:mod:`xpevents.relay.fastpath`), everything else by the
+    Starlette application (``relay.app.app``). Forwarding starts at once, so a
     spool left over from an earlier run is drained even before the first request.
     """
+
+    app: ASGIApp
 
     def __init__(
         self,
@@ -204,6 +212,8 @@ class Relay:
                 *self.datafiles.routes(),
             ]
         )
+        self.app = EventFastPath(self.ingest, self.app)
+        self._counted: dict[tuple[str, int], Any] = {}
         if isinstance(store, MemorySpool):
             logger.warning(
                 "relay spool is memory://: a 204 does NOT mean durable; events accepted "
@@ -268,16 +278,27 @@ class Relay:
     # -- ingest ---------------------------------------------------------------------
 
     async def _ingest(self, request: Request, region: str) -> Response:
+        """The Starlette routes' handler (the fast path normally answers first)."""
+        return await self.ingest(request.scope, request.receive, region)
+
+    async def ingest(self, scope: Scope, receive: Receive, region: str) -> Response:
+        """Answer one event API request of ``region`` from its raw ASGI scope and receive."""
         try:
-            response = await self._handle(request, region)
+            response = await self._handle(scope, receive, region)
         except ClientDisconnect:
             response = Response(status_code=400)  # nobody is listening
-        self.metrics.requests.labels(region, str(response.status_code)).inc()
+        status = response.status_code
+        counter = self._counted.get((region, status))
+        if counter is None:
+            counter = self._counted[region, status] = self.metrics.requests.labels(
+                region, str(status)
+            )
+        counter.inc()
         return response
 
-    async def _handle(self, request: Request, region: str) -> Response:
+    async def _handle(self, scope: Scope, receive: Receive, region: str) -> Response:
         metrics = self.metrics
-        if self._token is not None and not self._authorized(request):
+        if self._token is not None and not self._authorized(header(scope, b"authorization")):
             metrics.rejected.labels("unauthorized").inc()
             return json_response(
                 {"error": "missing or wrong token: send 'Authorization: Bearer <token>'"},
@@ -288,8 +309,8 @@ class Relay:
             return self._busy("shutting_down", "the relay is shutting down", 0)
         settings = self.settings
         try:
-            body = await read_body(
-                request, max_body=settings.max_body, timeout=settings.read_timeout
+            body = await read_asgi_body(
+                scope, receive, max_body=settings.max_body, timeout=settings.read_timeout
             )
         except BodyRejected as exc:
             metrics.rejected.labels(exc.reason).inc()
@@ -306,9 +327,9 @@ class Relay:
             return invalid_payload(exc)
         return await self._spool(envelope, visitors, region)
 
-    def _authorized(self, request: Request) -> bool:
+    def _authorized(self, authorization: str | None) -> bool:
         assert self._token is not None
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        scheme, _, credentials = (authorization or "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
             credentials.strip().encode(), self._token
         )
@@ -327,7 +348,7 @@ class Relay:
         except SpoolError as exc:
             return self._busy("spool_error", f"spool unavailable: {exc}", n)
         self._spooled[region].inc(n)
-        return Response(status_code=204)
+        return _NO_CONTENT
 
     def _busy(self, reason: str, message: str, visitors: int) -> Response:
         if visitors:

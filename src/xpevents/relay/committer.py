@@ -59,8 +59,10 @@ class Committer:
             if self._idle:
                 self._idle = False
                 self._cond.notify()
-        # Shielded: a client that disconnects does not undo a write in progress.
-        await asyncio.shield(future)
+        # Not shielded (a shield is two more futures per request): a cancelled wait
+        # cancels only this future; the entry is committed all the same, and _resolve
+        # skips a future that is done.
+        await future
 
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is waiting, then stop the thread. Idempotent."""

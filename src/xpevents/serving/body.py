@@ -14,11 +14,12 @@ import zlib
 from collections.abc import Callable
 from typing import Final
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive, Scope
 
 from xpevents.errors import BodyRejected
 
-__all__ = ["BodyRejected", "GzipInflater", "read_body"]
+__all__ = ["BodyRejected", "GzipInflater", "header", "read_asgi_body", "read_body"]
 
 _EMPTY: Final = b""
 
@@ -99,6 +100,68 @@ async def read_body(
                     chunks.append(chunk)
                 else:
                     inflater.feed(chunk)
+    except TimeoutError:
+        raise BodyRejected(
+            408, f"body not received within {timeout} s", reason="read_timeout"
+        ) from None
+    if inflater is not None:
+        return inflater.finish()
+    return chunks[0] if len(chunks) == 1 else _EMPTY.join(chunks)
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower case) in an ASGI ``scope``, as Starlette.
+
+    What ``Request(scope).headers.get(name)`` answers, without building the request.
+    """
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def read_asgi_body(
+    scope: Scope,
+    receive: Receive,
+    *,
+    max_body: int,
+    timeout: float | None = None,
+) -> bytes:
+    """:func:`read_body` on a raw ASGI ``scope`` and ``receive`` (no Starlette request).
+
+    The same limits, errors and answers, read from the ``http.request`` messages as
+    ``Request.stream()`` reads them (the relay's ingest fast path).
+
+    Raises:
+        BodyRejected: as :func:`read_body`.
+        starlette.requests.ClientDisconnect: the client went away.
+    """
+    _check_length(header(scope, b"content-length"), max_body)
+    inflater = _inflater(header(scope, b"content-encoding") or "identity", max_body)
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "http.disconnect":
+                    raise ClientDisconnect()
+                if kind != "http.request":
+                    continue
+                chunk = message.get("body", _EMPTY)
+                if chunk:
+                    received += len(chunk)
+                    if received > max_body:
+                        raise BodyRejected(
+                            413, f"body exceeds the limit ({max_body} bytes)", reason="too_large"
+                        )
+                    if inflater is None:
+                        chunks.append(chunk)
+                    else:
+                        inflater.feed(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise BodyRejected(
             408, f"body not received within {timeout} s", reason="read_timeout"
