@@ -4,6 +4,9 @@
    with a SQLite spool (the default, durable: 204 after commit), at 1, 10 and 100
    concurrent connections; requests/s and p50/p99 latency. Without ``wrk``, a bounded
    pool of httpx clients in threads measures the same (slower client, lower figures).
+   Durable spools are measured with each ``--workers`` count of
+   ``XPEVENTS_BENCH_RELAY_WORKERS`` (default ``1,2``: one ingest process, then two on
+   the same port and spool with one forwarding process); the memory spool with 1.
 2. PHP: ``examples/php/dispatch_events.php`` per-event cost through
    ``RedisSpoolEventDispatcher`` (an XADD into the local Redis, 127.0.0.1:6379, on a
    stream of its own deleted after), ``RelayEventDispatcher`` and the SDK's default
@@ -38,6 +41,7 @@ from bench._results import save
 
 DURATION = int(os.environ.get("XPEVENTS_BENCH_RELAY_SECONDS", "5"))
 CLIENTS = (1, 10, 100)
+WORKERS = tuple(int(n) for n in os.environ.get("XPEVENTS_BENCH_RELAY_WORKERS", "1,2").split(","))
 PHP_SCRIPT = ROOT / "examples" / "php" / "dispatch_events.php"
 
 BODY = (
@@ -189,20 +193,36 @@ def ingest() -> list[tuple[Any, ...]]:
 
 def _ingest_spool(spool: str, collector: Any, measure: Any, tool: str) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
+    for workers in WORKERS if spool != "memory://" else (1,):
+        rows += _ingest_workers(spool, workers, collector, measure, tool)
+    return rows
+
+
+def _ingest_workers(
+    spool: str, workers: int, collector: Any, measure: Any, tool: str
+) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
     forwarder = os.environ.get("XPEVENTS_BENCH_RELAY_FORWARDER", "thread")
+    if spool == "memory://":
+        forwarder = "thread"
+    elif workers > 1:
+        forwarder = "process"  # what --workers does whatever --forwarder says
     with run_relay(
         spool=spool,
         upstream=collector.events_url,
         upstream_eu=collector.eu_events_url,
         max_spool_events=10_000_000,
         max_connections=4096,
-        forwarder=forwarder if spool != "memory://" else "thread",
+        forwarder=forwarder,
+        workers=workers,
     ) as relay:
         for clients in CLIENTS:
             result = measure(relay.events_url, clients, DURATION)
             rows.append(
                 (
                     spool.split(":")[0],
+                    workers,
+                    forwarder,
                     clients,
                     tool,
                     f"{result['rps']:.0f}",
@@ -213,7 +233,7 @@ def _ingest_spool(spool: str, collector: Any, measure: Any, tool: str) -> list[t
                     f"{os.getloadavg()[0]:.2f}",
                 )
             )
-            print("  done:", *rows[-1][:3], flush=True)
+            print("  done:", *rows[-1][:5], flush=True)
     return rows
 
 
@@ -319,6 +339,8 @@ def main() -> None:
     ingest_rows = ingest()
     header = (
         "spool",
+        "workers",
+        "forwarder",
         "clients",
         "generator",
         "req/s",

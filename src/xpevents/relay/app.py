@@ -48,6 +48,7 @@ from xpevents.relay.fastpath import EventFastPath
 from xpevents.relay.ingest import split_payload
 from xpevents.relay.metrics import MetricsApp, RelayMetrics
 from xpevents.relay.pipeline import _forwarder, _upstream_client
+from xpevents.relay.remote import RemoteForwarder
 from xpevents.relay.routing import CANONICAL
 from xpevents.relay.supervisor import ForwarderProcess, child_config, forwards_in_child
 from xpevents.relay.writer import SpoolWriter
@@ -162,11 +163,15 @@ class Relay:
         spool_url: str | None = None,
         max_event_age: float = 7 * 86400.0,
         log_level: str = "warning",
+        forwarder: RemoteForwarder | None = None,
     ) -> None:
         self.settings = settings = settings or RelaySettings()
         if settings.max_body < 1:
             raise ConfigError(f"max_body={settings.max_body!r}: must be >= 1")
-        in_child = forwards_in_child(settings.forwarder, store, http_transport)
+        # forwarder: an ingest worker of --workers N, whose supervisor forwards.
+        in_child = forwarder is None and forwards_in_child(
+            settings.forwarder, store, http_transport
+        )
         self.store = store
         # Envelopes carry the region's canonical URL; RegionTransport sends each
         # request to the region's upstream as configured now (a backlog included).
@@ -176,9 +181,11 @@ class Relay:
         self._memory = isinstance(store, MemorySpool)
         self._http = _upstream_client(settings, self.metrics, http_transport)
         self.dispatcher: BatchDispatcher | None = None
-        self.forwarder: ForwarderProcess | None = None
+        self.forwarder: ForwarderProcess | RemoteForwarder | None = None
         """The supervised forwarding child (``forwarder="process"``), else ``None``."""
-        if in_child:
+        if forwarder is not None:
+            self._forward_elsewhere(forwarder)
+        elif in_child:
             config = child_config(spool_url or store.url, settings, max_event_age, log_level)
             self._forward_in_child(config)
         else:
@@ -223,7 +230,10 @@ class Relay:
     # -- forwarding -----------------------------------------------------------------
 
     def _forward_in_child(self, config: dict[str, object]) -> None:
-        self.forwarder = forwarder = ForwarderProcess(config)
+        self._forward_elsewhere(ForwarderProcess(config))
+
+    def _forward_elsewhere(self, forwarder: ForwarderProcess | RemoteForwarder) -> None:
+        self.forwarder = forwarder
         # The child's figures, latency histogram and process metrics are served.
         self.metrics.watch(
             forwarder.stats, latency=forwarder.latency_samples, pid=lambda: forwarder.pid

@@ -284,6 +284,14 @@ def _name(flag: str) -> str:
     "'thread' (sender threads in the relay) or 'auto' (process for sqlite:// and "
     "redis://, thread for memory://).",
 )
+@_option(
+    "--workers",
+    default=1,
+    type=click.IntRange(1, 64),
+    help="Ingest processes sharing the port (SO_REUSEPORT) and the spool. Above 1, this "
+    "process supervises them and the one forwarding child process (whatever "
+    "--forwarder says); durable spools only.",
+)
 @connection_options(_env)
 @log_level_option(envvar=_env("log_level"))
 def relay_command(
@@ -293,6 +301,7 @@ def relay_command(
     max_event_age: float,
     upstream_base: str | None,
     log_level: str,
+    workers: int,
     **options: Any,
 ) -> None:
     """Accept events from any SDK on localhost, spool them durably, forward them upstream.
@@ -320,6 +329,11 @@ def relay_command(
 
     check_port_free(host, port)  # before the spool file is created
     store = _open_store(spool, settings, max_event_age)
+    if workers > 1:
+        _serve_workers(
+            workers, host, port, spool, store, settings, limits, max_event_age, log_level
+        )
+        return
     try:
         relay = Relay(
             store, settings, spool_url=spool, max_event_age=max_event_age, log_level=log_level
@@ -343,6 +357,53 @@ def relay_command(
         redact_url(settings.upstream_eu),
     )
     serve(server, "relay")
+
+
+def _serve_workers(
+    workers: int,
+    host: str,
+    port: int,
+    spool: str,
+    store: Spool,
+    settings: RelaySettings,
+    limits: Any,
+    max_event_age: float,
+    log_level: str,
+) -> None:
+    """``--workers N`` (N > 1): supervise N ingest processes (``relay/workers.py``)."""
+    durable = store.durable
+    store.close()  # opened once here: created (schema included) before the workers race
+    if not durable:
+        raise click.UsageError(
+            f"--workers {workers} needs a durable --spool (sqlite:///PATH or redis://HOST): "
+            "worker processes cannot share a memory spool"
+        )
+    if settings.forwarder == "thread":
+        logger.info("--workers %d: forwarding runs in one child process", workers)
+    from xpevents.relay.workers import serve_workers
+
+    logger.info(
+        "relay spool %s, %d ingest workers; upstream %s, EU %s",
+        redact_url(spool),
+        workers,
+        redact_url(settings.upstream),
+        redact_url(settings.upstream_eu),
+    )
+    try:
+        code = serve_workers(
+            workers,
+            host=host,
+            port=port,
+            spool=spool,
+            settings=settings,
+            limits=limits,
+            max_event_age=max_event_age,
+            log_level=log_level,
+        )
+    except OSError as exc:
+        raise cannot_listen(host, port, exc) from None
+    if code:
+        raise SystemExit(code)
 
 
 def default_datafile_dir(spool: str) -> str | None:

@@ -10,10 +10,13 @@ for the next start. A SIGKILL skips all of that and loses nothing that was answe
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 
 from xpevents.relay.app import Relay
+from xpevents.relay.remote import RemoteForwarder
 from xpevents.serving.guard import ConnectionLimits
 from xpevents.serving.server import AppServer
 from xpevents.stats import DispatchOutcome
@@ -30,7 +33,8 @@ class RelayServer(AppServer):
     so :attr:`url` is known at once. :meth:`run` serves in the calling thread until
     SIGINT/SIGTERM and then closes the relay; :meth:`start`/:meth:`stop` (or the
     context manager) serve from a background thread, for tests. ``limits`` are the
-    connection limits (:class:`~xpevents.serving.guard.ConnectionLimits`).
+    connection limits (:class:`~xpevents.serving.guard.ConnectionLimits`); ``sock``
+    a socket bound already (an ingest worker's, :mod:`xpevents.relay.workers`).
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class RelayServer(AppServer):
         port: int = 8787,
         log_level: str = "warning",
         limits: ConnectionLimits | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         self.relay = relay
         super().__init__(
@@ -52,6 +57,7 @@ class RelayServer(AppServer):
             limits=limits,
             on_refused=lambda reason: relay.metrics.rejected.labels(reason).inc(),
             graceful_timeout=max(1, int(relay.settings.shutdown_timeout)),
+            sock=sock,
         )
         self._server.on_signal = _log_signal
         self.outcome: DispatchOutcome | None = None
@@ -70,6 +76,9 @@ class RelayServer(AppServer):
         if asked is not None:
             timeout = max(0.0, timeout - (time.monotonic() - asked))
         outcome = self.relay.close(timeout=timeout)
+        if isinstance(self.relay.forwarder, RemoteForwarder):  # the supervisor forwards
+            logger.info("ingest worker %d stopped", os.getpid())
+            return outcome
         if outcome.pending:
             where = "kept in the spool" if self.relay.store.durable else "LOST (memory spool)"
             logger.warning(

@@ -142,6 +142,10 @@ class ForwarderProcess:
         data = self._report.get("stats")
         return DispatchStats() if data is None else msgspec.convert(data, DispatchStats)
 
+    def report(self) -> dict[str, Any]:
+        """The child's last report as it sent it (``stats``, ``upstream``, ``latency``)."""
+        return dict(self._report)
+
     def upstream(self) -> dict[str, Any]:
         """The last upstream outcome the child reported."""
         return dict(self._report.get("upstream") or {})

@@ -91,6 +91,8 @@ class AppServer:
         protocol: the HTTP protocol class, a :class:`GuardedH11Protocol` (bound to
             ``limits``).
         on_refused: called with the reason of each connection-level refusal.
+        sock: a socket bound already (an ingest worker's, ``relay/workers.py``), served
+            instead of binding ``host:port``; closed with the server.
         **uvicorn_options: more ``uvicorn.Config`` options.
 
     Raises ``OSError`` when the address is taken.
@@ -108,12 +110,13 @@ class AppServer:
         limits: ConnectionLimits | None = None,
         protocol: type[GuardedH11Protocol] = GuardedH11Protocol,
         on_refused: Callable[[str], object] | None = None,
+        sock: socket.socket | None = None,
         **uvicorn_options: Any,
     ) -> None:
         limits = limits or ConnectionLimits()
         self.host = host
         self.name = name
-        self._socket = bind_socket(host, port)
+        self._socket = bind_socket(host, port) if sock is None else sock
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             app,
