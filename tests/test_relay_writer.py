@@ -67,3 +67,35 @@ def test_a_failed_group_commit_fails_every_request_in_it(tmp_path: Path) -> None
     writer.write(b"B" + b"http://x/v1/events\n" + b'{"visitors":[]}', [b"{}"], now=0.0)
     assert store.stats(now=time.time()).depth == 1
     store.close()
+
+
+def test_shared_commits_take_turns_and_a_stuck_holder_only_delays(tmp_path: Path) -> None:
+    """``share_commits``: the lock file is held through each commit, waited for at most
+    ``wait`` seconds (then SQLite's own lock and busy timeout decide)."""
+    import fcntl
+    import os
+
+    store = SqliteSpool(tmp_path / "s.db")
+    writer = SpoolWriter(store, max_events=1000, max_bytes=1 << 20)
+    lock = tmp_path / "commit.lock"
+    writer.share_commits(lock, wait=0.2)
+    assert writer.write_many([(b"{}", [b'{"a":1}'])], now=time.time()) == [None]
+    other = os.open(lock, os.O_RDWR)  # another open file: another flock holder
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        started = time.monotonic()
+        assert writer.write_many([(b"{}", [b'{"a":2}'])], now=time.time()) == [None]
+        assert 0.2 <= time.monotonic() - started < 5  # waited, then committed anyway
+        fcntl.flock(other, fcntl.LOCK_UN)
+        released = threading.Timer(0.05, lambda: fcntl.flock(other, fcntl.LOCK_UN))
+        fcntl.flock(other, fcntl.LOCK_EX)
+        released.start()
+        started = time.monotonic()
+        assert writer.write_many([(b"{}", [b'{"a":3}'])], now=time.time()) == [None]
+        assert time.monotonic() - started < 0.19  # taken as soon as it was released
+        released.join()
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the writer let it go
+    finally:
+        os.close(other)
+        store.close()
+    assert SqliteSpool(tmp_path / "s.db").stats(now=time.time()).depth == 3

@@ -440,7 +440,8 @@ def worker_main() -> None:
     remote = RemoteForwarder(Path(config["state"]), config["wake_fd"], config["index"])
     relay = Relay(store, settings, forwarder=remote, log_level=config["log_level"])
     if config["spool"].startswith("sqlite:"):
-        relay.writer.share_commits(Path(config["state"]).with_name("commit.lock"))
+        wait = float(getattr(store, "busy_timeout", 5.0))
+        relay.writer.share_commits(Path(config["state"]).with_name("commit.lock"), wait=wait)
     _sum_counters(relay.metrics, os.environ["PROMETHEUS_MULTIPROC_DIR"])
     limits = ConnectionLimits(**config["limits"])
     server = RelayServer(
