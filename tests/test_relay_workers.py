@@ -181,3 +181,20 @@ def test_workers_need_a_durable_spool(
             raise AssertionError("the relay started")
     except RuntimeError as exc:
         assert "--workers 2 needs a durable --spool" in str(exc)
+
+
+def test_workers_and_forwarder_stop_when_the_supervisor_is_killed(
+    collector_factory: Callable[..., CollectorHandle], tmp_path: Path
+) -> None:
+    collector = collector_factory()
+    with workers_relay(collector, f"sqlite:///{tmp_path}/relay.db") as relay:
+        sent = post(relay, "a", 20)
+        ready = relay.http.get("/readyz", headers=CLOSE).json()["forwarder"]
+        children = [w["pid"] for w in ready["workers"]] + [ready["pid"]]
+        relay.kill()  # SIGKILL: no drain at all
+        # Workers notice their parent is gone (within 0.5 s) and stop as on SIGTERM;
+        # the forwarder's stdin closes and it stops too.
+        assert all(wait_until(lambda pid=pid: gone(pid), timeout=20) for pid in children)
+    # Everything answered 204 was committed: a new relay delivers what is left.
+    with workers_relay(collector, f"sqlite:///{tmp_path}/relay.db"):
+        assert not wait_for_uuids(collector, set(sent), timeout=60)
