@@ -367,8 +367,8 @@ class FailingSpool:
     def retry(self, ids: Sequence[int | str], **kwargs: Any) -> None:
         self.inner.retry(ids, **kwargs)
 
-    def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
-        self.inner.dead_letter(ids, reason=reason, now=now)
+    def dead_letter(self, ids: Sequence[int | str], **kwargs: Any) -> None:
+        self.inner.dead_letter(ids, **kwargs)
 
     def next_due_at(self, *, now: float) -> float | None:
         return self.inner.next_due_at(now=now)

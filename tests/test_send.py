@@ -49,6 +49,7 @@ class RecordingSpool:
     acked: list[list[int | str]] = field(default_factory=list)
     retried: list[tuple[list[int | str], int, float, float]] = field(default_factory=list)
     dead: list[tuple[list[int | str], str, float]] = field(default_factory=list)
+    dead_attempts: list[int | None] = field(default_factory=list)
 
     def append(self, entries: Sequence[tuple[bytes, bytes]], *, now: float) -> None:
         raise AssertionError("the send stage never appends")
@@ -71,8 +72,16 @@ class RecordingSpool:
     ) -> None:
         self.retried.append((list(ids), attempts, first_attempt_at, next_attempt_at))
 
-    def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
+    def dead_letter(
+        self,
+        ids: Sequence[int | str],
+        *,
+        reason: str,
+        now: float,
+        attempts: int | None = None,
+    ) -> None:
         self.dead.append((list(ids), reason, now))
+        self.dead_attempts.append(attempts)
 
     def next_due_at(self, *, now: float) -> float | None:
         return None

@@ -16,7 +16,10 @@ from typing import Any
 
 import pytest
 
-from xpevents.spool.base import Spool, SpoolRecord
+from xpevents import BatchDispatcher, LogEvent, RetryPolicy
+from xpevents.spool.base import DeadLetter, Spool, SpoolRecord
+
+from servers import Reply, scripted_server
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 
@@ -230,6 +233,87 @@ def test_dead_letters_replay_and_purge(make_spool: Factory) -> None:
     assert spool.purge_dead_letters() == 1
     assert dict(spool.stats(now=time.time()).dead_letters) == {}
     assert spool.dead_letters() == []
+
+
+def test_dead_letter_carries_the_attempts_made(make_spool: Factory) -> None:
+    spool = make_spool()
+    now = time.time()
+    spool.append([(b"env", v) for v in visitors(3)], now=now)
+    first, second, third = spool.claim(max_records=10, max_bytes=1 << 20, lease=30, now=now)
+    # sent once and refused (a 404): one attempt made, though none was stored yet
+    spool.dead_letter([first.id], reason="http_404", now=now, attempts=1)
+    # never sent (too large): the stored count, 0, is kept
+    spool.dead_letter([second.id], reason="too_large", now=now)
+    # retried once, then given up at the second attempt
+    spool.retry([third.id], attempts=1, first_attempt_at=now, next_attempt_at=now)
+    (again,) = spool.claim(max_records=10, max_bytes=1 << 20, lease=30, now=time.time())
+    spool.dead_letter([again.id], reason="max_attempts", now=now, attempts=2)
+    spool.append([(b"env", b'{"kept":1}')], now=now)
+    (kept,) = spool.claim(max_records=10, max_bytes=1 << 20, lease=30, now=time.time())
+    spool.retry([kept.id], attempts=3, first_attempt_at=now, next_attempt_at=now)
+    (kept,) = spool.claim(max_records=10, max_bytes=1 << 20, lease=30, now=time.time())
+    spool.dead_letter([kept.id], reason="invalid_envelope", now=now)
+    by_reason = {d.reason: d.attempts for d in spool.dead_letters(limit=10)}
+    assert by_reason == {"http_404": 1, "too_large": 0, "max_attempts": 2, "invalid_envelope": 3}
+
+
+def _log_event(i: int) -> LogEvent:
+    visitor = {
+        "visitor_id": f"u{i}",
+        "attributes": [],
+        "snapshots": [
+            {"events": [{"entity_id": "1", "uuid": f"id-{i}", "key": "k", "timestamp": 1}]}
+        ],
+    }
+    params = {
+        "account_id": "1",
+        "project_id": "2",
+        "revision": "3",
+        "client_name": "t",
+        "client_version": "0",
+        "anonymize_ip": False,
+        "enrich_decisions": True,
+        "visitors": [visitor],
+    }
+    return LogEvent("https://logx.optimizely.com/v1/events", params)
+
+
+def _dead_after_sending(spool: Spool, replies: list[Reply], max_attempts: int) -> list[DeadLetter]:
+    """Send two visitors through a real BatchDispatcher on ``spool`` to a real HTTP
+    server answering ``replies``; return the spool's dead letters once both are in."""
+    retry = RetryPolicy(max_attempts=max_attempts, backoff_base=0.01, backoff_max=0.02)
+    with scripted_server(*replies) as server:
+        server.default = replies[-1]
+        dispatcher = BatchDispatcher(
+            endpoint=server.base_url,
+            spool=spool,
+            retry=retry,
+            flush_interval=0.01,
+            atexit_timeout=None,
+        )
+        try:
+            for i in range(2):
+                dispatcher.dispatch_event(_log_event(i))
+            deadline = time.monotonic() + 20
+            while sum(spool.stats(now=time.time()).dead_letters.values()) < 2:
+                assert time.monotonic() < deadline, spool.stats(now=time.time())
+                time.sleep(0.02)
+            return spool.dead_letters(limit=10)  # (closing the dispatcher closes a durable one)
+        finally:
+            dispatcher.close(timeout=5)
+
+
+def test_a_visitor_refused_at_its_first_send_has_one_attempt(make_spool: Factory) -> None:
+    dead = _dead_after_sending(make_spool(), [Reply(404)], max_attempts=3)
+    make_spool()  # an open handle for the clean-up (the dispatcher closed the first)
+    assert [(d.reason, d.attempts) for d in dead] == [("http_404", 1), ("http_404", 1)]
+
+
+def test_a_visitor_given_up_after_retries_has_every_attempt(make_spool: Factory) -> None:
+    dead = _dead_after_sending(make_spool(), [Reply(503)], max_attempts=2)
+    make_spool()  # an open handle for the clean-up (the dispatcher closed the first)
+    assert [d.attempts for d in dead] == [2, 2]
+    assert {d.reason for d in dead} == {"attempts_exhausted"}
 
 
 def test_max_events_evicts_oldest_and_counts(make_spool: Factory) -> None:

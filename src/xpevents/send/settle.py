@@ -179,8 +179,14 @@ class Settler:
     def dead_letter(
         self, ids: list[int | str], visitors: list[bytes], error: DispatchError, now: float
     ) -> None:
-        """Move visitors to the spool's dead letters; count, log and report them."""
-        self.store.dead_letter(ids, reason=error.reason, now=now)
+        """Move visitors to the spool's dead letters; count, log and report them.
+
+        A visitor that was sent carries the attempts made (``error.attempts``, the failed
+        one included); one refused before any send (``error.attempts`` 0: too large, an
+        unreadable envelope) keeps the count stored with it.
+        """
+        attempts = error.attempts if error.attempts > 0 else None
+        self.store.dead_letter(ids, reason=error.reason, now=now, attempts=attempts)
         self.recorder.record_failed(error.reason, len(ids), str(error))
         logger.warning("%s (dead-lettered)", error)
         self.recorder.run_callback(self.on_failure, visitors, error)

@@ -96,7 +96,11 @@ class SpoolStats:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A visitor that failed for good, with why."""
+    """A visitor that failed for good, with why.
+
+    ``attempts`` is the number of delivery attempts made (1 for a visitor refused at its
+    first send, as with a 404; 0 for one never sent, as ``too_large``).
+    """
 
     id: int | str
     envelope: bytes
@@ -150,8 +154,21 @@ class Spool(Protocol):
         """Release the lease and schedule the next attempt."""
         ...
 
-    def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
-        """Move the records to the dead letters with ``reason``."""
+    def dead_letter(
+        self,
+        ids: Sequence[int | str],
+        *,
+        reason: str,
+        now: float,
+        attempts: int | None = None,
+    ) -> None:
+        """Move the records to the dead letters with ``reason``.
+
+        ``attempts`` is the number of delivery attempts made, the one that just failed
+        included (what :attr:`DeadLetter.attempts` then says); ``None`` keeps the count
+        stored with the records (visitors refused before any send: too large, an
+        unreadable envelope).
+        """
         ...
 
     def next_due_at(self, *, now: float) -> float | None:

@@ -217,10 +217,17 @@ class SafeStore:
         except SpoolError as error:
             self._op_failed("retry", error)
 
-    def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
+    def dead_letter(
+        self,
+        ids: Sequence[int | str],
+        *,
+        reason: str,
+        now: float,
+        attempts: int | None = None,
+    ) -> None:
         """The store's ``dead_letter``; a failure is logged (the lease expires instead)."""
         try:
-            self.store.dead_letter(ids, reason=reason, now=now)
+            self.store.dead_letter(ids, reason=reason, now=now, attempts=attempts)
         except SpoolError as error:
             self._op_failed("dead_letter", error)
 

@@ -272,13 +272,21 @@ class MemorySpool:
                 next_attempt_at=next_attempt_at,
             )
 
-    def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
-        """Move the records to the dead letters with ``reason``."""
+    def dead_letter(
+        self,
+        ids: Sequence[int | str],
+        *,
+        reason: str,
+        now: float,
+        attempts: int | None = None,
+    ) -> None:
+        """Move the records to the dead letters with ``reason`` (and ``attempts`` made)."""
         with self._lock:
             settled = self._holdings.release(ids)
             self._freed_locked(len(settled), sum(len(rec[VISITOR]) for _, rec in settled))
-            for envelope, (record_id, visitor, _, attempts, _) in settled:
-                letter = DeadLetter(record_id, envelope, visitor, reason, now, attempts)
+            for envelope, (record_id, visitor, _, stored, _) in settled:
+                made = stored if attempts is None else attempts
+                letter = DeadLetter(record_id, envelope, visitor, reason, now, made)
                 forgotten = self._dead.add(letter, keep=self.max_dead_letters)
                 if forgotten:
                     self._evicted["max_dead_letters"] += forgotten

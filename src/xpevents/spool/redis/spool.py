@@ -279,9 +279,17 @@ class RedisSpool(Closing):
         head = [self.group, attempts, repr(first_attempt_at), repr(next_attempt_at)]
         self._each_chunk(ids, self._scripts.retry, head, "retry")
 
-    def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
-        """Move the records to the dead-letter stream with ``reason``."""
-        head = [self.group, reason, repr(now), self.max_dead_letters]
+    def dead_letter(
+        self,
+        ids: Sequence[int | str],
+        *,
+        reason: str,
+        now: float,
+        attempts: int | None = None,
+    ) -> None:
+        """Move the records to the dead-letter stream with ``reason`` (and ``attempts``)."""
+        made = "" if attempts is None else str(attempts)
+        head = [self.group, reason, repr(now), self.max_dead_letters, made]
         for reading in self._each_chunk(ids, self._scripts.dead_letter, head, "dead_letter"):
             self._seen(reading)
 

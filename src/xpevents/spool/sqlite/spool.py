@@ -268,12 +268,19 @@ class SqliteSpool(Closing):
                 (attempts, first_attempt_at, next_attempt_at, tables.ids_json(ids)),
             )
 
-    def dead_letter(self, ids: Sequence[int | str], *, reason: str, now: float) -> None:
-        """Move the records to ``dead_letters`` with ``reason``."""
+    def dead_letter(
+        self,
+        ids: Sequence[int | str],
+        *,
+        reason: str,
+        now: float,
+        attempts: int | None = None,
+    ) -> None:
+        """Move the records to ``dead_letters`` with ``reason`` (and ``attempts`` made)."""
         if not ids:
             return
         with self._db.write("dead_letter") as db:
-            tables.move_to_dead_letters(db, ids, reason=reason, now=now)
+            tables.move_to_dead_letters(db, ids, reason=reason, now=now, attempts=attempts)
             forgotten = tables.trim_dead_letters(db, self.max_dead_letters)
             self._count_eviction(db, "max_dead_letters", forgotten)
 

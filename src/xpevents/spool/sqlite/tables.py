@@ -159,16 +159,23 @@ def count_dead(db: sqlite3.Connection, counts: dict[str, int], *, sign: int = 1)
 
 
 def move_to_dead_letters(
-    db: sqlite3.Connection, ids: Sequence[int | str], *, reason: str, now: float
+    db: sqlite3.Connection,
+    ids: Sequence[int | str],
+    *,
+    reason: str,
+    now: float,
+    attempts: int | None = None,
 ) -> None:
-    """Move records to ``dead_letters`` with ``reason``."""
+    """Move records to ``dead_letters`` with ``reason`` and ``attempts`` made (``None``:
+    the stored count)."""
     ids_text = ids_json(ids)
     moved = db.execute(
         "INSERT INTO dead_letters (envelope_id, visitor, size, enqueued_at, attempts, "
         "first_attempt_at, reason, failed_at) "
-        "SELECT envelope_id, visitor, size, enqueued_at, attempts, first_attempt_at, "
-        "?, ? FROM records WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        (reason, now, ids_text),
+        "SELECT envelope_id, visitor, size, enqueued_at, coalesce(?, attempts), "
+        "first_attempt_at, ?, ? FROM records WHERE id IN (SELECT value FROM json_each(?)) "
+        "ORDER BY id",
+        (attempts, reason, now, ids_text),
     ).rowcount
     delete_records(db, ids)
     count_dead(db, {reason: moved})

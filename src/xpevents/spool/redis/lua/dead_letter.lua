@@ -1,14 +1,17 @@
 -- dead_letter: move the records to the dead-letter stream; trim it to max_dead.
--- ARGV: group, reason, now, max_dead, ids...
+-- ARGV: group, reason, now, max_dead, attempts made ('' keeps each record's count), ids...
 local group, reason, now = ARGV[1], ARGV[2], ARGV[3]
 local max_dead = tonumber(ARGV[4])
+local made = ARGV[5]
 local entries = {}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local found = redis.call('XRANGE', S, ARGV[i], ARGV[i])
   if #found > 0 then
     local f = found[1][2]
+    local attempts = made
+    if attempts == '' then attempts = field(f, 'a') end
     redis.call('XADD', DEAD, '*', 'e', field(f, 'e'), 'v', field(f, 'v'), 't', field(f, 't'),
-      'a', field(f, 'a'), 'f', field(f, 'f'), 'r', reason, 'x', now)
+      'a', attempts, 'f', field(f, 'f'), 'r', reason, 'x', now)
     entries[#entries + 1] = found[1]
   end
 end
