@@ -71,7 +71,7 @@ def test_spool_url_mistakes_get_one_good_message_everywhere() -> None:
     for url, message in (
         ("sqlite:/relative.db", "three or four slashes"),
         ("sqlite://relative.db", "three or four slashes"),
-        ("redis://127.0.0.1:6379/15?strem=x", "unknown option 'strem'"),
+        ("redis://127.0.0.1:6379/15?strem=x", "unknown option 'strem'; did you mean 'stream'?"),
     ):
         with pytest.raises(ConfigError, match=message):
             BatchDispatcher(spool=url)

@@ -15,7 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from xpevents.cli import main
+from xpevents.collector.app import Collector
 from xpevents.collector.cli import collector_command
+from xpevents.errors import ConfigError
 from xpevents.testing import run_collector
 
 PAYLOAD = {
@@ -52,9 +54,16 @@ def test_invalid_options_are_usage_errors(args: list[str], needle: str) -> None:
 
 
 def test_unopenable_db_is_a_clear_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(collector_command, ["--db", str(tmp_path / "no" / "such.db")])
+    db = tmp_path / "no" / "such.db"
+    result = CliRunner().invoke(collector_command, ["--db", str(db)])
     assert result.exit_code == 1
-    assert "cannot open --db" in result.output
+    assert (
+        f"cannot open --db {db}: directory '{db.parent}' does not exist; create it or choose "
+        "another path"
+    ) in " ".join(result.output.split())
+    assert "unable to open database file" not in result.output
+    with pytest.raises(ConfigError, match=r"directory .* does not exist; create it"):
+        Collector(db=db)  # the Python API says the same
 
 
 def test_help_lists_every_option() -> None:

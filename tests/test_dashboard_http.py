@@ -7,6 +7,7 @@ real ``Client`` + ``BatchDispatcher`` and hand-written payloads over HTTP.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Iterator
@@ -118,7 +119,7 @@ def test_events_filters(handle: CollectorHandle, http: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("query", "named"),
     [
-        ("vistor=user-1", "'vistor'"),
+        ("vistor=user-1", "unknown query parameter 'vistor'; did you mean 'visitor'?"),
         ("type=click", "type"),
         ("status=ok", "status"),
         ("limit=-1", "limit"),
@@ -235,6 +236,9 @@ def test_control_form(handle: CollectorHandle, http: httpx.Client) -> None:
     ):
         response = http.post("/control", data=bad)
         assert response.status_code == 400 and named in response.text
+    typo = http.post("/control", data={"failrate": "1"})
+    assert typo.status_code == 400
+    assert "unknown fault setting 'failrate'; did you mean 'fail_rate'?" in html.unescape(typo.text)
     evil = http.post("/control", data={"fail_rate": "1"}, headers={"origin": "http://evil.test"})
     assert evil.status_code == 403
     assert handle.control()["fail_rate"] == 0.25  # unchanged by the refused forms

@@ -61,7 +61,7 @@ def _django(tmp_path: Path, settings: str, code: str) -> subprocess.CompletedPro
     [
         ("", "settings.XPEVENTS is missing"),
         ("XPEVENTS = {'DATAFILE_PATH': '/nonexistent.json'}", "cannot read the datafile"),
-        ("XPEVENTS = {'DATAFILE': '{}', 'FLUSH': 1}", "unknown option(s) FLUSH"),
+        ("XPEVENTS = {'DATAFILE': '{}', 'FLUSH': 1}", "unknown option 'FLUSH'"),
         ("XPEVENTS = {'DATAFILE': '{}'}", "DatafileError"),
         ("XPEVENTS = {'DATAFILE_PATH': 'x', 'DATAFILE': '{}'}", "or 'DATAFILE_PATH', not both"),
         ("XPEVENTS = {}", "exactly one of 'DATAFILE'"),

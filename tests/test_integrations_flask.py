@@ -43,12 +43,22 @@ def test_config_errors_name_the_key() -> None:
         Xpevents(app)
     app.config["XPEVENTS_DATAFILE"] = example_datafile()
     app.config["XPEVENTS_FLUSH_TIMOUT"] = 3
-    with pytest.raises(ConfigError, match="unknown option\\(s\\) XPEVENTS_FLUSH_TIMOUT"):
+    with pytest.raises(
+        ConfigError,
+        match="unknown option 'XPEVENTS_FLUSH_TIMOUT'; did you mean 'XPEVENTS_FLUSH_TIMEOUT'\\?",
+    ):
         Xpevents(app)
     del app.config["XPEVENTS_FLUSH_TIMOUT"]
     app.config["XPEVENTS_DISPATCHER"] = {"batch_sise": 3}
-    with pytest.raises(ConfigError, match="batch_sise"):
+    with pytest.raises(
+        ConfigError, match="dispatcher unknown option 'batch_sise'; did you mean 'batch_size'\\?"
+    ):
         Xpevents(app)
+    app.config["XPEVENTS_DISPATCHER"] = {}
+    app.config["XPEVENTS_CLIENT"] = {"strikt": True}
+    with pytest.raises(ConfigError, match="client unknown option 'strikt'; did you mean 'strict'"):
+        Xpevents(app)
+    app.config["XPEVENTS_CLIENT"] = {}
     app.config["XPEVENTS_DISPATCHER"] = {}
     app.config["XPEVENTS_FLUSH_TIMEOUT"] = "soon"
     with pytest.raises(ConfigError, match=r"XPEVENTS_FLUSH_TIMEOUT.*seconds > 0"):

@@ -60,7 +60,7 @@ def test_pool_client_without_the_initializer_says_how_to_fix_it() -> None:
     with pytest.raises(ConfigError, match=r"initializer=xpevents\.integrations\.pool\.initializer"):
         pool.client()
     pool.initializer({"datafile": "{}", "batch_size": 3})  # never raises: logged
-    with pytest.raises(ConfigError, match="unknown option\\(s\\) batch_size"):
+    with pytest.raises(ConfigError, match="unknown option 'batch_size'"):
         pool.client()
 
 
@@ -68,7 +68,9 @@ def test_a_bad_option_fails_the_task_not_the_pool() -> None:
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(1, pool.initializer, ({"datafil": "x"},)) as p:
-        with pytest.raises(ConfigError, match="unknown option\\(s\\) datafil"):
+        with pytest.raises(
+            ConfigError, match="unknown option 'datafil'; did you mean 'datafile'\\?"
+        ):
             p.apply(pool.client)
         p.close()
         p.join()

@@ -152,3 +152,17 @@ def test_the_official_error_handler_and_logger_work_unchanged(
         Client(example_datafile(), event_dispatcher=RecordingDispatcher(), error_handler=object())
     with pytest.raises(Exception, match=r"logging\.Logger"):
         Client(example_datafile(), event_dispatcher=RecordingDispatcher(), logger=object())
+
+
+def test_an_endpoint_passed_as_the_dispatcher_suggests_event_endpoint() -> None:
+    from xpevents import ConfigError
+
+    url = "http://127.0.0.1:8788/v1/events"
+    with pytest.raises(ConfigError) as caught:
+        Client(example_datafile(), url)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert f"did you mean event_endpoint={url!r}?" in message
+    assert "has no dispatch_event(event) method" in message
+    with pytest.raises(ConfigError) as caught:
+        Client(example_datafile(), 42)  # type: ignore[arg-type]
+    assert "did you mean" not in str(caught.value)  # only a URL-like string gets the hint

@@ -48,8 +48,10 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in ("sqlite://host/x.db", "sqlite:///", "sqlite:///:memory:", "sqlite:////dir/"):
         with pytest.raises(ConfigError):
             path_from_url(bad)
-    with pytest.raises(ConfigError, match="unknown option"):
+    with pytest.raises(ConfigError, match="unknown option 'color' \\(known: sync, busy_timeout"):
         SqliteSpool.from_url(f"sqlite:///{tmp_path}/x.db?color=red")
+    with pytest.raises(ConfigError, match="unknown option 'synch'; did you mean 'sync'\\?"):
+        SqliteSpool.from_url(f"sqlite:///{tmp_path}/x.db?synch=full")
     with pytest.raises(ConfigError):
         SqliteSpool.from_url(f"sqlite:////{tmp_path}/x.db?sync=sometimes")
     monkeypatch.chdir(tmp_path)

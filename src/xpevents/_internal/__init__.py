@@ -9,5 +9,9 @@ Everything here sits underneath every other package, imports nothing from xpeven
 * :mod:`~xpevents._internal.forking`: the one at-fork registry, which resets objects in
   a forked child in a fixed order, lowest layer first;
 * :mod:`~xpevents._internal.ratelimit`: "log at most every N seconds per key";
-* :mod:`~xpevents._internal.cache`: a dict that forgets everything when it grows too big.
+* :mod:`~xpevents._internal.cache`: a dict that forgets everything when it grows too big;
+* :mod:`~xpevents._internal.names`: the "unknown option 'strem'; did you mean
+  'stream'?" wording of every unknown option or key;
+* :mod:`~xpevents._internal.paths`: what a file path that cannot be opened lacks (a
+  missing directory), worded once for the spool and the collector.
 """

@@ -33,9 +33,17 @@ def check_dispatcher(event_dispatcher: object) -> None:
     if event_dispatcher is not None and not callable(
         getattr(event_dispatcher, "dispatch_event", None)
     ):
+        hint = ""
+        if isinstance(event_dispatcher, str) and "://" in event_dispatcher:
+            # Client(datafile, "http://host/v1/events"): the 2nd positional argument is
+            # the dispatcher; the endpoint is a keyword
+            hint = (
+                f"did you mean event_endpoint={event_dispatcher!r}? (the second positional "
+                "argument is the dispatcher); otherwise "
+            )
         raise ConfigError(
             f"event_dispatcher {event_dispatcher!r} has no dispatch_event(event) method; "
-            "pass an xpevents dispatcher, any object with dispatch_event, or None"
+            f"{hint}pass an xpevents dispatcher, any object with dispatch_event, or None"
         )
 
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from xpevents._internal.paths import missing_directory
 from xpevents.collector.app import DEFAULT_MAX_BODY, STRICT_MODES, Collector
 from xpevents.collector.dashboard.datafile import load_datafile
 from xpevents.collector.faults import FaultSettings
@@ -159,6 +160,8 @@ def collector_command(
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     config = load_datafile(datafile, sdk_key=sdk_key, url_template=datafile_url_template)
+    if db is not None and (problem := missing_directory(db)) is not None:
+        raise click.ClickException(f"cannot open --db {db}: {problem}")
     try:
         collector = Collector(
             db=db,

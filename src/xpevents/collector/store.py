@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import msgspec
 
+from xpevents._internal.paths import missing_directory
 from xpevents.collector.loose import (
     LooseEvent,
     LoosePayload,
@@ -26,6 +27,7 @@ from xpevents.collector.loose import (
     number,
     text,
 )
+from xpevents.errors import ConfigError
 from xpevents.spool.envelope import ENVELOPE_KEYS
 
 __all__ = ["EventStore", "StoredEvent"]
@@ -149,10 +151,15 @@ class EventStore:
 
     Safe to call from any thread (one lock around the connection); the collector
     calls it from its event loop only.
+
+    Raises:
+        ConfigError: the directory that would hold ``path`` does not exist.
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = None if path is None else Path(path)
+        if self.path is not None and (problem := missing_directory(self.path)) is not None:
+            raise ConfigError(f"events database {str(self.path)!r}: {problem}")
         self._lock = threading.Lock()
         target = ":memory:" if self.path is None else str(self.path)
         self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)

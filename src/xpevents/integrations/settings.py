@@ -24,11 +24,13 @@ option              default    meaning
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from xpevents._internal.names import unknown as unknown_names
 from xpevents.client.client import Client
 from xpevents.dispatch.aio import AsyncDispatcher
 from xpevents.dispatch.batch import BatchDispatcher
@@ -90,10 +92,8 @@ class Settings:
         known = {spell(name): name for name in _NAMES}
         unknown = sorted(str(key) for key in options if key not in known)
         if unknown:
-            raise ConfigError(
-                f"{source}: unknown option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(known)} (docs/integrations.md)"
-            )
+            problem = unknown_names("option", unknown, known)
+            raise ConfigError(f"{source}: {problem}; see docs/integrations.md")
         values = {known[key]: value for key, value in options.items()}
         return cls(**values, source=source).checked(spell)
 
@@ -198,6 +198,7 @@ def build(settings: Settings, *, on_event_loop: bool = False) -> Wiring:
         kind = AsyncDispatcher
     else:
         options.setdefault("atexit_timeout", settings.flush_timeout)
+    _check_keywords(settings.source, "dispatcher", kind, options)
     try:
         dispatcher = kind(**options)
     except TypeError as exc:
@@ -206,6 +207,7 @@ def build(settings: Settings, *, on_event_loop: bool = False) -> Wiring:
         client_options = dict(settings.client)
         if settings.sdk_key is not None:
             client_options["sdk_key"] = settings.sdk_key
+        _check_keywords(settings.source, "client", Client, client_options)
         client = Client(settings.datafile_text(), event_dispatcher=dispatcher, **client_options)
     except TypeError as exc:
         raise ConfigError(f"{settings.source}: a client option was refused: {exc}") from exc
@@ -214,3 +216,16 @@ def build(settings: Settings, *, on_event_loop: bool = False) -> Wiring:
             dispatcher.close(0.1)
         raise
     return Wiring(client, dispatcher, float(settings.flush_timeout))
+
+
+def _check_keywords(
+    source: str, what: str, target: Callable[..., Any], options: Mapping[str, Any]
+) -> None:
+    """Refuse an option ``target`` has no keyword for, naming the closest one it has."""
+    parameters = inspect.signature(target).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    names = [p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    bad = [str(key) for key in options if key not in names]
+    if bad:
+        raise ConfigError(f"{source}: {what} {unknown_names('option', bad, names)}")

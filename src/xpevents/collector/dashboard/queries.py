@@ -26,6 +26,7 @@ from typing import Any, Final
 
 import msgspec
 
+from xpevents._internal.names import unknown
 from xpevents.decide.datafile import ProjectConfig
 from xpevents.serving.schema import ACTIVATE_EVENT_KEY
 
@@ -143,9 +144,8 @@ def parse_query(
         if name in ignore:
             continue
         if name not in EVENT_PARAMS:
-            raise QueryError(
-                f"unknown query parameter {name!r}; GET /events accepts {', '.join(EVENT_PARAMS)}"
-            )
+            listing = f"GET /events accepts {', '.join(EVENT_PARAMS)}"
+            raise QueryError(unknown("query parameter", name, EVENT_PARAMS, listing=listing))
         if text == "":
             continue
         if name in ("limit", "offset", "after"):

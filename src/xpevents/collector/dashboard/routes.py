@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from xpevents._internal.names import unknown
 from xpevents.collector.dashboard import render
 from xpevents.collector.dashboard.experiments import ExperimentTally, KeyNames
 from xpevents.collector.dashboard.metrics import CONTENT_TYPE, metrics_registry
@@ -187,7 +188,7 @@ class Dashboard:
         try:
             for name, values in fields.items():
                 if name not in FaultUpdate.__struct_fields__:
-                    raise ConfigError(f"unknown fault setting {name!r}")
+                    raise ConfigError(unknown("fault setting", name, FaultUpdate.__struct_fields__))
                 text = values[-1].strip()
                 if text and text != "None":
                     changes[name] = int(text) if name == "seed" else float(text)

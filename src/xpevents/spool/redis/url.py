@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.retry import Retry
 
+from xpevents._internal.names import unknown
 from xpevents._internal.redact import redact_url
 from xpevents.errors import ConfigError
 from xpevents.spool.redis.schema import DEFAULT_GROUP, DEFAULT_STREAM
@@ -64,10 +65,10 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
         elif _known(key, parts.scheme):
             rest.append((key, value))
         else:
-            raise ConfigError(
-                f"spool URL {redact_url(url)!r}: unknown option {key!r} (known: "
-                f"{', '.join(_OURS)}, and redis-py's {', '.join(sorted(_REDIS_OPTIONS))})"
-            )
+            redis_py = sorted(_REDIS_OPTIONS)
+            listing = f"{', '.join(_OURS)}, and redis-py's {', '.join(redis_py)}"
+            problem = unknown("option", key, [*_OURS, *redis_py], listing=listing)
+            raise ConfigError(f"spool URL {redact_url(url)!r}: {problem}")
     path = parts.path
     if parts.scheme != "unix" and path not in ("", "/"):
         db = path.lstrip("/")

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from xpevents._internal.names import unknown
+from xpevents._internal.paths import missing_directory
 from xpevents._internal.redact import redact_url
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.spool.connection import ProcessConnection
@@ -90,9 +92,8 @@ def options_from_url(url: str) -> tuple[str, dict[str, Any]]:
                     f"spool URL {redact_url(url)!r}: busy_timeout={value!r} is not a number"
                 ) from None
         else:
-            raise ConfigError(
-                f"spool URL {redact_url(url)!r}: unknown option {key!r} (known: sync, busy_timeout)"
-            )
+            problem = unknown("option", key, ("sync", "busy_timeout"))
+            raise ConfigError(f"spool URL {redact_url(url)!r}: {problem}")
     return path, options
 
 
@@ -202,12 +203,9 @@ def open_database(
         SpoolError: missing directory, permission denied, read-only file system, disk
             full, corrupt or foreign file, or a spool written by a newer xpevents.
     """
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise SpoolError(
-            f"SQLite spool {str(path)!r}: directory {str(directory)!r} does not exist; "
-            "create it or choose another path"
-        )
+    directory = path.parent
+    if (problem := missing_directory(path)) is not None:
+        raise SpoolError(f"SQLite spool {str(path)!r}: {problem}")
     if not path.exists():
         if not create:
             raise SpoolError(f"SQLite spool {str(path)!r}: no such file")
