@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 
 import redis
 
@@ -21,10 +22,16 @@ class RedisServer:
 
     ``password`` sets ``requirepass``; ``directory`` turns persistence on (an
     append-only file fsynced on every write, in that directory), so a restart keeps
-    what was written.
+    what was written. ``args`` are more server options (``["--databases", "4"]``).
     """
 
-    def __init__(self, *, password: str | None = None, directory: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        password: str | None = None,
+        directory: str | None = None,
+        args: Sequence[str] = (),
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed")
@@ -32,6 +39,7 @@ class RedisServer:
         self.port = free_port()
         self.password = password
         self.directory = directory
+        self.args = list(args)
         auth = f":{password}@" if password else ""
         self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -44,6 +52,7 @@ class RedisServer:
             command += ["--appendonly", "yes", "--appendfsync", "always", "--dir", self.directory]
         if self.password:
             command += ["--requirepass", self.password]
+        command += self.args
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

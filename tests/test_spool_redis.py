@@ -59,6 +59,39 @@ def test_redis_down_at_open_is_a_clear_error() -> None:
         RedisSpool.from_url(f"redis://127.0.0.1:{port}/0?stream=x")
 
 
+def test_a_database_the_server_lacks_is_named_with_the_range_it_allows() -> None:
+    from click.testing import CliRunner
+
+    from xpevents.spool.cli import spool_command
+
+    with RedisServer(args=["--databases", "4"]) as server:
+        url = f"redis://127.0.0.1:{server.port}/9?stream=x"
+        expected = "Redis has no database 9 (this server allows 0\u20133)"
+        with pytest.raises(SpoolError) as caught:
+            RedisSpool.from_url(url)
+        assert expected in str(caught.value)
+        assert "cannot reach Redis" not in str(caught.value)
+        result = CliRunner().invoke(spool_command, ["stats", url])
+        assert result.exit_code == 1
+        assert expected in result.output and "cannot reach" not in result.output
+    # CONFIG disabled (as on many hosted Redis): the message says the range is unknown
+    with RedisServer(args=["--rename-command", "CONFIG", ""]) as server:
+        with pytest.raises(SpoolError) as caught:
+            RedisSpool.from_url(f"redis://127.0.0.1:{server.port}/99?stream=x")
+        message = str(caught.value)
+        assert "Redis has no database 99 (the server refused CONFIG GET databases" in message
+        assert "allows 0" not in message and "cannot reach Redis" not in message
+
+
+def test_a_misspelt_url_option_gets_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match="unknown option 'strem'; did you mean 'stream'\\?"):
+        open_spool("redis://127.0.0.1:6379/9?strem=x")
+    with pytest.raises(ConfigError, match="unknown option 'consumr'; did you mean 'consumer'"):
+        open_spool("redis://127.0.0.1:6379/9?consumr=x")
+    with pytest.raises(ConfigError, match="did you mean 'socket_timeout'"):
+        open_spool("redis://127.0.0.1:6379/9?socket_timeuot=3")
+
+
 def test_key_of_another_type_and_newer_schema_are_refused(stream: str) -> None:
     client = redis.Redis(port=6379, db=9)
     client.set(stream, "hello")

@@ -45,19 +45,20 @@ def _redis_stream_exists(url: str) -> None:
     """Inspecting never writes: refuse a Redis URL whose stream does not exist."""
     import redis
 
+    from xpevents.spool.redis.schema import unreachable
     from xpevents.spool.redis.url import from_url
 
     try:
         factory, shown, options = from_url(url)
         client = factory()
-        try:
-            exists = client.exists(options["stream"])
-        finally:
-            client.close()
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
+    try:
+        exists = client.exists(options["stream"])
     except redis.RedisError as error:
-        raise click.ClickException(f"cannot reach Redis at {shown}: {error}") from None
+        raise click.ClickException(f"{shown}: {unreachable(client, error)}") from None
+    finally:
+        client.close()
     if not exists:
         raise click.ClickException(
             f"stream {options['stream']!r} does not exist in {shown}: nothing to inspect "

@@ -47,6 +47,7 @@ __all__ = [
     "read_stats",
     "records",
     "text",
+    "unreachable",
 ]
 
 SCHEMA_VERSION = 1
@@ -104,10 +105,7 @@ def prepare(client: redis.Redis, keys: Keys, group: str, url: str) -> None:
     try:
         client.ping()
     except redis.RedisError as error:
-        raise SpoolError(
-            f"Redis spool {url}: cannot reach Redis ({error}); start Redis, or "
-            "fix the host, port or password in the URL"
-        ) from error
+        raise SpoolError(f"Redis spool {url}: {unreachable(client, error)}") from error
     try:
         kind = text(client.type(keys.stream))
         if kind not in ("stream", "none"):
@@ -128,6 +126,47 @@ def prepare(client: redis.Redis, keys: Keys, group: str, url: str) -> None:
         _forget_stale_consumers(client, keys.stream, group)
     except redis.RedisError as error:
         raise SpoolError(f"Redis spool {url}: cannot set up: {error}") from error
+
+
+def unreachable(client: redis.Redis, error: redis.RedisError) -> str:
+    """What ``error``, raised by the first command on ``client``, means for the user.
+
+    Redis refuses ``SELECT`` of a database it does not have ("DB index is out of
+    range"): that Redis was reached, so the message names the database and the range
+    the server allows (its ``databases`` setting, read with ``CONFIG GET`` on database
+    0; when that is refused, the message says so). Anything else is "cannot reach
+    Redis" with what to check.
+    """
+    if isinstance(error, redis.ResponseError) and "DB index is out of range" in str(error):
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        count = _database_count(client)
+        if count is None:
+            allowed = "the server refused CONFIG GET databases, so the range it allows is unknown"
+        else:
+            allowed = f"this server allows 0\u2013{count - 1}"
+        return (
+            f"Redis has no database {db} ({allowed}); choose another database number "
+            "in the URL (redis://host:port/0)"
+        )
+    return (
+        f"cannot reach Redis ({error}); start Redis, or fix the host, port or password in the URL"
+    )
+
+
+def _database_count(client: redis.Redis) -> int | None:
+    """The server's ``databases`` setting, asked on database 0, or ``None`` if refused."""
+    pool = client.connection_pool
+    connection = pool.connection_class(**{**pool.connection_kwargs, "db": 0})
+    try:
+        connection.send_command("CONFIG", "GET", "databases")
+        reply = connection.read_response()
+        # RESP2: [b"databases", b"16"]; RESP3: {b"databases": b"16"}
+        values = list(reply.values()) if isinstance(reply, dict) else list(reply)[1:]
+        return int(values[0])
+    except (redis.RedisError, OSError, ValueError, IndexError, TypeError):
+        return None
+    finally:
+        connection.disconnect()
 
 
 def create_group(client: redis.Redis, stream: str, group: str) -> None:
