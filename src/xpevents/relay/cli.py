@@ -16,6 +16,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from xpevents._internal.names import unknown
 from xpevents._internal.redact import redact_text, redact_url
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.relay.app import Relay, RelaySettings
@@ -75,9 +76,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
     for key, item in section.items():
         name = key.replace("-", "_")
         if name not in known:
-            raise click.BadParameter(
-                f"{value}: unknown key {key!r} (known: {', '.join(sorted(known))})", ctx, param
-            )
+            raise click.BadParameter(f"{value}: {unknown('key', key, sorted(known))}", ctx, param)
         values[name] = item
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return value
