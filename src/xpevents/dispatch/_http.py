@@ -15,10 +15,12 @@ from typing import Any
 
 import httpx
 
-from xpevents.dispatch.deadline import enforce_deadlines
+from xpevents.dispatch.deadline import deadline, enforce_deadlines
+from xpevents.dispatch.direct import DirectPool
+from xpevents.send.outcome import ResponseLike
 from xpevents.send.planner import Request
 
-__all__ = ["async_client", "bounded_request", "request_arguments", "sync_client"]
+__all__ = ["async_client", "bounded_request", "request_arguments", "send_sync", "sync_client"]
 
 
 def _limits(senders: int) -> httpx.Limits:
@@ -30,6 +32,20 @@ def sync_client(senders: int, timeout: float) -> httpx.Client:
     client = httpx.Client(timeout=httpx.Timeout(timeout), limits=_limits(senders))
     enforce_deadlines(client)
     return client
+
+
+def send_sync(
+    client: httpx.Client, direct: DirectPool | None, request: Request, timeout: float
+) -> ResponseLike:
+    """Send ``request`` within ``timeout``: on ``direct`` (:mod:`http.client`) when it is
+    a POST that ``client`` would send direct, else through ``client``."""
+    content = request.content
+    if direct is not None and content is not None and request.method == "POST":
+        route = direct.route(request.url)
+        if route is not None:
+            return direct.post(route, request.headers, content, timeout)
+    with deadline(timeout):  # a trickling answer cannot hold the sender
+        return client.request(request.method, request.url, **request_arguments(request, timeout))
 
 
 def async_client(senders: int, timeout: float) -> httpx.AsyncClient:

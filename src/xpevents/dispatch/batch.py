@@ -35,9 +35,8 @@ from xpevents._internal import forking
 from xpevents._internal.closing import Closing
 from xpevents._internal.redact import shown_url
 from xpevents._internal.validate import positive_seconds
-from xpevents.dispatch._http import request_arguments, sync_client
+from xpevents.dispatch._http import send_sync, sync_client
 from xpevents.dispatch.core import DispatchCore, Request, finite_timeout
-from xpevents.dispatch.deadline import deadline
 from xpevents.dispatch.direct import DirectPool
 from xpevents.dispatch.leftover import CLOSED_AT_EXIT
 from xpevents.dispatch.options import DispatchOptions
@@ -55,11 +54,9 @@ __all__ = ["BatchDispatcher"]
 logger = logging.getLogger("xpevents.dispatch")
 
 _getpid = os.getpid
-_abandoned: list[httpx.Client] = []
-"""httpx clients inherited from a parent process: never used nor closed in the child
-(closing could shut down sockets the parent still uses)."""
-_abandoned_pools: list[DirectPool] = []
-"""The same for the direct connections inherited from a parent process."""
+_abandoned: list[tuple[httpx.Client, DirectPool | None]] = []
+"""Clients and direct pools inherited from a parent process: never used nor closed in
+the child (closing could shut down sockets the parent still uses)."""
 
 
 forking.at_fork(_abandoned.clear, forking.Stage.DISPATCHER)
@@ -205,9 +202,7 @@ class BatchDispatcher(Closing):
         self._core.reset_after_fork()
         self._init_runtime()
         if self._own_client and not self._core.closed:
-            _abandoned.append(self._client)
-            if self._direct is not None:
-                _abandoned_pools.append(self._direct)  # the parent's sockets: left alone
+            _abandoned.append((self._client, self._direct))
             self._client = self._new_client()
 
     # -- public API ---------------------------------------------------------------------
@@ -391,19 +386,8 @@ class BatchDispatcher(Closing):
         core.begin(request, time.time())
         response: ResponseLike | None = None
         error: BaseException | None = None
-        direct = self._direct
         try:
-            content = request.content
-            route = None
-            if direct is not None and content is not None and request.method == "POST":
-                route = direct.route(request.url)
-            if route is not None and direct is not None and content is not None:
-                response = direct.post(route, request.headers, content, self._timeout)
-            else:
-                with deadline(self._timeout):  # a trickling answer cannot hold the sender
-                    response = self._client.request(
-                        request.method, request.url, **request_arguments(request, self._timeout)
-                    )
+            response = send_sync(self._client, self._direct, request, self._timeout)
         except Exception as exc:
             error = exc
         except BaseException:

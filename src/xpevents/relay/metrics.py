@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
-import httpx
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -46,7 +45,7 @@ from starlette.types import Receive, Scope, Send
 from xpevents._version import __version__
 from xpevents.stats import DispatchStats
 
-__all__ = ["MetricsApp", "RelayMetrics", "TimedTransport", "UpstreamState"]
+__all__ = ["MetricsApp", "RelayMetrics", "UpstreamState"]
 
 _LATENCY: Final = "xpevents_relay_upstream_request_seconds"
 _LATENCY_HELP: Final = "Upstream request latency (until response headers), by region and outcome."
@@ -376,32 +375,3 @@ def _by_reason(
     for reason, count in sorted(counts.items()):
         family.add_metric([reason], count)
     return family
-
-
-class TimedTransport(httpx.BaseTransport):
-    """An httpx transport that times each upstream request and records its outcome."""
-
-    def __init__(self, inner: httpx.BaseTransport, metrics: RelayMetrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        url = str(request.url)
-        started = time.perf_counter()
-        try:
-            response = self._inner.handle_request(request)
-        except Exception as exc:
-            self._metrics.observe_upstream(
-                url, time.perf_counter() - started, status=None, error=repr(exc)
-            )
-            raise
-        self._metrics.observe_upstream(
-            url,
-            time.perf_counter() - started,
-            status=response.status_code,
-            error=None if response.status_code < 400 else f"HTTP {response.status_code}",
-        )
-        return response
-
-    def close(self) -> None:
-        self._inner.close()

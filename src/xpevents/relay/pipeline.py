@@ -11,8 +11,9 @@ import httpx
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.dispatch.deadline import deadline_transport
 from xpevents.errors import SpoolError
-from xpevents.relay.metrics import RelayMetrics, TimedTransport
+from xpevents.relay.metrics import RelayMetrics
 from xpevents.relay.routing import RegionTransport
+from xpevents.relay.timing import TimedTransport
 from xpevents.spool.base import Spool
 
 if TYPE_CHECKING:

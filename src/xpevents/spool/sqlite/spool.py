@@ -29,7 +29,6 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
 from xpevents._internal.closing import Closing
@@ -295,23 +294,7 @@ class SqliteSpool(Closing):
     def stats(self, *, now: float) -> SpoolStats:
         """Depth and bytes (maintained counters), leases, oldest record, dead letters."""
         with self._db.snapshot("stats") as db:
-            depth, nbytes = db.execute("SELECT depth, bytes FROM totals WHERE id = 1").fetchone()
-            leased = db.execute(
-                "SELECT count(*) FROM records WHERE due_at > ? AND leased = 1", (now,)
-            ).fetchone()[0]
-            oldest = db.execute("SELECT enqueued_at FROM records ORDER BY id LIMIT 1").fetchone()
-            dead = dict(db.execute("SELECT reason, count FROM dead_reasons").fetchall())
-            counted = dict(db.execute("SELECT reason, count FROM evictions").fetchall())
-        evicted, lost = watermark.split_counts(counted)
-        return SpoolStats(
-            depth=int(depth),
-            bytes=int(nbytes),
-            leased=int(leased),
-            oldest_enqueued_at=None if oldest is None else float(oldest[0]),
-            dead_letters=MappingProxyType(dead),
-            evicted=MappingProxyType(evicted),
-            lost=MappingProxyType(lost),
-        )
+            return tables.read_stats(db, now)
 
     def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters."""

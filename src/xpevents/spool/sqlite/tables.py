@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import Any
 
 from xpevents._internal.cache import BoundedCache
-from xpevents.spool.sqlite import schema
+from xpevents.spool.base import SpoolStats
+from xpevents.spool.sqlite import schema, watermark
 
 __all__ = [
     "MOVE_CHUNK",
@@ -26,6 +28,7 @@ __all__ = [
     "ids_json",
     "move_to_dead_letters",
     "purge_dead_letters",
+    "read_stats",
     "replay_dead_letters",
     "trim_dead_letters",
 ]
@@ -244,3 +247,25 @@ def purge_dead_letters(db: sqlite3.Connection, reason: str | None) -> int:
     ).fetchall()
     count_dead(db, _by_reason(rows), sign=-1)
     return len(rows)
+
+
+def read_stats(db: sqlite3.Connection, now: float) -> SpoolStats:
+    """Depth and bytes (maintained counters), leases, oldest record, dead letters,
+    evictions and losses, read in the caller's snapshot."""
+    depth, nbytes = db.execute("SELECT depth, bytes FROM totals WHERE id = 1").fetchone()
+    leased = db.execute(
+        "SELECT count(*) FROM records WHERE due_at > ? AND leased = 1", (now,)
+    ).fetchone()[0]
+    oldest = db.execute("SELECT enqueued_at FROM records ORDER BY id LIMIT 1").fetchone()
+    dead = dict(db.execute("SELECT reason, count FROM dead_reasons").fetchall())
+    counted = dict(db.execute("SELECT reason, count FROM evictions").fetchall())
+    evicted, lost = watermark.split_counts(counted)
+    return SpoolStats(
+        depth=int(depth),
+        bytes=int(nbytes),
+        leased=int(leased),
+        oldest_enqueued_at=None if oldest is None else float(oldest[0]),
+        dead_letters=MappingProxyType(dead),
+        evicted=MappingProxyType(evicted),
+        lost=MappingProxyType(lost),
+    )
