@@ -28,8 +28,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, Final
 
 import httpx
@@ -43,16 +42,16 @@ from starlette.types import ASGIApp, Receive, Scope
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, SpoolError, SpoolFull
 from xpevents.relay.committer import Committer
-from xpevents.relay.datafiles import DatafileCache, DatafileCacheSettings
+from xpevents.relay.datafiles import DatafileCache
 from xpevents.relay.fastpath import EventFastPath
 from xpevents.relay.ingest import split_payload
 from xpevents.relay.metrics import MetricsApp, RelayMetrics
 from xpevents.relay.pipeline import _forwarder, _upstream_client
 from xpevents.relay.remote import RemoteForwarder
 from xpevents.relay.routing import CANONICAL
+from xpevents.relay.settings import DEFAULT_UPSTREAM, DEFAULT_UPSTREAM_EU, RelaySettings
 from xpevents.relay.supervisor import ForwarderProcess, child_config, forwards_in_child
 from xpevents.relay.writer import SpoolWriter
-from xpevents.send.retry import RetryPolicy
 from xpevents.serving.body import header, read_asgi_body
 from xpevents.serving.endpoints import (
     event_api_routes,
@@ -74,66 +73,11 @@ __all__ = [
 
 logger = logging.getLogger("xpevents.relay")
 
-DEFAULT_UPSTREAM: Final = "https://logx.optimizely.com/v1/events"
-DEFAULT_UPSTREAM_EU: Final = "https://eu.logx.optimizely.com/v1/events"
-
 _WAKE_EVERY: Final = 0.02
 _PARSE_INLINE: Final = 65_536
 """Bodies up to this size are parsed in the event loop; larger ones in a thread."""
 _NO_CONTENT: Final = Response(status_code=204)
 """The answer to every spooled request (a Response can be sent any number of times)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RelaySettings:
-    """Everything the relay can be told (the CLI options; see ``docs/relay.md``)."""
-
-    upstream: str = DEFAULT_UPSTREAM
-    upstream_eu: str = DEFAULT_UPSTREAM_EU
-    token: str | None = field(default=None, repr=False)
-    max_body: int = 3_500_000
-    read_timeout: float = 10.0
-    max_spool_events: int = 1_000_000
-    max_spool_bytes: int = 512 << 20
-    retry_after: int = 1
-    batch_size: int = 100
-    flush_interval: float = 1.0
-    max_batch_bytes: int = 1_048_576
-    concurrency: int = 4
-    timeout: float = 10.0
-    gzip: bool = False
-    lease: float = 30.0
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    max_retry_age: float = 86_400.0
-    proxy: str | None = field(default=None, repr=False)
-    shutdown_timeout: float = 10.0
-    sdk_keys: tuple[str, ...] = ()
-    datafile_upstream: str | None = None
-    datafile_interval: float = 60.0
-    datafile_cache_dir: str | None = None
-    forwarder: str = "thread"
-    """``thread``, ``process`` or ``auto`` (a child process for a durable spool)."""
-
-    def datafile_settings(self) -> DatafileCacheSettings:
-        """The datafile cache's settings (``relay/datafiles.py``)."""
-        return DatafileCacheSettings(
-            sdk_keys=tuple(self.sdk_keys),
-            upstream=self.datafile_upstream,
-            update_interval=self.datafile_interval,
-            timeout=self.timeout,
-            cache_dir=None if self.datafile_cache_dir is None else Path(self.datafile_cache_dir),
-            proxy=self.proxy,
-        )
-
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_attempts=None,
-            backoff_base=self.backoff_base,
-            backoff_max=self.backoff_max,
-            max_retry_after=300.0,
-            max_retry_age=self.max_retry_age,
-        )
 
 
 class Relay:
@@ -187,7 +131,7 @@ class Relay:
             self._forward_elsewhere(forwarder)
         elif in_child:
             config = child_config(spool_url or store.url, settings, max_event_age, log_level)
-            self._forward_in_child(config)
+            self._forward_elsewhere(ForwarderProcess(config))
         else:
             self.dispatcher = _forwarder(store, self._http, settings)
             self.metrics.watch(self.dispatcher.stats)
@@ -210,7 +154,17 @@ class Relay:
         # starts the dispatcher's senders explicitly.
         if self.dispatcher is not None:
             self.dispatcher.start()
-        self.app = Starlette(
+        self.app = self._application()
+        self._counted: dict[tuple[str, int], Any] = {}
+        if isinstance(store, MemorySpool):
+            logger.warning(
+                "relay spool is memory://: a 204 does NOT mean durable; events accepted "
+                "and not yet forwarded are lost if the relay stops or crashes"
+            )
+
+    def _application(self) -> ASGIApp:
+        """The event API POSTs on the fast path, everything else through Starlette."""
+        routes = Starlette(
             routes=[
                 *event_api_routes(self._ingest),
                 Route("/healthz", healthz, methods=["GET"]),
@@ -219,18 +173,9 @@ class Relay:
                 *self.datafiles.routes(),
             ]
         )
-        self.app = EventFastPath(self.ingest, self.app)
-        self._counted: dict[tuple[str, int], Any] = {}
-        if isinstance(store, MemorySpool):
-            logger.warning(
-                "relay spool is memory://: a 204 does NOT mean durable; events accepted "
-                "and not yet forwarded are lost if the relay stops or crashes"
-            )
+        return EventFastPath(self.ingest, routes)
 
     # -- forwarding -----------------------------------------------------------------
-
-    def _forward_in_child(self, config: dict[str, object]) -> None:
-        self._forward_elsewhere(ForwarderProcess(config))
 
     def _forward_elsewhere(self, forwarder: ForwarderProcess | RemoteForwarder) -> None:
         self.forwarder = forwarder

@@ -9,20 +9,19 @@ Every option can also come from an environment variable ``XPEVENTS_RELAY_<OPTION
 from __future__ import annotations
 
 import logging
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import click
 
-from xpevents._internal.names import unknown
 from xpevents._internal.redact import redact_text, redact_url
 from xpevents.errors import ConfigError, SpoolError
 from xpevents.relay.app import Relay, RelaySettings
+from xpevents.relay.cli_inputs import check_url as _url
+from xpevents.relay.cli_inputs import load_config as _load_config
+from xpevents.relay.cli_inputs import open_relay_spool
 from xpevents.relay.upstreams import resolve_upstreams, warn_if_exposed
-from xpevents.relay.writer import store_bounds
-from xpevents.send.endpoint import validate_url
 from xpevents.serving.command import (
     cannot_listen,
     check_port_free,
@@ -56,60 +55,6 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def _env(name: str) -> str:
     return f"{ENV_PREFIX}_{name.upper()}"
-
-
-def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    """Eager callback of ``--config``: the file's values become click's default_map."""
-    if value is None:
-        return None
-    try:
-        data = tomllib.loads(value.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {value}: {exc}", ctx, param) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise click.BadParameter(f"{value} is not valid TOML: {exc}", ctx, param) from None
-    section = data.get("relay", data)
-    if not isinstance(section, dict):
-        raise click.BadParameter(f"{value}: [relay] must be a table", ctx, param)
-    known = {p.name for p in ctx.command.params if p.name and p.name != "config"}
-    values: dict[str, Any] = {}
-    for key, item in section.items():
-        name = key.replace("-", "_")
-        if name not in known:
-            raise click.BadParameter(f"{value}: {unknown('key', key, sorted(known))}", ctx, param)
-        values[name] = item
-    ctx.default_map = {**(ctx.default_map or {}), **values}
-    return value
-
-
-def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return validate_url(value, argument=f"--{(param.name or '').replace('_', '-')}")
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), ctx, param) from None
-
-
-def open_relay_spool(spec: str, *, max_events: int, max_bytes: int, max_event_age: float) -> Spool:
-    """Open the relay's store for ``spec`` (``memory://``, ``sqlite:///...``, ``redis://...``).
-
-    Durable stores get eviction bounds above the relay's admission limits (see
-    :func:`~xpevents.relay.writer.store_bounds`): a full spool refuses requests, it
-    never evicts what was accepted. A memory spool holds ``max_events`` visitors.
-
-    Raises:
-        ConfigError, SpoolError: as :func:`xpevents.spool.open_spool`.
-    """
-    from xpevents.spool import open_spool
-    from xpevents.spool.memory import MemorySpool
-
-    if spec == "memory://":
-        return MemorySpool(max_events, "drop_newest")
-    events, nbytes = store_bounds(max_events, max_bytes)
-    return open_spool(
-        spec, max_spool_events=events, max_spool_bytes=nbytes, max_event_age=max_event_age
-    )
 
 
 _POSITIVE = click.FloatRange(min=0.0, min_open=True)

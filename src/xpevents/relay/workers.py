@@ -7,7 +7,7 @@ with an empty application tops out near 7k requests/s on the reference box), so 
 * **Sockets**: it binds the port (``--port 0``: a free one, then the same for all) once
   per worker with ``SO_REUSEPORT``, and hands each worker its socket (an inherited
   file descriptor); the kernel spreads new connections over the workers' sockets.
-* **Ingest workers** (``python -m xpevents.relay.workers``, settings as one JSON line
+* **Ingest workers** (``python -m xpevents.relay.worker``, settings as one JSON line
   on stdin, nothing secret on a command line) each serve the whole relay application
   on their socket (ingest, ``/healthz``, ``/readyz``, ``/metrics``, datafiles) and
   write to the same spool (SQLite: WAL, one ``BEGIN IMMEDIATE`` transaction per
@@ -49,15 +49,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from xpevents.relay.supervisor import REPORT_EVERY, ForwarderProcess, child_config
 from xpevents.serving.guard import ConnectionLimits
 from xpevents.serving.process import listening_prefix
 
-__all__ = ["WorkerPool", "bind_reuseport", "serve_workers", "worker_main"]
+__all__ = ["WorkerPool", "bind_reuseport", "serve_workers"]
 
 logger = logging.getLogger("xpevents.relay")
 
@@ -206,7 +205,7 @@ class WorkerPool:
         }
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "xpevents.relay.workers"],
+                [sys.executable, "-m", "xpevents.relay.worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 pass_fds=(sock.fileno(), self._wake_fd),
@@ -309,24 +308,28 @@ def serve_workers(
         return 0
     finally:
         stop.set()
-        timeout = settings.shutdown_timeout
-        started = time.monotonic()
-        if pool is not None:
-            pool.stop(timeout + 10.0)  # each worker drains its requests for up to timeout
-        left = max(0.0, timeout - (time.monotonic() - started))
-        outcome = forwarder.stop(left)
-        if outcome.pending:
-            logger.warning(
-                "relay stopped: %d delivered during shutdown, %d visitor(s) kept in the spool",
-                outcome.delivered,
-                outcome.pending,
-            )
-        else:
-            logger.info("relay stopped: %d delivered during shutdown", outcome.delivered)
+        _shut_down(pool, forwarder, settings.shutdown_timeout)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         os.close(wake_w)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _shut_down(pool: WorkerPool | None, forwarder: ForwarderProcess, timeout: float) -> None:
+    """Drain the workers (each up to ``timeout``), then let the forwarder forward."""
+    started = time.monotonic()
+    if pool is not None:
+        pool.stop(timeout + 10.0)  # each worker drains its requests for up to timeout
+    left = max(0.0, timeout - (time.monotonic() - started))
+    outcome = forwarder.stop(left)
+    if outcome.pending:
+        logger.warning(
+            "relay stopped: %d delivered during shutdown, %d visitor(s) kept in the spool",
+            outcome.delivered,
+            outcome.pending,
+        )
+    else:
+        logger.info("relay stopped: %d delivered during shutdown", outcome.delivered)
 
 
 def _relay_wakes(fd: int, forwarder: ForwarderProcess) -> None:
@@ -366,93 +369,3 @@ def _write_state(state_dir: Path, forwarder: ForwarderProcess, pool: WorkerPool)
 
 
 # -- the worker -------------------------------------------------------------------------
-
-
-def _watch_parent(parent: int) -> None:
-    """Stop this worker (as SIGTERM does) once its supervisor is gone."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    logger.error("relay supervisor %d gone: ingest worker %d stopping", parent, os.getpid())
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _emit(stream: IO[str], line: str) -> None:
-    try:
-        stream.write(line + "\n")
-        stream.flush()
-    except OSError:
-        pass
-
-
-def _sum_counters(metrics: Any, directory: str) -> None:
-    """Serve the relay's own counters summed over every worker (past ones included).
-
-    Each worker's ``Counter`` values live in ``directory`` (``prometheus_client``
-    multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR`` set before the import); the
-    registry's collector of the relay's own metrics (``relay/metrics.py``) is replaced
-    by one that reads them all, keeping its upstream latency family (the forwarding
-    child's). The ``process_*`` and ``python_*`` metrics are the answering worker's.
-    """
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    owned = metrics._owned
-    summed = MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
-    metrics.registry.unregister(owned)
-    metrics.registry.register(_Summed(owned, summed))
-
-
-class _Summed:
-    """The relay's own metrics with the counters summed over the workers' files."""
-
-    def __init__(self, owned: Any, summed: Any) -> None:
-        self._owned = owned
-        self._summed = summed
-
-    def collect(self) -> Iterator[Any]:
-        yield from self._summed.collect()
-        for family in self._owned.collect():
-            if family.type == "histogram":  # the upstream latency (the forwarder's)
-                yield family
-
-
-def worker_main() -> None:
-    """An ingest worker: read the config line, serve until SIGTERM (module docstring)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us
-    config = json.loads(sys.stdin.readline())
-    from xpevents.relay.app import Relay, RelaySettings
-    from xpevents.relay.cli import open_relay_spool
-    from xpevents.relay.remote import RemoteForwarder
-    from xpevents.relay.server import RelayServer
-    from xpevents.serving.command import configure_logging
-
-    configure_logging(config.get("log_level", "warning"))
-    fields = dict(config["settings"])
-    fields["sdk_keys"] = tuple(fields.get("sdk_keys", ()))
-    settings = RelaySettings(**fields)
-    sock = socket.socket(fileno=config["fd"])
-    threading.Thread(target=_watch_parent, args=(config["parent"],), daemon=True).start()
-    store = open_relay_spool(
-        config["spool"],
-        max_events=settings.max_spool_events,
-        max_bytes=settings.max_spool_bytes,
-        max_event_age=config["max_event_age"],
-    )
-    remote = RemoteForwarder(Path(config["state"]), config["wake_fd"], config["index"])
-    relay = Relay(store, settings, forwarder=remote, log_level=config["log_level"])
-    if config["spool"].startswith("sqlite:"):
-        wait = float(getattr(store, "busy_timeout", 5.0))
-        relay.writer.share_commits(Path(config["state"]).with_name("commit.lock"), wait=wait)
-    _sum_counters(relay.metrics, os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    limits = ConnectionLimits(**config["limits"])
-    server = RelayServer(
-        relay,
-        host=config.get("host", "127.0.0.1"),
-        log_level=config["log_level"],
-        limits=limits,
-        sock=sock,
-    )
-    server.run(on_started=lambda: _emit(sys.stdout, "ready"))
-
-
-if __name__ == "__main__":
-    worker_main()
