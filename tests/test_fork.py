@@ -206,3 +206,31 @@ def test_event_helper_is_valid() -> None:
         event.params["visitors"][0]["snapshots"][0]["events"][0]["uuid"]
     )
     assert event.url == URL
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="calls glibc's fork() through ctypes")
+@pytest.mark.parametrize("how", ["os.fork", "libc fork"])
+def test_fork_mark_reads_zero_in_any_child(how: str) -> None:
+    """The uuid generator's fork guard: 1 here, 0 in a child however it was forked
+    (uWSGI forks from C, without Python's hooks), 1 again once re-armed."""
+    import ctypes
+
+    from xpevents._internal.forking import new_fork_mark
+
+    mark = new_fork_mark()
+    assert mark[0] == 1
+    read, write = os.pipe()
+    pid = os.fork() if how == "os.fork" else ctypes.CDLL(None).fork()
+    if pid == 0:
+        try:
+            seen = mark[0]
+            mark[0] = 1
+            os.write(write, bytes([seen, mark[0]]))
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 2)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert answer == bytes([0, 1])
+    assert mark[0] == 1

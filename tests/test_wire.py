@@ -244,3 +244,59 @@ def test_fork_without_python_hooks_is_caught_by_the_id_generator(
     assert sum(v.startswith("child-") for v in ids) == 30
     uuids = {e["uuid"] for e in collector.events(limit=100)}
     assert len(uuids) == 60
+
+
+def _writer_for(builder: EventBuilder) -> Any:
+    return builder._writer
+
+
+def test_attribute_cache_keeps_equal_but_different_values_apart() -> None:
+    """1, 1.0 and True are one dict key but three JSON values: only all-string dicts
+    are remembered, so a cached string never answers for them (and vice versa)."""
+    builder = EventBuilder(CONFIG)
+    writer = _writer_for(builder)
+    key = next(iter(CONFIG.attributes))
+    for _ in range(3):  # the second and third rounds read whatever was cached
+        for value in ["1", 1, 1.0, True, "True", "true"]:
+            got = writer.attributes({key: value})
+            assert got == encode(builder.visitor_attributes({key: value})), value
+    assert list(writer._attribute_cache.known) == [
+        ((key, "1"),),
+        ((key, "True"),),
+        ((key, "true"),),
+    ]
+
+
+def test_attribute_cache_survives_unhashable_and_hostile_values() -> None:
+    class Hostile:
+        def __hash__(self) -> int:
+            raise RuntimeError("no hash for you")
+
+    builder = EventBuilder(CONFIG)
+    writer = _writer_for(builder)
+    key = next(iter(CONFIG.attributes))
+    for value in [[1, 2], {"a": 1}, Hostile()]:
+        assert writer.attributes({key: value}) == encode(builder.visitor_attributes({key: value}))
+
+
+def test_attribute_cache_turns_itself_off_for_per_user_values() -> None:
+    builder = EventBuilder(CONFIG)
+    writer = _writer_for(builder)
+    cache = writer._attribute_cache
+    key = next(iter(CONFIG.attributes))
+    for i in range(cache.size + 10):  # an attribute unique per user: every lookup misses
+        attributes = {key: f"user-{i}@example.com"}
+        assert writer.attributes(attributes) == encode(builder.visitor_attributes(attributes))
+    assert not cache.on and not cache.known
+    assert writer.attributes({key: "x"}) == encode(builder.visitor_attributes({key: "x"}))
+
+
+def test_attribute_cache_stays_on_for_a_few_combinations() -> None:
+    builder = EventBuilder(CONFIG)
+    writer = _writer_for(builder)
+    cache = writer._attribute_cache
+    key = next(iter(CONFIG.attributes))
+    for i in range(cache.size * 5):
+        attributes = {key: ("US", "DE", "FR")[i % 3]}
+        assert writer.attributes(attributes) == encode(builder.visitor_attributes(attributes))
+    assert cache.on and len(cache.known) == 3

@@ -483,3 +483,49 @@ def test_generated_datafiles_are_varied() -> None:
     assert any(d.get("region") == "EU" for d in datafiles)
     assert any(d["groups"] for d in datafiles)
     assert any("botFiltering" in d for d in datafiles)
+
+
+def test_activate_fast_path_matches_the_official_sdk_and_our_general_path() -> None:
+    """``activate`` with nobody forced, no listeners, no profile service and INFO off
+    takes the client's quick path (audiences then bucketing, straight to the writer):
+    its answers and payloads equal the official SDK's and those of our general path
+    (taken when INFO logging is on)."""
+    import logging
+
+    checked = quick = 0
+    for seed in range(60):
+        datafile = make_datafile(seed)
+        rng = random.Random(seed * 104729)
+        people = [(f"user{u}", make_attributes(rng)) for u in range(USERS_PER_DATAFILE)]
+        keys = [e["key"] for e in datafile["experiments"]] + [
+            e["key"] for g in datafile["groups"] for e in g["experiments"]
+        ]
+        try:
+            official = optimizely.Optimizely(
+                json.dumps(datafile), event_processor=ForwardingEventProcessor(Recorder())
+            )
+        except Exception:
+            continue
+        if official.config_manager.get_config() is None:
+            continue
+        official_events, fast_events, slow_events = Recorder(), Recorder(), Recorder()
+        official.event_processor = ForwardingEventProcessor(official_events)
+        fast = Client(datafile, fast_events)
+        talkative = logging.getLogger(f"xpevents.test.quick.{seed}")
+        talkative.setLevel(logging.DEBUG)
+        talkative.addHandler(logging.NullHandler())
+        talkative.propagate = False
+        slow = Client(datafile, slow_events, logger=talkative)
+        quick += sum(1 for key in keys if key in fast._engine.experiments._decider.quick_plans)
+        for user_id, attributes in people:
+            for key in keys:
+                expected = official.activate(key, user_id, dict(attributes))
+                assert fast.activate(key, user_id, dict(attributes)) == expected, (seed, key)
+                assert slow.activate(key, user_id, dict(attributes)) == expected, (seed, key)
+                checked += 1
+        assert len(fast_events.params) == len(official_events.params) == len(slow_events.params)
+        for mine, general, theirs in zip(
+            fast_events.params, slow_events.params, official_events.params, strict=True
+        ):
+            assert _normalised(mine) == _normalised(theirs) == _normalised(general), seed
+    assert checked >= 3000 and quick >= 100, (checked, quick)

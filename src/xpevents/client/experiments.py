@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from xpevents.client.notifications import NotificationType
 from xpevents.client.shared import ClientPart
+from xpevents.decide.bucketing import BUCKETING_ID_ATTRIBUTE
 from xpevents.decide.reasons import LoggedReasons
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ __all__ = ["Experiments"]
 _DECISION = NotificationType.DECISION
 _INFO: Final = logging.INFO
 _EMPTY: Final[Mapping[str, Any]] = {}
+_BUCKETING_ID: Final = BUCKETING_ID_ATTRIBUTE
 
 
 class Experiments(ClientPart):
@@ -65,6 +67,35 @@ class Experiments(ClientPart):
 
     def activate(self, experiment_key: Any, user_id: Any, attributes: Any) -> str | None:
         """See :meth:`xpevents.Client.activate`."""
+        if type(experiment_key) is str and type(user_id) is str:
+            plan = self._decider.quick_plans.get(experiment_key)
+            if (
+                plan is not None
+                and (attributes is None or type(attributes) is dict)
+                and not self._forced.users
+                and not self._report.active
+                and self._profiles.service is None
+                and not self._log.isEnabledFor(_INFO)
+                and (not attributes or _BUCKETING_ID not in attributes)
+            ):
+                check = plan.audience_check
+                if check is not None and not check(attributes or _EMPTY):
+                    return None
+                variation = plan.bucket(user_id, user_id, None)
+                if variation is None:
+                    return None
+                experiment = plan.experiment
+                self._report.impression(
+                    experiment,
+                    variation,
+                    user_id,
+                    attributes,
+                    "",
+                    experiment.key,
+                    "experiment",
+                    True,
+                )
+                return variation.key
         result = self._variation("activate", experiment_key, user_id, attributes)
         if result is None:
             return None

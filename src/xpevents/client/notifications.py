@@ -44,7 +44,7 @@ import enum
 import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Final
 
 __all__ = ["NotificationCenter", "NotificationType"]
@@ -172,6 +172,10 @@ class NotificationCenter:
     def has_listeners(self, notification_type: NotificationType) -> bool:
         """Whether anyone listens to ``notification_type`` (lets callers skip building args)."""
         return notification_type in self._active
+
+    def active_types(self) -> Collection[NotificationType]:
+        """The types that have listeners, as a live read-only view (for hot paths)."""
+        return self._active
 
     def listener_check(self) -> Callable[[NotificationType], bool]:
         """:meth:`has_listeners` as a bound C method, for hot paths that ask on every call.

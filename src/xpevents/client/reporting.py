@@ -11,6 +11,7 @@ listens: :meth:`Reporter.listens` is one call on the hot path, run for every
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from xpevents.client.notifications import NotificationCenter, NotificationType
@@ -43,7 +44,7 @@ def _event_dict(event: LogEvent) -> dict[str, Any]:
 class Reporter:
     """Builds, dispatches and announces the events of one client."""
 
-    __slots__ = ("_builder", "_dispatcher", "_log", "_send", "_strict", "listens")
+    __slots__ = ("_builder", "_dispatcher", "_log", "_send", "_strict", "active", "listens")
 
     def __init__(
         self,
@@ -61,6 +62,8 @@ class Reporter:
         self._send = center.send_notifications
         self.listens = center.listener_check()
         """``listens(kind)``: whether ``kind`` has listeners (build its payload only then)."""
+        self.active: Collection[NotificationType] = center.active_types()
+        """The notification types that have listeners now (empty: nobody listens)."""
 
     def decision(self, kind: str, user_id: str, attributes: Any, info: dict[str, Any]) -> None:
         """Tell the ``decision`` listeners (check :attr:`listens` before building ``info``)."""

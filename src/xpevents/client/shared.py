@@ -35,7 +35,7 @@ class ForcedVariations:
     (every decision) never take the lock and never see a half-updated map.
     """
 
-    __slots__ = ("_by_user", "_lock", "of")
+    __slots__ = ("_by_user", "_lock", "of", "users")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -43,6 +43,8 @@ class ForcedVariations:
         # the dict's own get: every decision reads this, and a method would add a call
         self.of: Callable[[str], Mapping[str, str] | None] = self._by_user.get
         """``of(user_id)``: the user's forced variations (experiment → variation key) or None."""
+        self.users: Mapping[str, Mapping[str, str]] = self._by_user
+        """User id → forced variations (read-only view; empty when nobody is forced)."""
 
     def set(self, user_id: str, experiment_key: str, variation_key: str) -> None:
         """Force the user into ``variation_key`` of the experiment."""

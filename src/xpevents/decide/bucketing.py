@@ -79,7 +79,7 @@ class Allocation(Generic[T]):
     and overlapping ranges while allowing a binary search.
     """
 
-    __slots__ = ("_ends", "_targets")
+    __slots__ = ("ends", "targets")
 
     def __init__(self, ranges: Iterable[tuple[int, T | None]]) -> None:
         ends: list[int] = []
@@ -92,15 +92,17 @@ class Allocation(Generic[T]):
                 running = end
                 ends.append(end)
                 targets.append(target)
-        self._ends: Sequence[int] = tuple(ends)
-        self._targets: Sequence[T | None] = tuple(targets)
+        self.ends: Sequence[int] = tuple(ends)
+        """The range ends that can match, ascending (for :func:`bisect.bisect_right`)."""
+        self.targets: Sequence[T | None] = tuple(targets)
+        """The target of each of :attr:`ends`."""
 
     def find(self, bucket: int) -> T | None:
         """The target for a bucket, or ``None`` when the bucket falls in no range."""
-        index = bisect_right(self._ends, bucket)
-        if index < len(self._targets):
-            return self._targets[index]
+        index = bisect_right(self.ends, bucket)
+        if index < len(self.targets):
+            return self.targets[index]
         return None
 
     def __len__(self) -> int:
-        return len(self._ends)
+        return len(self.ends)

@@ -50,7 +50,7 @@ from xpevents.decide.outcome import (
     SOURCE_ROLLOUT,
     FlagDecision,
 )
-from xpevents.decide.plan import ExperimentPlan, RolloutRule, cast_variable
+from xpevents.decide.plan import ExperimentPlan, RolloutRule, cast_variable, quick_plans
 from xpevents.decide.profile import StickyProfile, stored_variation
 from xpevents.decide.reasons import fresh
 from xpevents.decide.rules import RuleDecisions, bucketing_id_reason
@@ -97,7 +97,7 @@ def _cmab(
 class Decider(RuleDecisions, VariableValues):
     """Decisions for one :class:`ProjectConfig`; stateless apart from it and thread-safe."""
 
-    __slots__ = ("_adhoc", "_by_id", "_config", "_holdouts", "_plans", "_rollouts")
+    __slots__ = ("_adhoc", "_by_id", "_config", "_holdouts", "_plans", "_rollouts", "quick_plans")
 
     def __init__(self, config: ProjectConfig) -> None:
         self._config = config
@@ -105,6 +105,8 @@ class Decider(RuleDecisions, VariableValues):
         self._plans: dict[str, ExperimentPlan] = {
             exp_id: ExperimentPlan(exp, config) for exp_id, exp in config.experiments_by_id.items()
         }
+        self.quick_plans: Mapping[str, ExperimentPlan] = quick_plans(config, self._plans)
+        """See :func:`~xpevents.decide.plan.quick_plans`."""
         # experiments not in experiments_by_id (rollout rule objects, foreign objects)
         self._adhoc: dict[int, ExperimentPlan] = {}
         self._holdouts = HoldoutPlans(config)

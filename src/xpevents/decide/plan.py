@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from bisect import bisect_right
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,9 +23,10 @@ from xpevents.decide.datafile import Experiment, ProjectConfig, Variation
 
 logger = logging.getLogger("xpevents.decisions")
 
-__all__ = ["CMAB_HIT", "ExperimentPlan", "RolloutRule", "cast_variable"]
+__all__ = ["CMAB_HIT", "ExperimentPlan", "RolloutRule", "cast_variable", "quick_plans"]
 
 _hash = mmh3.hash
+_bisect = bisect_right
 _DANGLING = Variation("", "", None, {})
 CMAB_HIT = Variation("$", "$", None, {})
 """What bucketing a CMAB experiment gives a user in its traffic: the prediction service
@@ -120,7 +122,11 @@ class ExperimentPlan:
         if not key.isascii():  # a lone surrogate would crash mmh3: see hashable_key
             key = hashable_key(bucketing_id + self.bucket_suffix)
         bucket = (_hash(key, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE) >> 32
-        variation = self.traffic.find(bucket)
+        # Allocation.find, inlined
+        traffic = self.traffic
+        index = _bisect(traffic.ends, bucket)
+        targets = traffic.targets
+        variation = targets[index] if index < len(targets) else None
         if variation is _DANGLING:  # a range naming no variation of the experiment
             return None
         if variation is None and reasons is not None and self.experiment.cmab_traffic is None:
@@ -151,6 +157,29 @@ class ExperimentPlan:
                 f"of group {self.group_suffix}."
             )
         return bool(hit)
+
+
+def quick_plans(
+    config: ProjectConfig, plans: Mapping[str, ExperimentPlan]
+) -> dict[str, ExperimentPlan]:
+    """Experiment key → plan (``plans`` is by experiment id), for the experiments where
+    ``get_variation`` with no forced variation, no profile and no reasons is
+    ``plan.audience_check`` then ``plan.bucket``: running, no whitelist, not CMAB, and
+    the datafile usable. ``activate`` goes straight there when nothing else applies."""
+    if not config.usable:
+        return {}
+    quick = {}
+    for key, experiment in config.experiments.items():
+        plan = plans.get(experiment.id)
+        if (
+            plan is not None
+            and plan.experiment is experiment
+            and plan.running
+            and not plan.whitelist
+            and experiment.cmab_traffic is None
+        ):
+            quick[key] = plan
+    return quick
 
 
 class RolloutRule:

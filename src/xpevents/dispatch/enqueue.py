@@ -104,9 +104,10 @@ class Enqueuer:
     def enqueue(self, event: Any) -> None:
         """Queue ``event``'s visitors; wake a sender when needed. Never raises.
 
-        The common case (an event API payload, its envelope cached, the memory spool)
-        runs in this one method: read, encode, offer, wake. Our own client's events
-        come already encoded (:class:`~xpevents.events.wire.EncodedEvent`).
+        Our own client's events come already encoded
+        (:class:`~xpevents.events.wire.EncodedEvent`): with the memory spool they run in
+        this one method (envelope lookup, offer, wake). Any other event API payload
+        (the official SDK's) is read, encoded and offered by :meth:`_enqueue_payload`.
         """
         try:
             if type(event) is EncodedEvent:
@@ -116,30 +117,42 @@ class Enqueuer:
                     if envelope is None:
                         envelope = self._head_envelope(event)
                     if envelope is not None:
-                        self._offer(event, envelope, [wire])
+                        offer = self._memory_offer
+                        if offer is None:
+                            self._append(event, envelope, [wire])
+                            return
+                        size = offer(envelope, [wire], _now())  # self._offer, inlined
+                        if not size:
+                            self.drops.refuse(event, 1, self.full_reason)
+                        elif size == 1 or size == self.wake_depth:
+                            self.wake()  # the queue was empty (start the timer) or a batch is full
                         return
-            try:
-                params = event.params
-                url = event.url
-                verb = event.http_verb
-            except AttributeError:
-                self.drops.refuse(event, 1, "closed" if self.closed else "invalid_event")
-                return
-            visitors = params.get("visitors") if type(params) is dict else None
-            if type(visitors) is not list or not visitors or verb != "POST":
-                self._enqueue_raw(event, url, verb, params)
-                return
-            envelope = self._envelope(event, url, params, visitors)
-            if envelope is None:  # refused (closed, invalid URL, not serialisable)
-                return
-            try:
-                encoded = [encode(visitor) for visitor in visitors]
-            except _ENCODE_ERRORS as exc:
-                self.drops.refuse(event, len(visitors), "serialize", exc)
-                return
-            self._offer(event, envelope, encoded)
+            self._enqueue_payload(event)
         except Exception as exc:  # never let a dispatcher bug reach the caller
             self.drops.refuse(event, 1, "internal_error", exc)
+
+    def _enqueue_payload(self, event: Any) -> None:
+        """:meth:`enqueue` for any event but our own encoded ones (may raise)."""
+        try:
+            params = event.params
+            url = event.url
+            verb = event.http_verb
+        except AttributeError:
+            self.drops.refuse(event, 1, "closed" if self.closed else "invalid_event")
+            return
+        visitors = params.get("visitors") if type(params) is dict else None
+        if type(visitors) is not list or not visitors or verb != "POST":
+            self._enqueue_raw(event, url, verb, params)
+            return
+        envelope = self._envelope(event, url, params, visitors)
+        if envelope is None:  # refused (closed, invalid URL, not serialisable)
+            return
+        try:
+            encoded = [encode(visitor) for visitor in visitors]
+        except _ENCODE_ERRORS as exc:
+            self.drops.refuse(event, len(visitors), "serialize", exc)
+            return
+        self._offer(event, envelope, encoded)
 
     def _offer(self, event: Any, envelope: bytes, encoded: Sequence[bytes]) -> None:
         offer = self._memory_offer

@@ -12,8 +12,9 @@ Fork safety: a PRNG state copied by ``fork()`` would make every worker of a pre-
 server (gunicorn, uwsgi, multiprocessing) emit the *same* sequence, and the event API
 would then de-duplicate real events away. The generator is therefore reseeded in the
 child by an ``os.register_at_fork(after_in_child=...)`` hook, and, as a second guard for
-forks that bypass Python's hooks, every call compares the process id with the one the
-generator was seeded in.
+forks that bypass Python's hooks, every call reads a fork mark
+(:func:`xpevents._internal.forking.new_fork_mark`: a page the kernel zeroes in a child,
+or a process-id comparison where there is no such page).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ _VERSION_BITS: Final = (0x4000 << 64) | (0x8000 << 48)
 
 _rng = random.Random()
 _pid = -1
+_mark = forking.new_fork_mark()
+"""``_mark[0]`` is 0 once this process was forked and not yet reseeded."""
 _seed_lock = threading.Lock()
 
 
@@ -48,6 +51,7 @@ def _reseed() -> None:
     global _pid, _prefix_left
     _rng.seed(int.from_bytes(os.urandom(32), "big"))
     _pid = os.getpid()
+    _mark[0] = 1
     _prefix_left = 0  # a forked child draws its own prefix too
 
 
@@ -61,9 +65,9 @@ def uuid4_str() -> str:
     Example: ``'1b4e28ba-2fa1-41d2-883f-0016d3cca427'``. Thread-safe (the generator's
     ``getrandbits`` runs under the GIL) and never repeated across forked workers.
     """
-    if _pid != os.getpid():
+    if not _mark[0]:
         with _seed_lock:
-            if _pid != os.getpid():
+            if not _mark[0]:
                 _reseed()
     h = "%032x" % ((_rng.getrandbits(128) & _VERSION_MASK) | _VERSION_BITS)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -71,19 +75,19 @@ def uuid4_str() -> str:
 
 def uuid4_hex() -> str:
     """Return a new random version-4 uuid as 32 lowercase hex digits (no dashes)."""
-    if _pid != os.getpid():
+    if not _mark[0]:
         with _seed_lock:
-            if _pid != os.getpid():
+            if not _mark[0]:
                 _reseed()
     return "%032x" % ((_rng.getrandbits(128) & _VERSION_MASK) | _VERSION_BITS)
 
 
 def _new_prefix() -> bytes:
     global _prefix, _prefix_left
-    if _pid != os.getpid():  # forked without Python's hooks: reset everything now
+    if not _mark[0] or _pid != os.getpid():  # forked without Python's hooks: reset now
         forking.reset_if_forked()
         with _seed_lock:
-            if _pid != os.getpid():
+            if not _mark[0] or _pid != os.getpid():
                 _reseed()
     n = _draw(60)
     _prefix = b"%08x-%04x-4%03x-" % (n >> 28, (n >> 12) & 0xFFFF, n & 0xFFF)
@@ -103,14 +107,14 @@ def uuid4_parts() -> tuple[bytes, int]:
     prefix change may share one prefix a few times more, and still draw their last
     62 bits apart.
 
-    The process id is compared on every call: a process forked without Python's
-    at-fork hooks is caught here, and :func:`xpevents._internal.forking.reset_if_forked`
+    The fork mark is read on every call: a process forked without Python's at-fork
+    hooks is caught here, and :func:`xpevents._internal.forking.reset_if_forked`
     then resets every registered object (dispatchers included) before the event
     that noticed it goes anywhere.
     """
     global _prefix_left
     _prefix_left -= 1
-    prefix = _prefix if _prefix_left > 0 and _pid == _getpid() else _new_prefix()
+    prefix = _prefix if _prefix_left > 0 and _mark[0] else _new_prefix()
     return prefix, _draw(62)
 
 
@@ -118,6 +122,3 @@ def uuid4_bytes() -> bytes:
     """A new version-4 uuid as 36 ASCII bytes (see :func:`uuid4_parts`)."""
     prefix, n = uuid4_parts()
     return b"%b%04x-%012x" % (prefix, 0x8000 | (n >> 48), n & _LOW_BITS)
-
-
-_getpid = os.getpid

@@ -28,7 +28,15 @@ if TYPE_CHECKING:
     from xpevents.decide.datafile import EventDef, Experiment, Variation
     from xpevents.events.builder import EventBuilder
 
-__all__ = ["ENCODE_ERRORS", "NO_TAGS", "EncodedEvent", "EventHead", "VisitorWriter", "encode"]
+__all__ = [
+    "ENCODE_ERRORS",
+    "NO_TAGS",
+    "AttributeCache",
+    "EncodedEvent",
+    "EventHead",
+    "VisitorWriter",
+    "encode",
+]
 
 encode: Final = msgspec.json.Encoder().encode
 """msgspec's compact JSON encoder (the one the dispatchers use)."""
@@ -37,14 +45,25 @@ _decode = msgspec.json.Decoder().decode
 ENCODE_ERRORS: Final = (TypeError, ValueError, OverflowError, msgspec.EncodeError)
 """What encoding a value msgspec cannot write raises (a lone surrogate, a huge int)."""
 
-_IMPRESSION: Final = (
-    b'%b%b%04x-%012x","key":"campaign_activated","timestamp":%d%b%b,"visitor_id":%b}'
-)
+_UUID_TAIL: Final = b"%04x-%012x"
+_IMPRESSION_STAMP: Final = b'","key":"campaign_activated","timestamp":'
+_VISITOR_ID: Final = b',"visitor_id":'
 _CONVERSION: Final = b'%b%b%04x-%012x%b%d%b}]}],"attributes":%b,"visitor_id":%b}'
 _LOW_BITS: Final = (1 << 48) - 1
 _SNAPSHOT_START: Final = b'{"snapshots":[{"events":[{"entity_id":'
 _MAX_FRAGMENTS: Final = 4096
 _MAX_NUMBER: Final = MAX_ATTRIBUTE_NUMBER
+_time_ns: Final = time.time_ns
+_stamp: tuple[int, bytes] = (0, b"0")
+"""The last millisecond timestamp and its digits (events of one millisecond share them)."""
+
+
+def _new_stamp(ms: int) -> tuple[int, bytes]:
+    global _stamp
+    stamp = _stamp = (ms, b"%d" % ms)  # one tuple: a racing thread reads a matching pair
+    return stamp
+
+
 NO_TAGS: Final[Any] = object()
 """``EncodedEvent(tags=...)`` when the conversion has no ``tags`` key."""
 
@@ -132,6 +151,47 @@ class EncodedEvent(LogEvent):
         return (LogEvent, (self.url, self.params, self.http_verb, self.headers))
 
 
+class AttributeCache:
+    """Encoded ``attributes`` lists by the dict's items, for dicts of strings only.
+
+    Most applications send a few attribute combinations again and again (country,
+    plan, browser): their bytes are looked up (a tuple of the items and one hash)
+    instead of written. Only all-string dicts are remembered: ``1``, ``1.0`` and
+    ``True`` are equal as keys but not as JSON. At most ``size`` entries; when the
+    ``size`` misses came with fewer than twice as many lookups (an attribute unique per
+    user, or values that are not strings), it turns itself off for the rest of the
+    writer's life (one datafile).
+    """
+
+    __slots__ = ("known", "lookups", "misses", "on", "size")
+
+    def __init__(self, size: int = 1024) -> None:
+        self.known: dict[tuple[tuple[Any, Any], ...], bytes] = {}
+        self.size = size
+        self.on = True
+        self.lookups = 0
+        self.misses = 0
+
+    def remember(self, items: tuple[tuple[Any, Any], ...], encoded: bytes) -> None:
+        """Keep ``encoded`` for ``items`` when every key and value is a ``str``."""
+        self.misses += 1
+        if self.misses >= self.size:  # every `size` misses: is the cache worth its lookups?
+            if self.misses * 2 > self.lookups:
+                self.on = False
+                self.known.clear()
+                return
+            self.lookups = self.misses = 0
+        if len(items) > 32:
+            return
+        for key, value in items:
+            if type(key) is not str or type(value) is not str:
+                return
+        known = self.known
+        if len(known) >= self.size:
+            known.clear()
+        known[items] = encoded
+
+
 class VisitorWriter:
     """Writes one builder's impressions and conversions as visitor bytes.
 
@@ -140,6 +200,7 @@ class VisitorWriter:
     """
 
     __slots__ = (
+        "_attribute_cache",
         "_attribute_starts",
         "_builder",
         "_conversions",
@@ -153,6 +214,7 @@ class VisitorWriter:
         self._impressions: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
         self._conversions: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self._empty_attributes = _encode(builder.visitor_attributes(None))
+        self._attribute_cache = AttributeCache()
         # '{"entity_id":ID,"key":KEY,"type":"custom","value":' of each datafile attribute
         self._attribute_starts: dict[str, bytes] = {}
         for key in builder.attribute_keys():
@@ -166,28 +228,43 @@ class VisitorWriter:
 
         Datafile attributes with a plain value are written from cached fragments;
         anything else (``$opt_`` keys, unknown keys, other types, out-of-range
-        numbers) goes through the builder's own filter.
+        numbers) goes through the builder's own filter. The bytes of dicts whose keys
+        and values are all strings are remembered (:class:`AttributeCache`).
         """
         if not attributes:
             return self._empty_attributes
-        if type(attributes) is dict:
-            starts = self._attribute_starts
-            parts = []
-            for key, value in attributes.items():
-                start = starts.get(key)
-                tv = type(value)
-                if start is None or not (
-                    tv is str
-                    or tv is bool
-                    or ((tv is int or tv is float) and -_MAX_NUMBER <= value <= _MAX_NUMBER)
-                ):
-                    break
-                parts.append(start + _encode(value) + b"}")
-            else:
-                if self._last_attributes:
-                    parts.append(self._last_attributes)
-                return b"[" + b",".join(parts) + b"]"
-        return _encode(self._builder.visitor_attributes(attributes))
+        if type(attributes) is not dict:
+            return _encode(self._builder.visitor_attributes(attributes))
+        cache = self._attribute_cache
+        if cache.on:
+            cache.lookups += 1
+            try:
+                items = tuple(attributes.items())
+                encoded = cache.known.get(items)
+            except Exception:  # an unhashable value (or one whose __hash__ raises)
+                return self._dict_attributes(attributes)
+            if encoded is None:
+                encoded = self._dict_attributes(attributes)
+                cache.remember(items, encoded)
+            return encoded
+        return self._dict_attributes(attributes)
+
+    def _dict_attributes(self, attributes: dict[Any, Any]) -> bytes:
+        starts = self._attribute_starts
+        parts = []
+        for key, value in attributes.items():
+            start = starts.get(key)
+            tv = type(value)
+            if start is None or not (
+                tv is str
+                or tv is bool
+                or ((tv is int or tv is float) and -_MAX_NUMBER <= value <= _MAX_NUMBER)
+            ):
+                return _encode(self._builder.visitor_attributes(attributes))
+            parts.append(start + _encode(value) + b"}")
+        if self._last_attributes:
+            parts.append(self._last_attributes)
+        return b"[" + b",".join(parts) + b"]"
 
     def impression(
         self,
@@ -217,15 +294,23 @@ class VisitorWriter:
         if fragments is None:
             fragments = self._impression_fragments(key, experiment, variation)
         prefix, bits = uuid4_parts()
-        return _IMPRESSION % (
-            fragments[0],
-            prefix,
-            0x8000 | (bits >> 48),
-            bits & _LOW_BITS,
-            time.time_ns() // 1_000_000,
-            fragments[1],
-            self.attributes(attributes),
-            _encode(user_id),
+        ms = _time_ns() // 1_000_000
+        stamp = _stamp
+        if stamp[0] != ms:
+            stamp = _new_stamp(ms)
+        return b"".join(
+            (
+                fragments[0],
+                prefix,
+                _UUID_TAIL % (0x8000 | (bits >> 48), bits & _LOW_BITS),
+                _IMPRESSION_STAMP,
+                stamp[1],
+                fragments[1],
+                self.attributes(attributes),
+                _VISITOR_ID,
+                _encode(user_id),
+                b"}",
+            )
         )
 
     def conversion(self, event: EventDef, user_id: str, attributes: Any, extras: bytes) -> bytes:
