@@ -119,9 +119,9 @@ class Enqueuer:
                     if envelope is not None:
                         offer = self._memory_offer
                         if offer is None:
-                            self._append(event, envelope, [wire])
+                            self._append(event, envelope, (wire,))
                             return
-                        size = offer(envelope, [wire], _now())  # self._offer, inlined
+                        size = offer(envelope, (wire,), _now())  # self._offer, inlined
                         if not size:
                             self.drops.refuse(event, 1, self.full_reason)
                         elif size == 1 or size == self.wake_depth:
