@@ -14,9 +14,12 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import Final
+from typing import Any, Final, TypeAlias
 
 from xpevents.spool.base import Claim, SpoolRecord
+
+Incoming: TypeAlias = "deque[bytes | tuple[bytes, ...] | float]"
+"""The memory spool's append deque: flat (envelope, visitor or visitors, enqueued_at)."""
 
 __all__ = [
     "ATTEMPTS",
@@ -139,25 +142,33 @@ class Holdings:
             queue = self._ready[envelope] = deque()
         return queue
 
-    def drain(self, incoming: deque[tuple[bytes, Sequence[bytes], float]]) -> tuple[int, int, int]:
+    def drain(self, incoming: Incoming) -> tuple[int, int, int]:
         """Give every entry of the append deque an id and a place in its ready queue.
 
-        Returns ``(entries, visitors, bytes)`` drained.
+        An entry is three items: envelope, the visitor's bytes (or a tuple of several
+        visitors), enqueued_at. Returns ``(entries, visitors, bytes)`` drained.
         """
         ready = self._ready
         ids = self._ids
         entries = visitors_in = size = 0
         pop = incoming.popleft
-        while incoming:
-            envelope, visitors, enqueued_at = pop()
+        while incoming:  # producers extend by whole entries: three items or none
+            envelope: Any = pop()
+            payload: Any = pop()
+            enqueued_at: Any = pop()
             queue = ready.get(envelope)
             if queue is None:
                 queue = ready[envelope] = deque()
-            for visitor in visitors:
-                queue.append((next(ids), visitor, enqueued_at, 0, None))
-                size += len(visitor)
+            if type(payload) is bytes:
+                queue.append((next(ids), payload, enqueued_at, 0, None))
+                size += len(payload)
+                visitors_in += 1
+            else:
+                for visitor in payload:
+                    queue.append((next(ids), visitor, enqueued_at, 0, None))
+                    size += len(visitor)
+                visitors_in += len(payload)
             entries += 1
-            visitors_in += len(visitors)
         self.ready_count += visitors_in
         return entries, visitors_in, size
 

@@ -4,9 +4,11 @@ It implements the :class:`~xpevents.spool.base.Spool` protocol, plus a faster pa
 that :class:`~xpevents.BatchDispatcher` uses when the spool is this one:
 
 * :meth:`MemorySpool.offer` is the enqueue path. In the common case it is one
-  ``deque.append`` of ``(envelope, visitors, enqueued_at)`` (atomic under the GIL, no
-  lock); the lock is taken only when the spool is full (``drop_oldest`` / ``block``)
-  or when an event carries several visitors.
+  ``deque.extend`` of ``envelope, visitor, enqueued_at`` (three items, atomic under the
+  GIL, no lock; none of them a container, so a queue of any length costs the garbage
+  collector nothing); the lock is taken only when the spool is full (``drop_oldest``
+  / ``block``) or when an event carries several visitors (then the second item is
+  their tuple).
 * :meth:`MemorySpool.claim_batch` leases the oldest visitors of one envelope and
   returns them as a :class:`Claim` (plain lists, no per-record objects).
 
@@ -27,12 +29,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from xpevents._internal.validate import choice, optional_callable, positive_int, positive_seconds
 from xpevents.spool.base import Claim, DeadLetter, SpoolRecord, SpoolStats
 from xpevents.spool.memory.dead import DeadLetterBox
-from xpevents.spool.memory.holdings import ENQUEUED_AT, VISITOR, Holdings
+from xpevents.spool.memory.holdings import ENQUEUED_AT, VISITOR, Holdings, Incoming
 
 __all__ = ["OVERFLOW_POLICIES", "MemorySpool"]
 
@@ -87,8 +89,9 @@ class MemorySpool:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._blocked = 0
-        # (envelope, visitors, enqueued_at) appended without the lock
-        self._incoming: deque[tuple[bytes, Sequence[bytes], float]] = deque()
+        # envelope, visitor (bytes) or visitors (tuple), enqueued_at: flat triples
+        # appended with one extend, without the lock
+        self._incoming: Incoming = deque()
         self._incoming_extra = 0  # visitors beyond one per entry still in _incoming
         self._entries_in = 0  # entries drained from _incoming, ever
         self._visitors_in = 0  # visitors drained from _incoming, ever
@@ -111,9 +114,9 @@ class MemorySpool:
         """
         incoming = self._incoming
         n = len(visitors)
-        if n == 1 and len(incoming) + self._incoming_extra + self._held < self.max_events:
-            incoming.append((envelope, visitors, now))
-            return len(incoming) or 1  # a sender may have drained it already
+        if n == 1 and len(incoming) // 3 + self._incoming_extra + self._held < self.max_events:
+            incoming.extend((envelope, visitors[0], now))
+            return len(incoming) // 3 or 1  # a sender may have drained it already
         return self._offer_slow(envelope, visitors, now)
 
     def _offer_slow(self, envelope: bytes, visitors: Sequence[bytes], now: float) -> int:
@@ -122,7 +125,7 @@ class MemorySpool:
             return 0
         if (
             self.overflow == "drop_newest"
-            and len(self._incoming) + self._incoming_extra + self._held + n > self.max_events
+            and len(self._incoming) // 3 + self._incoming_extra + self._held + n > self.max_events
         ):
             # Full: refuse without the lock, so a producer that keeps calling while the
             # queue is full never contends with the senders for it.
@@ -131,8 +134,9 @@ class MemorySpool:
         with self._lock:
             if self._make_room_locked(self.max_events - n, evicted):
                 self._incoming_extra += n - 1
-                self._incoming.append((envelope, visitors, now))
-                size = len(self._incoming) or 1
+                payload = visitors[0] if n == 1 else tuple(visitors)
+                self._incoming.extend((envelope, payload, now))
+                size = len(self._incoming) // 3 or 1
             else:
                 size = 0
         self._release_evicted(evicted)
@@ -176,7 +180,7 @@ class MemorySpool:
                 callback(visitor, "queue_full_oldest")
 
     def _depth_locked(self) -> int:
-        return len(self._incoming) + self._incoming_extra + self._held
+        return len(self._incoming) // 3 + self._incoming_extra + self._held
 
     def _evict_oldest_locked(self, evicted: list[bytes]) -> bool:
         """Remove the oldest visitor that is not in flight; False when there is none."""
@@ -303,12 +307,12 @@ class MemorySpool:
     @property
     def depth(self) -> int:
         """Visitors held: waiting, leased or scheduled for retry (no lock; approximate)."""
-        return len(self._incoming) + self._incoming_extra + self._held
+        return len(self._incoming) // 3 + self._incoming_extra + self._held
 
     def counts(self) -> tuple[int, int, int]:
         """``(entries ever appended, visitors ever appended, visitors held now)``."""
         with self._lock:
-            incoming = len(self._incoming)
+            incoming = len(self._incoming) // 3
             extra = self._incoming_extra
             return (
                 self._entries_in + incoming,
@@ -319,7 +323,13 @@ class MemorySpool:
     def pending_since(self, when: float) -> int:
         """Visitors held that were enqueued at or before ``when`` (an O(depth) scan)."""
         with self._lock:
-            count = sum(len(v) for _, v, t in self._incoming if t <= when)
+            entries = list(self._incoming)
+            count = 0
+            for index in range(2, len(entries), 3):
+                enqueued_at: Any = entries[index]
+                if enqueued_at <= when:
+                    payload = entries[index - 1]
+                    count += 1 if type(payload) is bytes else len(payload)  # type: ignore[arg-type]
             return count + self._holdings.count_since(when)
 
     def stats(self, *, now: float) -> SpoolStats:
