@@ -223,8 +223,8 @@ class BatchDispatcher(Closing):
         The event is not modified. Its visitors are encoded now, so later changes to
         the event do not affect what is sent.
         """
-        # Our own client's events were built after the event-id generator checked the
-        # process id (and reset us if it changed): only other events pay a getpid().
+        # Our own client's events were built after the event-id generator checked its
+        # fork mark (and reset us in a forked child): only other events pay a getpid().
         if self._pid is None or (type(event) is not EncodedEvent and self._pid != _getpid()):
             try:
                 self._start()
