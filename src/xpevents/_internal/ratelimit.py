@@ -32,8 +32,16 @@ class LogEvery:
         self._lock = threading.Lock()
 
     def due(self, key: str = "", *, now: float | None = None) -> bool:
-        """True (and the interval restarts) when no line of ``key`` went out recently."""
-        return self.tally(key, 1, now=now) is not None
+        """True (and the interval restarts) when no line of ``key`` went out recently.
+
+        The common answer (no, a line went out recently) takes no lock: it runs for
+        every dropped event of a full queue.
+        """
+        clock = time.monotonic() if now is None else now
+        last = self._last.get(key)
+        if last is not None and clock - last < self.seconds:
+            return False
+        return self.tally(key, 1, now=clock) is not None
 
     def tally(self, key: str, count: int, *, now: float | None = None) -> int | None:
         """Add ``count`` occurrences of ``key``; return the total to log, or ``None`` yet."""
