@@ -154,6 +154,29 @@ def test_two_consumers_never_share_records_and_reclaim_expired_leases(stream: st
     b.close()
 
 
+def test_a_claim_capped_by_bytes_hands_the_rest_back_at_once(stream: str) -> None:
+    """A claim reads up to max_records candidates and hands back what the byte cap
+    leaves out. With thousands left out (a dispatcher's default max_records is
+    max_queue_events, 10,000) the hand-back once failed inside the script (Lua's
+    unpack() limit) after the candidates were already pending: every claim raised and
+    leased 10,000 records to nobody for the whole lease."""
+    spool = RedisSpool.from_url(f"{BASE}?stream={stream}")
+    now = time.time()
+    for start in range(0, 20_000, 2_000):
+        batch = [(b"env", b'{"i":%d}' % i) for i in range(start, start + 2_000)]
+        spool.append(batch, now=now)
+    delivered: set[bytes] = set()
+    for _ in range(100):  # each claim takes 8 KB (~900 records) and hands ~9,100 back
+        records = spool.claim(max_records=10_000, max_bytes=8192, lease=60, now=time.time())
+        if not records:
+            break
+        delivered.update(r.visitor for r in records)
+        spool.ack([r.id for r in records])
+    assert len(delivered) == 20_000  # none waited for the 60 s lease
+    assert spool.stats(now=time.time()).depth == 0
+    spool.close()
+
+
 def test_restart_keeps_retry_state_and_dead_letters(stream: str) -> None:
     url = f"{BASE}?stream={stream}"
     now = time.time()

@@ -44,9 +44,12 @@ for _, entry in ipairs(candidates) do
     release[#release + 1] = entry[1]
   end
 end
-if #release > 0 then
+-- in chunks: Lua's unpack() refuses more than about 8,000 values, and a script that
+-- fails here has already read the candidates into the pending list (leased for the
+-- whole lease, delivered to nobody)
+for start = 1, #release, 1000 do
   local args = {'XCLAIM', S, group, consumer, 0}
-  for _, id in ipairs(release) do args[#args + 1] = id end
+  for i = start, math.min(start + 999, #release) do args[#args + 1] = release[i] end
   args[#args + 1] = 'TIME'
   args[#args + 1] = 1
   args[#args + 1] = 'JUSTID'
