@@ -19,7 +19,6 @@ __all__ = ["Experiments"]
 _DECISION = NotificationType.DECISION
 _INFO: Final = logging.INFO
 _EMPTY: Final[Mapping[str, Any]] = {}
-_BUCKETING_ID: Final = BUCKETING_ID_ATTRIBUTE
 
 
 class Experiments(ClientPart):
@@ -76,7 +75,7 @@ class Experiments(ClientPart):
                 and not self._report.active
                 and self._profiles.service is None
                 and not self._log.isEnabledFor(_INFO)
-                and (not attributes or _BUCKETING_ID not in attributes)
+                and (not attributes or BUCKETING_ID_ATTRIBUTE not in attributes)
             ):
                 check = plan.audience_check
                 if check is not None and not check(attributes or _EMPTY):

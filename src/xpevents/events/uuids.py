@@ -32,7 +32,6 @@ _VERSION_MASK: Final = ~(0xF000 << 64) & ~(0xC000 << 48) & ((1 << 128) - 1)
 _VERSION_BITS: Final = (0x4000 << 64) | (0x8000 << 48)
 
 _rng = random.Random()
-_pid = -1
 _mark = forking.new_fork_mark()
 """``_mark[0]`` is 0 once this process was forked and not yet reseeded."""
 _seed_lock = threading.Lock()
@@ -47,10 +46,9 @@ _draw = _rng.getrandbits
 
 
 def _reseed() -> None:
-    """Seed the private generator from the OS entropy pool and remember our pid."""
-    global _pid, _prefix_left
+    """Seed the private generator from the OS entropy pool and arm the fork mark."""
+    global _prefix_left
     _rng.seed(int.from_bytes(os.urandom(32), "big"))
-    _pid = os.getpid()
     _mark[0] = 1
     _prefix_left = 0  # a forked child draws its own prefix too
 
@@ -84,10 +82,10 @@ def uuid4_hex() -> str:
 
 def _new_prefix() -> bytes:
     global _prefix, _prefix_left
-    if not _mark[0] or _pid != os.getpid():  # forked without Python's hooks: reset now
+    if not _mark[0]:  # forked without Python's hooks: reset everything now
         forking.reset_if_forked()
         with _seed_lock:
-            if not _mark[0] or _pid != os.getpid():
+            if not _mark[0]:
                 _reseed()
     n = _draw(60)
     _prefix = b"%08x-%04x-4%03x-" % (n >> 28, (n >> 12) & 0xFFFF, n & 0xFFF)

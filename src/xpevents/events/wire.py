@@ -48,7 +48,7 @@ ENCODE_ERRORS: Final = (TypeError, ValueError, OverflowError, msgspec.EncodeErro
 _UUID_TAIL: Final = b"%04x-%012x"
 _IMPRESSION_STAMP: Final = b'","key":"campaign_activated","timestamp":'
 _VISITOR_ID: Final = b',"visitor_id":'
-_CONVERSION: Final = b'%b%b%04x-%012x%b%d%b}]}],"attributes":%b,"visitor_id":%b}'
+_CONVERSION_ATTRIBUTES: Final = b'}]}],"attributes":'
 _LOW_BITS: Final = (1 << 48) - 1
 _SNAPSHOT_START: Final = b'{"snapshots":[{"events":[{"entity_id":'
 _MAX_FRAGMENTS: Final = 4096
@@ -58,10 +58,14 @@ _stamp: tuple[int, bytes] = (0, b"0")
 """The last millisecond timestamp and its digits (events of one millisecond share them)."""
 
 
-def _new_stamp(ms: int) -> tuple[int, bytes]:
+def _millis() -> bytes:
+    """The digits of the current Unix time in milliseconds (the event's ``timestamp``)."""
     global _stamp
-    stamp = _stamp = (ms, b"%d" % ms)  # one tuple: a racing thread reads a matching pair
-    return stamp
+    ms = _time_ns() // 1_000_000
+    stamp = _stamp
+    if stamp[0] != ms:
+        stamp = _stamp = (ms, b"%d" % ms)  # one tuple: a racing thread reads a matching pair
+    return stamp[1]
 
 
 NO_TAGS: Final[Any] = object()
@@ -294,17 +298,13 @@ class VisitorWriter:
         if fragments is None:
             fragments = self._impression_fragments(key, experiment, variation)
         prefix, bits = uuid4_parts()
-        ms = _time_ns() // 1_000_000
-        stamp = _stamp
-        if stamp[0] != ms:
-            stamp = _new_stamp(ms)
         return b"".join(
             (
                 fragments[0],
                 prefix,
                 _UUID_TAIL % (0x8000 | (bits >> 48), bits & _LOW_BITS),
                 _IMPRESSION_STAMP,
-                stamp[1],
+                _millis(),
                 fragments[1],
                 self.attributes(attributes),
                 _VISITOR_ID,
@@ -321,16 +321,20 @@ class VisitorWriter:
             fragments = (start, b'","key":' + _encode(event.key) + b',"timestamp":')
             self._remember(self._conversions, (event.id, event.key), fragments)
         prefix, bits = uuid4_parts()
-        return _CONVERSION % (
-            fragments[0],
-            prefix,
-            0x8000 | (bits >> 48),
-            bits & _LOW_BITS,
-            fragments[1],
-            time.time_ns() // 1_000_000,
-            extras,
-            self.attributes(attributes),
-            _encode(user_id),
+        return b"".join(
+            (
+                fragments[0],
+                prefix,
+                _UUID_TAIL % (0x8000 | (bits >> 48), bits & _LOW_BITS),
+                fragments[1],
+                _millis(),
+                extras,
+                _CONVERSION_ATTRIBUTES,
+                self.attributes(attributes),
+                _VISITOR_ID,
+                _encode(user_id),
+                b"}",
+            )
         )
 
     def _impression_fragments(
