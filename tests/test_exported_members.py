@@ -113,7 +113,7 @@ MODULES = {
         "CollectorServer",
         "CollectorStats",
         "DEFAULT_MAX_BODY",
-        "DropCapableH11Protocol",
+        "DropCapableProtocol",
         "EventStore",
         "Fault",
         "FaultInjector",

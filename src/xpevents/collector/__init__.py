@@ -13,7 +13,7 @@ fixture, which run it in a subprocess.
 
 from xpevents.collector.app import ABORT_EXTENSION, DEFAULT_MAX_BODY, Collector
 from xpevents.collector.faults import Fault, FaultInjector, FaultSettings
-from xpevents.collector.server import CollectorServer, DropCapableH11Protocol
+from xpevents.collector.server import CollectorServer, DropCapableProtocol
 from xpevents.collector.stats import CollectorStats
 from xpevents.collector.store import EventStore
 
@@ -23,7 +23,7 @@ __all__ = [
     "Collector",
     "CollectorServer",
     "CollectorStats",
-    "DropCapableH11Protocol",
+    "DropCapableProtocol",
     "EventStore",
     "Fault",
     "FaultInjector",

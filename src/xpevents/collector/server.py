@@ -1,7 +1,7 @@
 """Serving the collector with uvicorn, including connections dropped on purpose.
 
 ASGI has no way to say "close the connection without answering", so the collector
-runs uvicorn with :class:`DropCapableH11Protocol`: an ``H11Protocol`` that hands each
+runs uvicorn with :class:`DropCapableProtocol`: the services' protocol, handing each
 request an abort callable in ``scope["extensions"]["xpevents.abort"]``. Calling it
 marks the request as disconnected (so uvicorn neither writes the response nor
 substitutes a 500) and aborts the TCP transport: the client sees the connection
@@ -18,14 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 from xpevents.collector.app import ABORT_EXTENSION, Collector
-from xpevents.serving.guard import ConnectionLimits, GuardedH11Protocol
+from xpevents.serving.guard import ConnectionLimits, GuardedProtocol
 from xpevents.serving.server import AppServer
 
-__all__ = ["CollectorServer", "DropCapableH11Protocol"]
+__all__ = ["CollectorServer", "DropCapableProtocol"]
 
 
-class DropCapableH11Protocol(GuardedH11Protocol):
-    """The services' h11 protocol plus an ASGI extension that drops the connection."""
+class DropCapableProtocol(GuardedProtocol):
+    """The services' protocol plus an ASGI extension that drops the connection."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,7 +60,7 @@ class CollectorServer(AppServer):
 
     The socket is bound in the constructor, so :attr:`url` is known at once; raises
     ``OSError`` when the address is taken. Connections can be dropped on purpose
-    (:class:`DropCapableH11Protocol`).
+    (:class:`DropCapableProtocol`).
     """
 
     def __init__(
@@ -80,6 +80,6 @@ class CollectorServer(AppServer):
             name="collector",
             log_level=log_level,
             limits=limits,
-            protocol=DropCapableH11Protocol,
+            protocol=DropCapableProtocol,
             on_refused=lambda reason: collector.stats.rejected.update((reason,)),
         )

@@ -22,7 +22,7 @@ from typing import Any, Self
 import uvicorn
 
 from xpevents.errors import XpeventsError
-from xpevents.serving.guard import ConnectionLimits, GuardedH11Protocol, guarded_protocol
+from xpevents.serving.guard import ConnectionLimits, GuardedProtocol, guarded_protocol
 
 __all__ = ["AppServer", "bind_socket"]
 
@@ -88,7 +88,7 @@ class AppServer:
         graceful_timeout: seconds uvicorn lets requests in progress finish at shutdown.
         limits: connection limits (header size and deadline, keep-alive, saturation);
             default :class:`~xpevents.serving.guard.ConnectionLimits`'s defaults.
-        protocol: the HTTP protocol class, a :class:`GuardedH11Protocol` (bound to
+        protocol: the HTTP protocol class, a :class:`GuardedProtocol` (bound to
             ``limits``).
         on_refused: called with the reason of each connection-level refusal.
         sock: a socket bound already (an ingest worker's, ``relay/workers.py``), served
@@ -108,7 +108,7 @@ class AppServer:
         log_level: str = "warning",
         graceful_timeout: int = 5,
         limits: ConnectionLimits | None = None,
-        protocol: type[GuardedH11Protocol] = GuardedH11Protocol,
+        protocol: type[GuardedProtocol] = GuardedProtocol,
         on_refused: Callable[[str], object] | None = None,
         sock: socket.socket | None = None,
         **uvicorn_options: Any,
