@@ -228,6 +228,35 @@ def test_cl_te_smuggling_is_refused_and_nothing_follows(service: Service, smuggl
     assert body_of(response)["reason"] in ("invalid_http", "not_json", "invalid_payload")
 
 
+@pytest.mark.parametrize(
+    ("head", "says"),
+    [
+        (
+            b"POST /v1/events HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+            b"Content-Length",
+        ),
+        (
+            b"POST /v1/events HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n",
+            b"Duplicate Content-Length",
+        ),
+        (b"post /v1/events HTTP/1.1\r\n", b"method"),
+        (b"POST /v1/events HTTP/1.1\r\nX-A: a\x00b\r\n", b"header value"),
+        (b"POST /v1/\xc3\xa9vents HTTP/1.1\r\n", b"not a valid URL"),
+    ],
+    ids=["cl-and-te", "two-cl", "lowercase-method", "nul-in-header", "non-ascii-target"],
+)
+def test_malformed_http_is_400_naming_the_problem(
+    service: Service, head: bytes, says: bytes
+) -> None:
+    counted = service.refusals("invalid_http")
+    response = service.exchange(head + b"Host: x\r\nConnection: close\r\n\r\n{}")
+    assert status_of(response) == 400, response[:300]
+    body = body_of(response)
+    assert body["reason"] == "invalid_http"
+    assert says.decode() in body["error"], body
+    assert service.refusals("invalid_http") == counted + 1
+
+
 def test_pipelined_requests_are_answered_in_order(service: Service) -> None:
     batch = (
         request("/v1/events", payload_body(["pipe-1"]), close=False)

@@ -37,10 +37,12 @@ connection closed, so nothing can be smuggled behind a request.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
+import httptools
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -212,10 +214,12 @@ class GuardedProtocol(HttpToolsProtocol):
             raise ValueError("request headers too large")
 
     def send_400_response(self, msg: str) -> None:
+        # uvicorn calls this from its ``except HttpParserError`` clause: the exception
+        # being handled says what llhttp (or a parser callback) refused.
         if self._too_large:
             self._refuse_too_large()
         else:
-            self._close_with(400, "invalid_http", f"invalid HTTP request: {msg}")
+            self._close_with(400, "invalid_http", f"invalid HTTP request: {_problem(msg)}")
 
     # -- timers and answers ---------------------------------------------------------
 
@@ -255,6 +259,18 @@ class GuardedProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(_error_bytes(status, reason, message))
             self.transport.close()
+
+
+def _problem(fallback: str) -> str:
+    """What the parser refused, from the exception being handled (else ``fallback``)."""
+    failure = sys.exc_info()[1]
+    if isinstance(failure, httptools.HttpParserCallbackError) and failure.__context__:
+        failure = failure.__context__  # raised in a callback: the real reason
+    if isinstance(failure, UnicodeError | httptools.HttpParserInvalidURLError):
+        return "the request target is not a valid URL (percent-encode non-ASCII characters)"
+    if failure is None or not str(failure):
+        return fallback
+    return str(failure)
 
 
 def guarded_protocol(
