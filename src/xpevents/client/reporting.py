@@ -15,6 +15,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from xpevents.client.notifications import NotificationCenter, NotificationType
+from xpevents.dispatch.gate import RefusalGate
 from xpevents.errors import DispatchError
 
 if TYPE_CHECKING:
@@ -44,7 +45,16 @@ def _event_dict(event: LogEvent) -> dict[str, Any]:
 class Reporter:
     """Builds, dispatches and announces the events of one client."""
 
-    __slots__ = ("_builder", "_dispatcher", "_log", "_send", "_strict", "active", "listens")
+    __slots__ = (
+        "_builder",
+        "_dispatcher",
+        "_gate",
+        "_log",
+        "_send",
+        "_strict",
+        "active",
+        "listens",
+    )
 
     def __init__(
         self,
@@ -64,6 +74,8 @@ class Reporter:
         """``listens(kind)``: whether ``kind`` has listeners (build its payload only then)."""
         self.active: Collection[NotificationType] = center.active_types()
         """The notification types that have listeners now (empty: nobody listens)."""
+        gate = getattr(dispatcher, "refusal_gate", None)
+        self._gate = gate if isinstance(gate, RefusalGate) else None
 
     def decision(self, kind: str, user_id: str, attributes: Any, info: dict[str, Any]) -> None:
         """Tell the ``decision`` listeners (check :attr:`listens` before building ``info``)."""
@@ -81,6 +93,9 @@ class Reporter:
         enabled: bool,
     ) -> None:
         """Build and send the impression of a decision, then tell ``activate`` listeners."""
+        gate = self._gate
+        if gate is not None and gate.shut and not self.active and gate.refuse():
+            return  # the full queue refuses it: counted, not built (xpevents.dispatch.gate)
         try:
             event = self._builder.impression(
                 experiment,
@@ -103,6 +118,9 @@ class Reporter:
         self, event_def: EventDef, user_id: str, attributes: Any, event_tags: Any
     ) -> None:
         """Build and send the conversion ``track`` asked for, then tell ``track`` listeners."""
+        gate = self._gate
+        if gate is not None and gate.shut and not self.active and gate.refuse():
+            return
         try:
             event = self._builder.conversion(event_def, user_id, attributes, event_tags)
         except Exception:  # pragma: no cover - defensive

@@ -160,6 +160,9 @@ class BatchDispatcher(Closing):
         self._timeout = options.timeout
         self._core = core = DispatchCore(options)
         self._enqueue = core.enqueue
+        self.refusal_gate = core.enqueuer.gate
+        """Our client asks it before building an event the full queue would refuse
+        (``drop_newest`` only, else ``None``; :mod:`xpevents.dispatch.gate`)."""
         self._store = core.store
         self._own_client = http_client is None
         self._direct: DirectPool | None = None  # set by _new_client (own client only)

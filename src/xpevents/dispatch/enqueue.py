@@ -22,6 +22,7 @@ import msgspec
 
 from xpevents._internal.cache import BoundedCache
 from xpevents.dispatch.drops import Drops
+from xpevents.dispatch.gate import RefusalGate
 from xpevents.errors import ConfigError
 from xpevents.events.model import DEFAULT_HEADERS
 from xpevents.events.wire import EncodedEvent, EventHead
@@ -94,12 +95,18 @@ class Enqueuer:
         self._heads: dict[EventHead, bytes] = {}
         """Envelopes of our own builders' events, by their (immutable) head."""
         self._memory_offer = memory.offer if memory is not None else None
+        self.gate: RefusalGate | None = (
+            RefusalGate(memory, drops) if memory is not None and overflow == "drop_newest" else None
+        )
+        """Lets our client skip building events the full queue refuses (``drop_newest``)."""
         self.reset_after_fork()
 
     def reset_after_fork(self) -> None:
         """State that does not survive a fork: the wake-up counter."""
         self._unsignalled = 0
         self.wake_depth = 1
+        if self.gate is not None:
+            self.gate.reset_after_fork()
 
     def enqueue(self, event: Any) -> None:
         """Queue ``event``'s visitors; wake a sender when needed. Never raises.
@@ -124,6 +131,8 @@ class Enqueuer:
                         size = offer(envelope, (wire,), _now())  # self._offer, inlined
                         if not size:
                             self.drops.refuse(event, 1, self.full_reason)
+                            if self.gate is not None:
+                                self.gate.shut = True  # the client asks before building
                         elif size == 1 or size == self.wake_depth:
                             self.wake()  # the queue was empty (start the timer) or a batch is full
                         return
