@@ -162,7 +162,7 @@ class BatchDispatcher(Closing):
         self._enqueue = core.enqueue
         self.refusal_gate = core.enqueuer.gate
         """Our client asks it before building an event the full queue would refuse
-        (``drop_newest`` only, else ``None``; :mod:`xpevents.dispatch.gate`)."""
+        (``drop_newest`` without ``on_drop``, else ``None``; :mod:`xpevents.dispatch.gate`)."""
         self._store = core.store
         self._own_client = http_client is None
         self._direct: DirectPool | None = None  # set by _new_client (own client only)

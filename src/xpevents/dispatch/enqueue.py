@@ -95,10 +95,11 @@ class Enqueuer:
         self._heads: dict[EventHead, bytes] = {}
         """Envelopes of our own builders' events, by their (immutable) head."""
         self._memory_offer = memory.offer if memory is not None else None
-        self.gate: RefusalGate | None = (
-            RefusalGate(memory, drops) if memory is not None and overflow == "drop_newest" else None
-        )
-        """Lets our client skip building events the full queue refuses (``drop_newest``)."""
+        self.gate: RefusalGate | None = None
+        """Lets our client skip building events the full queue refuses (``drop_newest``,
+        no ``on_drop`` callback to hand them to)."""
+        if memory is not None and overflow == "drop_newest" and drops.on_drop is None:
+            self.gate = RefusalGate(memory, drops)
         self.reset_after_fork()
 
     def reset_after_fork(self) -> None:

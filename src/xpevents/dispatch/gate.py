@@ -9,8 +9,9 @@ once the queue has refused one, and :meth:`RefusalGate.refuse` then counts the n
 event as refused (``queue_full``, as if it had been offered) while the queue is still
 full, or reopens the gate when there is room.
 
-The client uses it only when nothing could see the event it skips: no notification
-listeners at all and no ``on_drop`` callback (which receives each refused event).
+Nothing may see the event it skips: a dispatcher with an ``on_drop`` callback (which
+receives each refused event) has no gate, and the client asks only while nobody
+listens to its notifications.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class RefusalGate:
 
     Args:
         memory: the dispatcher's memory spool (``drop_newest``).
-        drops: the dispatcher's drop accounting (the refusals are counted there).
+        drops: the dispatcher's drop accounting, without ``on_drop`` (the refusals
+            are counted there).
     """
 
     __slots__ = ("_drops", "_memory", "_pid", "shut")
@@ -43,15 +45,11 @@ class RefusalGate:
         """Count one event refused with ``queue_full`` if the queue is still full.
 
         Returns ``False`` (and reopens the gate) when the event should be built and
-        offered after all: the queue has room, an ``on_drop`` callback wants the event,
-        or this is a forked child (whose dispatcher resets at its first event).
+        offered after all: the queue has room, or this is a forked child (whose
+        dispatcher resets at its first event).
         """
         memory = self._memory
-        if (
-            memory.depth < memory.max_events
-            or self._drops.on_drop is not None
-            or os.getpid() != self._pid
-        ):
+        if memory.depth < memory.max_events or os.getpid() != self._pid:
             self.shut = False
             return False
         self._drops.refuse(None, 1, "queue_full")

@@ -123,7 +123,6 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_open = False  # a request's first byte was parsed, its headers not yet
         self._head_bytes = 0  # request line and complete headers parsed, in bytes
         self._head_fed = 0  # whole reads fed while a request head was open
-        self._too_large = False
         inner = self.app
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -208,7 +207,6 @@ class GuardedProtocol(HttpToolsProtocol):
     def _add_head_bytes(self, size: int) -> None:
         self._head_bytes += size
         if self._head_bytes > self.limits.max_header_bytes:
-            self._too_large = True
             # Raised inside a parser callback: uvicorn's data_received gets an
             # HttpParserError and calls send_400_response, which answers 431.
             raise ValueError("request headers too large")
@@ -216,7 +214,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         # uvicorn calls this from its ``except HttpParserError`` clause: the exception
         # being handled says what llhttp (or a parser callback) refused.
-        if self._too_large:
+        if self._head_bytes > self.limits.max_header_bytes:  # raised by _add_head_bytes
             self._refuse_too_large()
         else:
             self._close_with(400, "invalid_http", f"invalid HTTP request: {_problem(msg)}")
