@@ -200,7 +200,10 @@ def test_retry_schedule_lives_in_the_spool(make_spool: Factory) -> None:
     assert due is not None and abs(due - (now + 0.4)) < 0.05
     assert spool.stats(now=time.time()).depth == 3
     time.sleep(0.45)
-    assert spool.next_due_at(now=time.time()) == pytest.approx(time.time(), abs=0.2)
+    # Due now: at its scheduled time or later, never in the future (a stalled box may
+    # take longer than 0.2 s between the sleep and the reading).
+    due = spool.next_due_at(now=time.time())
+    assert due is not None and now + 0.35 <= due <= time.time()
     again = spool.claim(max_records=10, max_bytes=1 << 20, lease=30, now=time.time())
     assert sorted(r.visitor for r in again) == sorted(visitors(3))
     assert all(r.attempts == 2 for r in again)
