@@ -188,6 +188,9 @@ def relay_rows(results: Any) -> list[dict[str, Any]]:
 def _group(row: dict[str, Any]) -> str:
     for key in GROUP_KEYS:
         if row.get(key) is not None:
+            workers = row.get("workers")
+            if isinstance(workers, int) and workers > 1:
+                return f"{row[key]}, {workers} workers"
             return str(row[key])
     return "relay"
 

@@ -237,6 +237,30 @@ def _ingest_workers(
     return rows
 
 
+INGEST_FIELDS = (
+    "spool",
+    "workers",
+    "forwarder",
+    "clients",
+    "generator",
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "non_2xx",
+    "generator_cpu_share",
+    "load_1m",
+)
+_NUMERIC = {"rps", "p50_ms", "p99_ms", "generator_cpu_share", "load_1m"}
+
+
+def ingest_records(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The ingest table's rows as JSON records with numbers (what the report plots)."""
+    return [
+        {k: float(v) if k in _NUMERIC else v for k, v in zip(INGEST_FIELDS, row, strict=True)}
+        for row in rows
+    ]
+
+
 def _drop_stream(stream: str) -> None:
     import redis
 
@@ -357,7 +381,7 @@ def main() -> None:
             header,
             ingest_rows,
         )
-        save("relay", {"ingest": [dict(zip(header, row, strict=True)) for row in ingest_rows]})
+        save("relay", {"ingest": ingest_records(ingest_rows)})
     php_rows = php_cost()
     if php_rows:
         _table(

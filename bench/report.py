@@ -152,8 +152,8 @@ def _relay(results: dict[str, Any]) -> str:
     rows = _plots.relay_rows(results)
     if not rows:
         return generic(results)
-    keys = [k for k in ("spool", "clients", *_plots.RPS_KEYS, *_plots.P99_KEYS)]
-    keys += [k for k in ("generator", "generator_cpu_share") if any(k in r for r in rows)]
+    keys = ["spool", "workers", "forwarder", "clients", *_plots.RPS_KEYS, "p50_ms"]
+    keys += [*_plots.P99_KEYS, "non_2xx", "generator", "generator_cpu_share", "load_1m"]
     keys = [k for k in keys if any(k in r for r in rows)]
     return "Relay ingest vs concurrent clients:\n\n" + md_table(keys, _pick(rows, keys))
 

@@ -14,6 +14,8 @@ pytest.importorskip("matplotlib")  # the bench extra (and dev) installs it
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.relay import ingest_records  # noqa: E402  (after the path insert)
+
 NARRATIVE_HEAD = "# Benchmarks\n\nHand-written text, kept   as is.\n\n"
 NARRATIVE_MID = "\nMore narrative between regions | with odd chars <!-- a comment -->\n\n"
 
@@ -27,6 +29,13 @@ def _document(name: str, results: dict[str, Any]) -> dict[str, Any]:
         "knobs": {"XPEVENTS_BENCH_X": {"default": "1", "value": "2", "meaning": "a size"}},
         "results": results,
     }
+
+
+def _relay_row(workers: int, clients: int) -> tuple[Any, ...]:
+    """A row as bench/relay.py prints it (formatted strings), to be saved as numbers."""
+    forwarder = "process" if workers > 1 else "thread"
+    rps = f"{100 * clients * workers:.0f}"
+    return ("sqlite", workers, forwarder, clients, "wrk", rps, "0.50", "2.00", 0, "0.07", "1.00")
 
 
 def _write_results(directory: Path) -> None:
@@ -60,7 +69,7 @@ def _write_results(directory: Path) -> None:
                 for b in (10, 100)
             ]
         },
-        "relay": {"ingest": [{"spool": "sqlite", "clients": c, "rps": 100.0 * c} for c in (1, 10)]},
+        "relay": {"ingest": ingest_records([_relay_row(w, c) for w in (1, 2) for c in (1, 10)])},
         "datafile_size": {
             "calls_per_size": 10,
             "rows": [
@@ -121,7 +130,9 @@ def test_report_draws_the_plots_and_rewrites_only_the_marked_regions(
     assert "python -m bench dispatch" in text and "1.5 / 1.2 / 1" in text
     assert "![latency_cdf](results/latency_cdf.png)" in text
     assert "![spool_drain](results/spool_drain.png)" in text
-    assert "| sqlite | 10 | 1,000 |" in text  # relay rows: spool, clients, rps
+    # relay rows: spool, workers, forwarder, clients, rps (saved as numbers, not strings)
+    assert "| sqlite | 1 | thread | 10 | 1,000 |" in text
+    assert "| sqlite | 2 | process | 10 | 2,000 |" in text
     # the section exists: nothing appended, absent regions (datafile_size...) not written
     assert text.count(report.SECTION) == 1
     assert "bench:datafile_size" not in text
