@@ -8,7 +8,9 @@ Every case runs against both services; every wait is bounded.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -283,3 +285,84 @@ def test_a_slow_body_is_408(service: Service) -> None:
             time.sleep(0.1)
         answer = read_until_closed(sock, 5)
     assert status_of(answer) == 408
+
+
+def _upgrade_request(path: str, body: bytes, offer: bytes, *, chunked: bool = False) -> bytes:
+    framing = (
+        b"Transfer-Encoding: chunked\r\n" if chunked else b"Content-Length: %d\r\n" % len(body)
+    )
+    if chunked:
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    return (
+        b"POST %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: %s\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n%s\r\n%s"
+        % (path.encode(), offer, framing, body)
+    )
+
+
+@pytest.mark.parametrize(
+    ("offer", "chunked"),
+    [(b"h2c", False), (b"websocket", False), (b"h2c", True)],
+    ids=["h2c", "websocket", "h2c-chunked"],
+)
+def test_an_upgrade_offer_is_ignored_and_the_request_served(
+    service: Service, offer: bytes, chunked: bool
+) -> None:
+    # curl --http2 on http:// offers h2c with every POST: llhttp stops at the headers
+    # of such a request, so its body must be parsed again, not refused as bad JSON.
+    body = payload_body([f"upgrade-{offer.decode()}-{chunked}"])
+    batch = _upgrade_request("/v1/events", body, offer, chunked=chunked)
+    batch += request("/healthz", method="GET")
+    response = service.exchange(batch)
+    statuses = [int(part[:3]) for part in response.split(b"HTTP/1.1 ")[1:]]
+    assert statuses == [204, 200], response[:500]
+
+
+def test_many_upgrade_offers_in_one_read_are_all_served(service: Service) -> None:
+    one = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    count = 2000  # parsed in a loop: no recursion per request
+    response = service.exchange(one * count + request("/healthz", method="GET"), timeout=30)
+    assert response.count(b"HTTP/1.1 200 OK") == count + 1
+
+
+def test_connect_is_400(service: Service) -> None:
+    counted = service.refusals("invalid_http")
+    response = service.exchange(
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+    )
+    assert status_of(response) == 400
+    assert "CONNECT" in body_of(response)["error"]
+    assert service.refusals("invalid_http") == counted + 1
+
+
+def test_curl_offering_http2_is_served_over_http11(service: Service, tmp_path: Path) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed (.ci/run installs it)")
+    body = tmp_path / "body.json"
+    body.write_bytes(payload_body(["curl-h2c"]))
+    done = subprocess.run(
+        [
+            curl,
+            "--http2",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            f"@{body}",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "10",
+            service.base_url + "/v1/events",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.stdout == "204 1.1", (done.stdout, done.stderr)

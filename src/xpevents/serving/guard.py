@@ -31,12 +31,23 @@ the relay counts them in ``xpevents_relay_rejected_requests_total``, the collect
 A malformed request (``Content-Length`` and ``Transfer-Encoding`` together, two
 ``Content-Length`` headers, a ``Transfer-Encoding`` that does not end in ``chunked``,
 a bad chunk size...: llhttp's strict mode) is answered ``400`` (JSON) and the
-connection closed, so nothing can be smuggled behind a request.
+connection closed, so nothing can be smuggled behind a request. The log gets one line
+per kind of refusal every 10 seconds at most (uvicorn would write one per request).
+
+**Upgrades are ignored** (RFC 9110 section 7.8 lets a server do so): neither service
+speaks WebSocket or HTTP/2, and llhttp ends a request with ``Connection: Upgrade`` at
+its headers, leaving its body unread (uvicorn then hands the application an empty
+body and stops reading the connection). A client that offers an upgrade (``curl
+--http2`` on ``http://`` sends ``Upgrade: h2c`` with every POST) would have its events
+refused as invalid JSON. :class:`GuardedProtocol` instead parses such a request again
+without its ``Upgrade`` header and answers it over HTTP/1.1 like any other. ``CONNECT``
+is answered ``400``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +57,7 @@ import httptools
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from xpevents._internal.ratelimit import LogEvery
 from xpevents.errors import ConfigError
 
 __all__ = ["OPERATIONS_PATHS", "ConnectionLimits", "GuardedProtocol", "guarded_protocol"]
@@ -54,6 +66,8 @@ OPERATIONS_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", "/stats"
 """Paths served even while the service is saturated."""
 
 _encode = msgspec.json.Encoder().encode
+logger = logging.getLogger("xpevents.serving")
+_log_every = LogEvery(10.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +137,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_open = False  # a request's first byte was parsed, its headers not yet
         self._head_bytes = 0  # request line and complete headers parsed, in bytes
         self._head_fed = 0  # whole reads fed while a request head was open
+        self._plain_head: bytes | None = None  # an upgrade request's head, parsed again
         inner = self.app
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -174,14 +189,29 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        pending: bytes | None = data
+        while pending is not None:  # a loop: any number of upgrade requests in one read
+            pending = self._feed(pending)
+
+    def _feed(self, data: bytes) -> bytes | None:
+        """Parse ``data``; what to parse next (an upgrade request again, without its
+        upgrade, and what followed it), or ``None``."""
         open_before = self._head_open
-        super().data_received(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.send_400_response("invalid HTTP request")
+            return None
+        except httptools.HttpParserUpgrade as upgrade:
+            return self._without_upgrade(data[upgrade.args[0] if upgrade.args else len(data) :])
         if open_before and self._head_open and not self.transport.is_closing():
             # The whole read belongs to a head still incomplete: llhttp holds a header
             # line in parts until it ends, so this bounds what a connection can buffer.
             self._head_fed += len(data)
             if self._head_fed > self.limits.max_header_bytes:
                 self._refuse_too_large()
+        return None
 
     # -- parser callbacks -----------------------------------------------------------
 
@@ -202,7 +232,51 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_open = False
         self._cancel_header_timer()
+        if self.parser.should_upgrade():
+            # llhttp stops at these headers; the request is parsed again without them
+            self._plain_head = self._head_without_upgrade()
+            return
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._plain_head is not None:  # an llhttp that reads an upgrade's body
+            self._plain_head += body
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._plain_head is None:
+            super().on_message_complete()
+
+    # -- upgrades: ignored ----------------------------------------------------------
+
+    def _head_without_upgrade(self) -> bytes:
+        """The request line and headers just parsed, minus ``Upgrade`` and the
+        ``upgrade`` token of ``Connection``."""
+        method = self.parser.get_method()
+        lines = [b"%s %s HTTP/%s\r\n" % (method, self.url, self.parser.get_http_version().encode())]
+        for name, value in self.headers:
+            if name == b"upgrade":
+                continue
+            if name == b"connection":
+                tokens = [t.strip() for t in value.split(b",")]
+                value = b", ".join(t for t in tokens if t and t.lower() != b"upgrade")
+                if not value:
+                    continue
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def _without_upgrade(self, rest: bytes) -> bytes | None:
+        """A new parser, and the bytes to feed it: the head without its upgrade, then
+        ``rest`` (the body and whatever follows); ``None`` after refusing ``CONNECT``."""
+        head, self._plain_head = self._plain_head, None
+        if head is None or head.startswith(b"CONNECT "):
+            self._close_with(400, "invalid_http", "CONNECT is not supported")
+            return None
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        return head + rest
 
     def _add_head_bytes(self, size: int) -> None:
         self._head_bytes += size
@@ -253,6 +327,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def _close_with(self, status: int, reason: str, message: str) -> None:
         self._head_open = False
         self._count(reason)
+        if _log_every.due(reason):
+            logger.warning("refused a request (%d %s): %s", status, reason, message)
         self._cancel_header_timer()
         if not self.transport.is_closing():
             self.transport.write(_error_bytes(status, reason, message))

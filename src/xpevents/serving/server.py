@@ -127,6 +127,7 @@ class AppServer:
             date_header=False,
             timeout_graceful_shutdown=graceful_timeout,
             http=guarded_protocol(limits, protocol, on_refused),
+            ws="none",  # upgrades are ignored (guard.py), whatever is installed
             **{**limits.uvicorn_options(), **uvicorn_options},
         )
         self._server = _Server(config)
