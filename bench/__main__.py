@@ -37,7 +37,11 @@ results file records the knobs it ran with, and the report lists them (``bench:k
 * relay: ``XPEVENTS_BENCH_RELAY_SECONDS`` [5]; needs ``wrk`` (``make bench`` installs
   Debian's package): without it this runner refuses to run the relay benchmark rather
   than let the Python fallback client measure itself.
-* sync_dispatch: ``BENCH_SYNC_N`` [1000] (not yet renamed).
+* collector: ``XPEVENTS_BENCH_COLLECTOR_SECONDS`` [5], ``XPEVENTS_BENCH_COLLECTOR_CLIENTS``
+  [16], ``XPEVENTS_BENCH_COLLECTOR_THREADS`` [2] (of wrk),
+  ``XPEVENTS_BENCH_COLLECTOR_BATCHES`` [1,100] visitors per request; needs ``wrk``.
+* sync_dispatch: ``XPEVENTS_BENCH_SYNC_N`` [1000], ``XPEVENTS_BENCH_SYNC_POSTS`` [400],
+  ``XPEVENTS_BENCH_SYNC_ROUNDS`` [5].
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from pathlib import Path
 #: Modules of bench/ that are not benchmarks.
 NOT_BENCHMARKS = {"report"}
 #: Benchmarks whose figures would be the load generator's without this program.
-REQUIRES = {"relay": "wrk"}
+REQUIRES = {"relay": "wrk", "collector": "wrk"}
 
 
 def modules() -> list[str]:

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -36,9 +35,9 @@ from xpevents.config import PollingConfigManager
 from xpevents.relay.testing import run_relay
 from xpevents.testing import run_collector
 
-from bench._common import ROOT, datafile_dict, guard_network, percentiles, table
+from bench._common import ROOT, datafile_dict, guard_network, knob, percentiles, table
 
-SECONDS = float(os.environ.get("XPEVENTS_BENCH_DATAFILE_SECONDS", "3"))
+SECONDS = float(knob("datafile", "DATAFILE_SECONDS", "3", "s per measurement"))
 KEY = "BenchKey"
 PHP_SCRIPT = ROOT / "examples" / "php" / "fetch_datafile.php"
 

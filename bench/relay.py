@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import resource
 import shutil
 import subprocess
@@ -36,12 +35,15 @@ import httpx
 from xpevents.relay.testing import run_relay
 from xpevents.testing import run_collector
 
-from bench._common import ROOT, guard_network, percentiles
+from bench._common import ROOT, guard_network, knob, percentiles
 from bench._results import save
+from bench._wrk import fixed_body_script, run_wrk
 
-DURATION = int(os.environ.get("XPEVENTS_BENCH_RELAY_SECONDS", "5"))
+DURATION = int(knob("relay", "RELAY_SECONDS", "5", "s of wrk per row"))
 CLIENTS = (1, 10, 100)
-WORKERS = tuple(int(n) for n in os.environ.get("XPEVENTS_BENCH_RELAY_WORKERS", "1,2").split(","))
+WORKERS = tuple(
+    int(n) for n in knob("relay", "RELAY_WORKERS", "1,2", "--workers counts").split(",")
+)
 PHP_SCRIPT = ROOT / "examples" / "php" / "dispatch_events.php"
 
 BODY = (
@@ -57,59 +59,10 @@ BODY = (
     '"value":true}]}]}'
 )
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
-    if not match:
-        raise ValueError(f"unreadable wrk latency {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
 
 def wrk(url: str, clients: int, seconds: int) -> dict[str, float]:
-    """Run wrk with a Lua POST script; requests/s, p50/p99 in ms, non-2xx count."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(
-            'wrk.method = "POST"\n'
-            f"wrk.body = {json.dumps(BODY)}\n"
-            'wrk.headers["Content-Type"] = "application/json"\n'
-        )
-    try:
-        done = subprocess.run(
-            [
-                "wrk",
-                f"-t{min(clients, 4)}",
-                f"-c{clients}",
-                f"-d{seconds}s",
-                "--latency",
-                "-s",
-                script.name,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 60,
-            check=True,
-        )
-    finally:
-        os.unlink(script.name)
-    out = done.stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {
-        "rps": rps,
-        "p50": p50,
-        "p99": p99,
-        "non_2xx": float(bad.group(1)) if bad else 0.0,
-        "generator_cpu_share": cpu / (time.perf_counter() - started),
-    }
+    """Run wrk POSTing :data:`BODY`; requests/s, p50/p99 in ms, non-2xx count."""
+    return run_wrk(url, clients, seconds, fixed_body_script(BODY))
 
 
 def httpx_pool(url: str, clients: int, seconds: int) -> dict[str, float]:

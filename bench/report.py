@@ -181,6 +181,7 @@ ORDER = (
     "sync_dispatch",
     "spool",
     "relay",
+    "collector",
     "datafile",
     "aio",
     "official_wirings",

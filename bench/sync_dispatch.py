@@ -34,13 +34,13 @@ from xpevents.spool.envelope import encode_json
 from xpevents.testing import run_collector
 
 from bench import _results
-from bench._common import datafile_text, guard_network, percentiles, table
+from bench._common import datafile_text, guard_network, knob, percentiles, table
 
-N = int(os.environ.get("XPEVENTS_BENCH_SYNC_N", os.environ.get("BENCH_SYNC_N", "1000")))
+N = int(knob("sync_dispatch", "SYNC_N", "1000", "activate calls per dispatcher at 0 ms"))
 """activate calls per dispatcher at 0 ms (a tenth of it at 50 ms)."""
-POSTS = int(os.environ.get("XPEVENTS_BENCH_SYNC_POSTS", "400"))
+POSTS = int(knob("sync_dispatch", "SYNC_POSTS", "400", "POSTs per variant per round"))
 """POSTs per variant per round in the side-by-side."""
-ROUNDS = int(os.environ.get("XPEVENTS_BENCH_SYNC_ROUNDS", "5"))
+ROUNDS = int(knob("sync_dispatch", "SYNC_ROUNDS", "5", "interleaved rounds"))
 """Interleaved rounds in the side-by-side."""
 
 
