@@ -277,3 +277,35 @@ def test_four_processes_share_one_stream(stream: str, tmp_path: Path) -> None:
     assert len(delivered) == 4 * n
     assert len(set(delivered)) == 4 * n
     print(f"4 processes x {n} on one stream: {4 * n / elapsed:.0f} records/s")
+
+
+def test_a_claim_capped_by_bytes_reads_candidates_only_up_to_the_cap(stream: str) -> None:
+    """The claim reads the stream in chunks until one envelope's byte cap is reached:
+    with max_records 10,000 and room for ~600 records it once read (and put in the
+    pending list, then handed back, then read again by the next claim) all 10,000,
+    which cost Redis twice the CPU per forwarded visitor. At most one chunk (256) past
+    the cap may be read; the other envelope's records are handed back, not lost."""
+    spool = RedisSpool.from_url(f"{BASE}?stream={stream}")
+    now = time.time()
+    for start in range(0, 20_000, 2_000):
+        batch = [
+            (b"env-b" if i % 10 == 9 else b"env-a", b'{"i":%06d}' % i)
+            for i in range(start, start + 2_000)
+        ]
+        spool.append(batch, now=now)
+    client = redis.Redis(port=6379, db=9)
+    records = spool.claim(max_records=10_000, max_bytes=8192, lease=60, now=time.time())
+    assert 500 <= len(records) <= 700 and {r.envelope for r in records} == {b"env-a"}
+    pending = int(client.xpending(stream, spool.group)["pending"])
+    assert pending <= len(records) * 10 // 9 + 2 * 256, pending  # before: 10,000
+    seen = {r.visitor for r in records}
+    spool.ack([r.id for r in records])
+    for _ in range(200):
+        records = spool.claim(max_records=10_000, max_bytes=8192, lease=60, now=time.time())
+        if not records:
+            break
+        seen.update(r.visitor for r in records)
+        spool.ack([r.id for r in records])
+    assert len(seen) == 20_000
+    client.close()
+    spool.close()

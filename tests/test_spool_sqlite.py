@@ -389,3 +389,32 @@ def test_unique_paths_do_not_collide(tmp_path: Path) -> None:
     a.close()  # idempotent
     with pytest.raises(SpoolError, match="closed"):
         a.append([(b"env", b"{}")], now=time.time())
+
+
+def test_a_claim_capped_by_bytes_stops_reading_at_the_cap(tmp_path: Path) -> None:
+    """Under a backlog a dispatcher claims with max_records = max_queue_events (10,000)
+    while max_bytes lets a batch carry a fraction of that: the claim must stop stepping
+    rows at the cap, not fetch all 10,000 blobs and drop most of them (it did: a third
+    of the forwarder's CPU while draining a backlog)."""
+    spool = SqliteSpool(tmp_path / "s.db")
+    now = time.time()
+    for start in range(0, 20_000, 2_000):
+        spool.append([(b"env", b'{"i":%06d}' % i) for i in range(start, start + 2_000)], now=now)
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    db = spool._db._connection.get()
+    db.set_progress_handler(count, 100)
+    cost = {}
+    for max_records in (100, 10_000):
+        steps[0] = 0
+        records = spool.claim(max_records=max_records, max_bytes=2048, lease=60, now=time.time())
+        assert 100 <= len(records) <= 200  # the byte cap, ~13 bytes each
+        cost[max_records] = steps[0]
+        spool.ack([r.id for r in records])
+    db.set_progress_handler(None, 0)
+    assert cost[10_000] < 2 * cost[100] + 10, cost
+    spool.close()

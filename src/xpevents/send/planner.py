@@ -176,6 +176,10 @@ class Planner:
         self.wake_depth = 1
         """The queue depth at which a producer should wake a sender (a batch is full)."""
         self._parsed: BoundedCache[bytes, Envelope] = BoundedCache(256)
+        self._claim_bytes = max_batch_bytes
+        """The visitor bytes one claim asks for: the byte cap less the largest envelope
+        overhead seen and a comma per visitor of 64 bytes or more, so that what is
+        claimed fits one body and the tail is not put back (a write per batch)."""
 
     def poll(self, now: float, *, flushing: bool, stopping: bool) -> Claim | float:
         """A claimed batch that is due now, or how many seconds to wait (0: poll again)."""
@@ -189,7 +193,7 @@ class Planner:
             return due_at - now
         claim = self.queue.claim_batch(
             max_records=self.max_records,
-            max_bytes=self.max_batch_bytes,
+            max_bytes=self._claim_bytes,
             lease=self.lease,
             now=now,
         )
@@ -254,6 +258,13 @@ class Planner:
             if target != parsed.url:
                 parsed = replace(parsed, url=target)
             self._parsed.put(envelope, parsed)
+            self._claim_bytes = max(
+                self.max_batch_bytes // 2,  # an odd envelope must not shrink every claim
+                min(
+                    self._claim_bytes,
+                    self.max_batch_bytes - parsed.overhead() - self.max_batch_bytes // 64,
+                ),
+            )
         return parsed
 
     def compress(self, request: Request) -> None:

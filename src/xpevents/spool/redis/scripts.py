@@ -6,8 +6,11 @@ How records move:
 * ``append``: ``XADD`` per visitor; bounds enforced in the same script.
 * ``claim``: due retries are re-added to the stream (``XADD`` + removal from the
   schedule); then expired leases are taken over with ``XAUTOCLAIM`` (min idle = the
-  lease), then new entries read with ``XREADGROUP ... >``. The oldest candidate's
-  envelope is chosen; candidates of other envelopes (or over the byte cap) are handed
+  lease), then new entries read with ``XREADGROUP ... >``, both in chunks of 256 until
+  the first candidate's envelope has ``max_bytes`` of visitors (or ``max_records``
+  candidates are read: a backlog claim reads about one batch, not the queue's bound).
+  The oldest candidate's envelope is chosen; candidates of other envelopes (or over
+  the byte cap) are handed
   back at once (``XCLAIM ... TIME 1``: their idle time becomes huge, so the next
   ``XAUTOCLAIM`` takes them). The lease of a record is its time in the pending entries
   list: every sender sharing a stream should use the same ``lease``.

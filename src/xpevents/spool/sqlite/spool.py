@@ -213,14 +213,17 @@ class SqliteSpool(Closing):
             if first is None:
                 return []
             envelope_id = int(first[0])
+            envelope = self._envelopes.body(db, envelope_id)
             rows = db.execute(
                 "SELECT id, visitor, size, enqueued_at, attempts, first_attempt_at FROM records "
                 "WHERE envelope_id = ? AND due_at <= ? ORDER BY due_at, id LIMIT ?",
                 (envelope_id, now, max_records),
-            ).fetchall()
-            envelope = self._envelopes.body(db, envelope_id)
+            )
             records: list[SpoolRecord] = []
             total = 0
+            # Rows are stepped one at a time and the statement is stopped at the byte
+            # cap: under a backlog, max_records (the queue's bound) is several times what
+            # max_bytes lets one batch carry, and every row fetched costs its blob's copy.
             for record_id, visitor, size, enqueued_at, attempts, first_attempt_at in rows:
                 if records and total + size > max_bytes:
                     break
@@ -235,6 +238,7 @@ class SqliteSpool(Closing):
                         first_attempt_at=first_attempt_at,
                     )
                 )
+            rows.close()
             db.execute(
                 "UPDATE records SET due_at = ?, leased = 1 "
                 "WHERE id IN (SELECT value FROM json_each(?))",

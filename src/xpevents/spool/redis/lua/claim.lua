@@ -7,23 +7,41 @@ local max_records = tonumber(ARGV[5])
 local max_bytes = tonumber(ARGV[6])
 -- 1. due retries go back into the stream
 requeue(redis.call('ZRANGEBYSCORE', RZ, '-inf', ARGV[3], 'LIMIT', 0, 1000))
--- 2. candidates: expired leases, then new entries
+-- 2. candidates: expired leases, then new entries, read in chunks until one envelope's
+-- byte cap is reached: under a backlog max_records (the queue's bound) is several times
+-- what max_bytes lets one batch carry, and every entry read past it would be handed back
+-- (XCLAIM below) and read again by the next claim
+local CHUNK = 256
 local candidates = {}
-local reclaimed = redis.call('XAUTOCLAIM', S, group, consumer, lease_ms, '0-0',
-  'COUNT', max_records)
-for _, entry in ipairs(reclaimed[2]) do
-  if entry[2] then candidates[#candidates + 1] = entry end
+local digest = nil
+local wanted = 0
+local function add(entry)
+  local f = entry[2]
+  candidates[#candidates + 1] = entry
+  local e = field(f, 'e')
+  if digest == nil then digest = e end
+  if e == digest then wanted = wanted + #(field(f, 'v') or '') end
 end
-if #candidates < max_records then
-  local read = redis.call('XREADGROUP', 'GROUP', group, consumer,
-    'COUNT', max_records - #candidates, 'STREAMS', S, '>')
-  if read and read[1] then
-    for _, entry in ipairs(read[1][2]) do candidates[#candidates + 1] = entry end
+local function enough()
+  return #candidates >= max_records or (#candidates > 0 and wanted >= max_bytes)
+end
+local cursor = '0-0'
+repeat
+  local reclaimed = redis.call('XAUTOCLAIM', S, group, consumer, lease_ms, cursor,
+    'COUNT', math.min(CHUNK, max_records - #candidates))
+  for _, entry in ipairs(reclaimed[2]) do
+    if entry[2] then add(entry) end
   end
+  cursor = reclaimed[1]
+until cursor == '0-0' or enough()
+while not enough() do
+  local read = redis.call('XREADGROUP', 'GROUP', group, consumer,
+    'COUNT', math.min(CHUNK, max_records - #candidates), 'STREAMS', S, '>')
+  if not (read and read[1] and #read[1][2] > 0) then break end
+  for _, entry in ipairs(read[1][2]) do add(entry) end
 end
 if #candidates == 0 then return {} end
 -- 3. one envelope, within the byte cap; hand the rest back at once
-local digest = field(candidates[1][2], 'e')
 local out = {redis.call('HGET', ENV, digest) or ''}
 local total = 0
 local taken = 0
