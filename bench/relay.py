@@ -44,6 +44,12 @@ CLIENTS = (1, 10, 100)
 WORKERS = tuple(
     int(n) for n in knob("relay", "RELAY_WORKERS", "1,2", "--workers counts").split(",")
 )
+FORWARDER = knob(
+    "relay",
+    "RELAY_FORWARDER",
+    "auto",
+    "--forwarder of one-process rows (auto: the relay's default)",
+)
 PHP_SCRIPT = ROOT / "examples" / "php" / "dispatch_events.php"
 
 BODY = (
@@ -155,11 +161,11 @@ def _ingest_workers(
     spool: str, workers: int, collector: Any, measure: Any, tool: str
 ) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
-    forwarder = os.environ.get("XPEVENTS_BENCH_RELAY_FORWARDER", "thread")
+    forwarder = FORWARDER
     if spool == "memory://":
         forwarder = "thread"
-    elif workers > 1:
-        forwarder = "process"  # what --workers does whatever --forwarder says
+    elif workers > 1 or forwarder == "auto":
+        forwarder = "process"  # what --workers does whatever --forwarder says, and auto
     with run_relay(
         spool=spool,
         upstream=collector.events_url,

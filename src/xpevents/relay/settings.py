@@ -43,7 +43,7 @@ class RelaySettings:
     datafile_upstream: str | None = None
     datafile_interval: float = 60.0
     datafile_cache_dir: str | None = None
-    forwarder: str = "thread"
+    forwarder: str = "auto"
     """``thread``, ``process`` or ``auto`` (a child process for a durable spool)."""
 
     def datafile_settings(self) -> DatafileCacheSettings:
