@@ -16,8 +16,7 @@ listens to its notifications.
 
 from __future__ import annotations
 
-import os
-
+from xpevents._internal.forking import new_fork_mark
 from xpevents.dispatch.drops import Drops
 from xpevents.spool.memory import MemorySpool
 
@@ -33,12 +32,12 @@ class RefusalGate:
             are counted there).
     """
 
-    __slots__ = ("_drops", "_memory", "_pid", "shut")
+    __slots__ = ("_drops", "_mark", "_memory", "shut")
 
     def __init__(self, memory: MemorySpool, drops: Drops) -> None:
         self._memory = memory
         self._drops = drops
-        self._pid = os.getpid()
+        self._mark = new_fork_mark()  # reads 0 in a forked child: no getpid() per event
         self.shut = False
 
     def refuse(self) -> bool:
@@ -49,7 +48,7 @@ class RefusalGate:
         dispatcher resets at its first event).
         """
         memory = self._memory
-        if memory.depth < memory.max_events or os.getpid() != self._pid:
+        if memory.depth < memory.max_events or not self._mark[0]:
             self.shut = False
             return False
         self._drops.refuse(None, 1, "queue_full")
@@ -57,5 +56,5 @@ class RefusalGate:
 
     def reset_after_fork(self) -> None:
         """A forked child starts with an empty queue: open, owned by this process."""
-        self._pid = os.getpid()
+        self._mark[0] = 1
         self.shut = False
