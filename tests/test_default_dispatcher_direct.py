@@ -8,6 +8,7 @@ dead proxy by ``NO_PROXY``; nothing leaves the machine. Time bounds are gross (1
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -26,6 +27,7 @@ from xpevents.dispatch import resolve as resolve_module
 from xpevents.dispatch.batch import BatchDispatcher
 from xpevents.dispatch.deadline import deadline, deadline_transport
 from xpevents.dispatch.default import DefaultEventDispatcher
+from xpevents.dispatch.direct import DirectPool
 from xpevents.dispatch.resolve import HostCache
 from xpevents.events.model import LogEvent
 from xpevents.send.retry import RetryPolicy
@@ -369,3 +371,64 @@ def _tls_server(cert: Path, key: Path) -> Iterator[tuple[int, list[str]]]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@contextmanager
+def _silent_server(read: bool) -> Iterator[str]:
+    """A TCP server that accepts and never answers; with ``read=False`` it never reads
+    either (a large POST fills the socket buffers and the write blocks)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            if not read:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            held.append(conn)
+            if read:
+                conn.settimeout(0.1)
+                with contextlib.suppress(OSError):
+                    while not stop.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            if not conn.recv(65_536):
+                                break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1/events"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("read", "visitors"), [(True, 1), (False, 20_000)], ids=["no answer", "body never read"]
+)
+def test_a_blocking_plain_socket_still_ends_at_the_deadline(read: bool, visitors: int) -> None:
+    """Plain-HTTP connections are blocking sockets bounded by SO_RCVTIMEO/SO_SNDTIMEO
+    (one GIL hand-back per send or receive, not a poll before each): a server that
+    never answers, or never reads a 5.7 MB body, still ends the request at its
+    deadline, as a timeout."""
+    body = json.dumps(payload([visitor() for _ in range(visitors)])).encode()
+    with _silent_server(read) as url:
+        client = httpx.Client()
+        pool = DirectPool.for_client(client, HostCache())
+        assert pool is not None
+        route = pool.route(url)
+        assert route is not None
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException):
+            pool.post(route, {"Content-Type": "application/json"}, body, 0.5)
+        assert 0.4 < time.monotonic() - started < 5.0
+        pool.close()
+        client.close()

@@ -31,6 +31,7 @@ import re
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Mapping
@@ -48,6 +49,8 @@ KEEPALIVE_EXPIRY = 5.0
 MAX_IDLE = 8
 """Idle connections kept per origin."""
 _ILLEGAL = re.compile(r"[\r\n\x00]")
+_TIMEVAL = struct.Struct("@ll")
+"""``struct timeval`` (seconds, microseconds) for ``SO_SNDTIMEO`` / ``SO_RCVTIMEO``."""
 _JOIN_BELOW = 65_536
 """Bodies up to this size are sent in one write with their head (one copy of a small
 body is cheaper than a second write); larger ones after it, without a copy."""
@@ -99,8 +102,15 @@ class _Reader(io.RawIOBase):
         remaining = self._ends - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("the request's total deadline passed")
-        self._sock.settimeout(remaining)
-        return self._sock.recv_into(buffer)
+        sock = self._sock
+        if isinstance(sock, ssl.SSLSocket):
+            sock.settimeout(remaining)
+            return sock.recv_into(buffer)
+        _kernel_timeout(sock, socket.SO_RCVTIMEO, remaining)
+        try:
+            return sock.recv_into(buffer)
+        except BlockingIOError:  # SO_RCVTIMEO ran out
+            raise TimeoutError("the request's total deadline passed") from None
 
 
 class _Socket:
@@ -286,6 +296,8 @@ class DirectPool:
                 if scheme == "https":
                     sock.settimeout(_left(ends))
                     sock = self._ssl.wrap_socket(sock, server_hostname=host)
+                else:
+                    sock.settimeout(None)  # blocking, bounded by SO_SNDTIMEO/SO_RCVTIMEO
             except BaseException:
                 sock.close()
                 raise
@@ -295,14 +307,48 @@ class DirectPool:
 
     @staticmethod
     def _exchange(sock: socket.socket, data: tuple[bytes, ...], ends: float) -> tuple[Answer, bool]:
-        for part in data:
-            sock.settimeout(_left(ends))
-            sock.sendall(part)
+        if isinstance(sock, ssl.SSLSocket):
+            for part in data:
+                sock.settimeout(_left(ends))
+                sock.sendall(part)
+        else:
+            _send(sock, data, ends)
         response = http.client.HTTPResponse(_Socket(sock, ends), method="POST")  # type: ignore[arg-type]
         response.begin()
         body = response.read()
         answer = Answer(response.status, response.getheaders(), body)
         return answer, not response.will_close
+
+
+def _kernel_timeout(sock: socket.socket, option: int, seconds: float) -> None:
+    """Bound the next blocking send or receive on ``sock`` by ``seconds`` (at least 1 µs:
+    a zero ``timeval`` would mean no bound)."""
+    micros = max(1, int(seconds * 1_000_000))
+    sock.setsockopt(
+        socket.SOL_SOCKET, option, _TIMEVAL.pack(micros // 1_000_000, micros % 1_000_000)
+    )
+
+
+def _send(sock: socket.socket, data: tuple[bytes, ...], ends: float) -> None:
+    """Write ``data`` on a blocking plain socket: one ``sendmsg`` (head and body in one
+    system call), bounded by the deadline through ``SO_SNDTIMEO``.
+
+    A socket with a Python timeout polls before every call, and each poll gives the GIL
+    up once more: under a busy producer thread every such hand-back waits up to the
+    switch interval (5 ms) to get the GIL again. A blocking call gives it up once.
+    """
+    views = [memoryview(part) for part in data]
+    while views:
+        _kernel_timeout(sock, socket.SO_SNDTIMEO, _left(ends))
+        try:
+            sent = sock.sendmsg(views)
+        except BlockingIOError:  # SO_SNDTIMEO ran out before anything was written
+            raise TimeoutError("the request's total deadline passed") from None
+        while views and sent >= len(views[0]):
+            sent -= len(views[0])
+            views.pop(0)
+        if views and sent:
+            views[0] = views[0][sent:]
 
 
 def _left(ends: float) -> float:
