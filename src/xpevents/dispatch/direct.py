@@ -18,7 +18,10 @@ sends the POSTs that httpx would send **direct** itself, with httpx's own decisi
 
 Every step is bounded by the call's deadline: DNS through the
 :class:`~xpevents.dispatch.resolve.HostCache`, then connect, TLS handshake, the write
-and each read are each given only what is left of it. Errors are raised as the httpx
+and each read are each given only what is left of it (on plain HTTP through the kernel's
+``SO_SNDTIMEO``/``SO_RCVTIMEO`` on a blocking socket: a Python socket timeout polls
+before every call, one more GIL hand-back each, which a busy thread makes wait for the
+switch interval; TLS keeps Python's timeouts). Errors are raised as the httpx
 exceptions of the same meaning, so they are classified exactly as before. A connection
 is used by one thread at a time: it is taken out of the idle list for its request.
 """
