@@ -35,6 +35,7 @@ import select
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -54,6 +55,9 @@ MAX_IDLE = 8
 _ILLEGAL = re.compile(r"[\r\n\x00]")
 _TIMEVAL = struct.Struct("@ll")
 """``struct timeval`` (seconds, microseconds) for ``SO_SNDTIMEO`` / ``SO_RCVTIMEO``."""
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux") or sys.platform == "darwin"
+"""Where plain sockets are blocking with kernel timeouts (Windows takes milliseconds
+there, and has no ``sendmsg``: Python's timeouts stay)."""
 _JOIN_BELOW = 65_536
 """Bodies up to this size are sent in one write with their head (one copy of a small
 body is cheaper than a second write); larger ones after it, without a copy."""
@@ -106,7 +110,7 @@ class _Reader(io.RawIOBase):
         if remaining <= 0:
             raise TimeoutError("the request's total deadline passed")
         sock = self._sock
-        if isinstance(sock, ssl.SSLSocket):
+        if not _kernel_timed(sock):
             sock.settimeout(remaining)
             return sock.recv_into(buffer)
         _kernel_timeout(sock, socket.SO_RCVTIMEO, remaining)
@@ -299,7 +303,7 @@ class DirectPool:
                 if scheme == "https":
                     sock.settimeout(_left(ends))
                     sock = self._ssl.wrap_socket(sock, server_hostname=host)
-                else:
+                elif _KERNEL_TIMEOUTS:
                     sock.settimeout(None)  # blocking, bounded by SO_SNDTIMEO/SO_RCVTIMEO
             except BaseException:
                 sock.close()
@@ -310,7 +314,7 @@ class DirectPool:
 
     @staticmethod
     def _exchange(sock: socket.socket, data: tuple[bytes, ...], ends: float) -> tuple[Answer, bool]:
-        if isinstance(sock, ssl.SSLSocket):
+        if not _kernel_timed(sock):
             for part in data:
                 sock.settimeout(_left(ends))
                 sock.sendall(part)
@@ -321,6 +325,11 @@ class DirectPool:
         body = response.read()
         answer = Answer(response.status, response.getheaders(), body)
         return answer, not response.will_close
+
+
+def _kernel_timed(sock: socket.socket) -> bool:
+    """Whether ``sock`` is a blocking plain socket bounded by kernel timeouts."""
+    return _KERNEL_TIMEOUTS and not isinstance(sock, ssl.SSLSocket)
 
 
 def _kernel_timeout(sock: socket.socket, option: int, seconds: float) -> None:
