@@ -62,7 +62,7 @@ from xpevents.serving.endpoints import (
 )
 from xpevents.spool.base import Spool, spool_problem
 from xpevents.spool.memory import MemorySpool
-from xpevents.stats import DispatchOutcome
+from xpevents.stats import DispatchOutcome, DispatchStats
 
 __all__ = [
     "DEFAULT_UPSTREAM",
@@ -181,8 +181,25 @@ class Relay:
         self.forwarder = forwarder
         # The child's figures, latency histogram and process metrics are served.
         self.metrics.watch(
-            forwarder.stats, latency=forwarder.latency_samples, pid=lambda: forwarder.pid
+            lambda: self._with_own_losses(forwarder.stats()),
+            latency=forwarder.latency_samples,
+            pid=lambda: forwarder.pid,
         )
+
+    def _with_own_losses(self, reported: DispatchStats) -> DispatchStats:
+        """``reported`` with the losses this process found itself, per reason the larger
+        count: an append here can be the first to see a Redis reset, and the forwarding
+        child, which sees it on its own, counts the same visitors."""
+        try:
+            own = self.store.stats(now=time.time()).lost
+        except SpoolError:
+            return reported
+        if not own:
+            return reported
+        lost = dict(reported.lost)
+        for reason, count in own.items():
+            lost[reason] = max(lost.get(reason, 0), count)
+        return replace(reported, lost=lost)
 
     def _written(self, n: int) -> None:
         # Wake the senders when a batch is full or at most every 20 ms: they know the
