@@ -216,7 +216,8 @@ def planner(queue: MemorySpool, **options: Any) -> Planner:
     }
     settings.update(options)
     circuits = settings.pop("circuits", Circuits(3, RETRY, rng=random.Random(1)))
-    return Planner(queue, queue, EndpointRouter(None), circuits, **settings)
+    store = settings.pop("store", queue)
+    return Planner(queue, store, EndpointRouter(None), circuits, **settings)
 
 
 def test_poll_waits_idle_when_empty_and_until_the_next_retry() -> None:
@@ -590,18 +591,7 @@ def test_a_backlog_claim_asks_only_for_what_fits_one_body() -> None:
     queue = MemorySpool(10_000)
     queue.append([(ENVELOPE, visitor(i, 200)) for i in range(3_000)], now=T0)
     store = RecordingSpool()
-    plan = Planner(
-        queue,
-        store,
-        EndpointRouter(None),
-        Circuits(3, RETRY),
-        batch_size=10,
-        flush_interval=1.0,
-        max_batch_bytes=65_536,
-        max_records=10_000,
-        lease=30.0,
-        gzip=False,
-    )
+    plan = planner(queue, store=store, max_batch_bytes=65_536, max_records=10_000)
     sizes = []
     for _ in range(4):
         claimed = plan.poll(T0 + 5, flushing=False, stopping=False)

@@ -59,8 +59,8 @@ _KERNEL_TIMEOUTS = sys.platform.startswith("linux") or sys.platform == "darwin"
 """Where plain sockets are blocking with kernel timeouts (Windows takes milliseconds
 there, and has no ``sendmsg``: Python's timeouts stay)."""
 _JOIN_BELOW = 65_536
-"""Bodies up to this size are sent in one write with their head (one copy of a small
-body is cheaper than a second write); larger ones after it, without a copy."""
+"""Over TLS, bodies up to this size are sent in one write with their head (one copy of a
+small body is cheaper than a second write); larger ones after it, without a copy."""
 
 
 class Answer:
@@ -174,9 +174,7 @@ class DirectPool:
     ) -> Answer:
         """POST ``body``; raises httpx's exceptions for what went wrong."""
         ends = time.monotonic() + remaining
-        head = self._head(route, headers, len(body))
-        # A small body goes in one write with its head; a large one is not copied.
-        data: tuple[bytes, ...] = (head + body,) if len(body) <= _JOIN_BELOW else (head, body)
+        data = (self._head(route, headers, len(body)), body)
         sock, reused = self._take(route.key)
         try:
             if sock is None:
@@ -313,13 +311,16 @@ class DirectPool:
         raise httpx.ConnectError(f"cannot connect to {host!r}: {failure!r}")
 
     @staticmethod
-    def _exchange(sock: socket.socket, data: tuple[bytes, ...], ends: float) -> tuple[Answer, bool]:
-        if not _kernel_timed(sock):
-            for part in data:
+    def _exchange(
+        sock: socket.socket, data: tuple[bytes, bytes], ends: float
+    ) -> tuple[Answer, bool]:
+        if _kernel_timed(sock):
+            _send(sock, data, ends)  # head and body in one sendmsg, no copy
+        else:
+            head, body = data  # TLS: a small body goes in one write with its head
+            for part in (head + body,) if len(body) <= _JOIN_BELOW else data:
                 sock.settimeout(_left(ends))
                 sock.sendall(part)
-        else:
-            _send(sock, data, ends)
         response = http.client.HTTPResponse(_Socket(sock, ends), method="POST")  # type: ignore[arg-type]
         response.begin()
         body = response.read()
