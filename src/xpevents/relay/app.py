@@ -25,26 +25,25 @@ what the upstream refuses for good, and opens a circuit on a failing upstream.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from dataclasses import replace
-from typing import Any, Final
+from typing import Final
 
 import httpx
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope
 
 from xpevents.dispatch.batch import BatchDispatcher
-from xpevents.errors import BodyRejected, ConfigError, PayloadSchemaError, SpoolError, SpoolFull
+from xpevents.errors import ConfigError, SpoolError
 from xpevents.relay.committer import Committer
 from xpevents.relay.datafiles import DatafileCache
 from xpevents.relay.fastpath import EventFastPath
-from xpevents.relay.ingest import split_payload
+from xpevents.relay.intake import Intake
 from xpevents.relay.metrics import MetricsApp, RelayMetrics
 from xpevents.relay.pipeline import _forwarder, _upstream_client
 from xpevents.relay.remote import RemoteForwarder
@@ -52,13 +51,11 @@ from xpevents.relay.routing import CANONICAL
 from xpevents.relay.settings import DEFAULT_UPSTREAM, DEFAULT_UPSTREAM_EU, RelaySettings
 from xpevents.relay.supervisor import ForwarderProcess, child_config, forwards_in_child
 from xpevents.relay.writer import SpoolWriter
-from xpevents.serving.body import header, read_asgi_body
+from xpevents.serving.direct import DirectHandler
 from xpevents.serving.endpoints import (
     event_api_routes,
     healthz,
-    invalid_payload,
     json_response,
-    rejected,
 )
 from xpevents.spool.base import Spool, spool_problem
 from xpevents.spool.memory import MemorySpool
@@ -74,10 +71,6 @@ __all__ = [
 logger = logging.getLogger("xpevents.relay")
 
 _WAKE_EVERY: Final = 0.02
-_PARSE_INLINE: Final = 65_536
-"""Bodies up to this size are parsed in the event loop; larger ones in a thread."""
-_NO_CONTENT: Final = Response(status_code=204)
-"""The answer to every spooled request (a Response can be sent any number of times)."""
 
 
 class Relay:
@@ -121,8 +114,6 @@ class Relay:
         # request to the region's upstream as configured now (a backlog included).
         self.routes_to = dict(CANONICAL)
         self.metrics = RelayMetrics({settings.upstream: "us", settings.upstream_eu: "eu"})
-        self._token = settings.token.encode() if settings.token else None
-        self._memory = isinstance(store, MemorySpool)
         self._http = _upstream_client(settings, self.metrics, http_transport)
         self.dispatcher: BatchDispatcher | None = None
         self.forwarder: ForwarderProcess | RemoteForwarder | None = None
@@ -142,7 +133,10 @@ class Relay:
             on_written=self._written,
         )
         self.committer = Committer(self.writer)
-        self._received, self._spooled = _by_region(self.metrics)
+        self.intake = Intake(
+            settings, self.metrics, self.writer, self.committer, self.routes_to, self._is_closing
+        )
+        """From a request to its answer (:mod:`xpevents.relay.intake`)."""
         self.datafiles = DatafileCache(settings.datafile_settings())
         """``GET /datafiles/{sdk_key}.json`` for the allowed keys (``--sdk-key``)."""
         self.datafiles.start()
@@ -155,7 +149,6 @@ class Relay:
         if self.dispatcher is not None:
             self.dispatcher.start()
         self.app = self._application()
-        self._counted: dict[tuple[str, int], Any] = {}
         if isinstance(store, MemorySpool):
             logger.warning(
                 "relay spool is memory://: a 204 does NOT mean durable; events accepted "
@@ -173,7 +166,10 @@ class Relay:
                 *self.datafiles.routes(),
             ]
         )
-        return EventFastPath(self.ingest, routes)
+        return EventFastPath(self.intake.ingest, routes)
+
+    def _is_closing(self) -> bool:
+        return self._closing
 
     # -- forwarding -----------------------------------------------------------------
 
@@ -254,82 +250,14 @@ class Relay:
         return await self.ingest(request.scope, request.receive, region)
 
     async def ingest(self, scope: Scope, receive: Receive, region: str) -> Response:
-        """Answer one event API request of ``region`` from its raw ASGI scope and receive."""
-        try:
-            response = await self._handle(scope, receive, region)
-        except ClientDisconnect:
-            response = Response(status_code=400)  # nobody is listening
-        status = response.status_code
-        counter = self._counted.get((region, status))
-        if counter is None:
-            counter = self._counted[region, status] = self.metrics.requests.labels(
-                region, str(status)
-            )
-        counter.inc()
-        return response
+        """Answer one event API request of ``region`` from its raw ASGI scope and receive
+        (:meth:`Intake.ingest <xpevents.relay.intake.Intake.ingest>`)."""
+        return await self.intake.ingest(scope, receive, region)
 
-    async def _handle(self, scope: Scope, receive: Receive, region: str) -> Response:
-        metrics = self.metrics
-        if self._token is not None and not self._authorized(header(scope, b"authorization")):
-            metrics.rejected.labels("unauthorized").inc()
-            return json_response(
-                {"error": "missing or wrong token: send 'Authorization: Bearer <token>'"},
-                401,
-                {"WWW-Authenticate": 'Bearer realm="xpevents relay"'},
-            )
-        if self._closing:
-            return self._busy("shutting_down", "the relay is shutting down", 0)
-        settings = self.settings
-        try:
-            body = await read_asgi_body(
-                scope, receive, max_body=settings.max_body, timeout=settings.read_timeout
-            )
-        except BodyRejected as exc:
-            metrics.rejected.labels(exc.reason).inc()
-            return rejected(exc)
-        try:
-            if len(body) > _PARSE_INLINE:
-                envelope, visitors = await run_in_threadpool(
-                    split_payload, body, self.routes_to[region]
-                )
-            else:  # msgspec parses a small body in microseconds: no thread hand-off
-                envelope, visitors = split_payload(body, self.routes_to[region])
-        except PayloadSchemaError as exc:
-            metrics.rejected.labels(exc.reason).inc()
-            return invalid_payload(exc)
-        return await self._spool(envelope, visitors, region)
-
-    def _authorized(self, authorization: str | None) -> bool:
-        assert self._token is not None
-        scheme, _, credentials = (authorization or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            credentials.strip().encode(), self._token
-        )
-
-    async def _spool(self, envelope: bytes, visitors: list[bytes], region: str) -> Response:
-        """Write (SQLite and Redis in the committer's thread, grouped with others)."""
-        n = len(visitors)
-        self._received[region].inc(n)
-        try:
-            if self._memory:  # no I/O: written in the loop
-                self.writer.write(envelope, visitors, now=time.time())
-            else:
-                await self.committer.write(envelope, visitors)
-        except SpoolFull as exc:
-            return self._busy("spool_full", f"spool full: {exc}", n)
-        except SpoolError as exc:
-            return self._busy("spool_error", f"spool unavailable: {exc}", n)
-        self._spooled[region].inc(n)
-        return _NO_CONTENT
-
-    def _busy(self, reason: str, message: str, visitors: int) -> Response:
-        if visitors:
-            self.metrics.refused.labels(reason).inc(visitors)
-        return json_response(
-            {"error": f"{message}; retry later", "reason": reason},
-            503,
-            {"Retry-After": str(self.settings.retry_after)},
-        )
+    def direct_routes(self) -> dict[bytes, DirectHandler]:
+        """The event API paths answered by the HTTP protocol itself
+        (:mod:`xpevents.serving.direct`), with the same answers as :meth:`ingest`."""
+        return self.intake.direct_routes()
 
     # -- health and metrics ---------------------------------------------------------
 
@@ -377,11 +305,3 @@ class Relay:
             "forwarder": forwarder,
         }
         return json_response(body, 503 if problems else 200)
-
-
-def _by_region(metrics: RelayMetrics) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The received and spooled counters of each region (no label lookup per request)."""
-    return (
-        {region: metrics.received.labels(region) for region in CANONICAL},
-        {region: metrics.spooled.labels(region) for region in CANONICAL},
-    )

@@ -50,6 +50,18 @@ class Committer:
             SpoolFull: admitting them would pass the spool's limits.
             SpoolError: the store failed (or the committer is closed).
         """
+        # Not shielded (a shield is two more futures per request): a cancelled wait
+        # cancels only this future; the entry is committed all the same, and _resolve
+        # skips a future that is done.
+        await self.submit(envelope, visitors)
+
+    def submit(self, envelope: bytes, visitors: Sequence[bytes]) -> asyncio.Future[None]:
+        """Queue ``visitors`` for the next commit; the future is done once committed
+        (or carries the error :meth:`write` raises). Called from the event loop.
+
+        Raises:
+            SpoolError: the committer is closed.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._cond:
@@ -59,10 +71,7 @@ class Committer:
             if self._idle:
                 self._idle = False
                 self._cond.notify()
-        # Not shielded (a shield is two more futures per request): a cancelled wait
-        # cancels only this future; the entry is committed all the same, and _resolve
-        # skips a future that is done.
-        await future
+        return future
 
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is waiting, then stop the thread. Idempotent."""

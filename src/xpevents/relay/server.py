@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from xpevents.relay.app import Relay
 from xpevents.relay.remote import RemoteForwarder
+from xpevents.serving.direct import DirectProtocol
 from xpevents.serving.guard import ConnectionLimits
 from xpevents.serving.server import AppServer
 from xpevents.stats import DispatchOutcome
@@ -58,6 +59,9 @@ class RelayServer(AppServer):
             on_refused=lambda reason: relay.metrics.rejected.labels(reason).inc(),
             graceful_timeout=max(1, int(relay.settings.shutdown_timeout)),
             sock=sock,
+            protocol=type(
+                "RelayProtocol", (DirectProtocol,), {"direct_routes": relay.direct_routes()}
+            ),
         )
         self._server.on_signal = _log_signal
         self.outcome: DispatchOutcome | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from starlette.requests import ClientDisconnect, Request
@@ -19,7 +19,15 @@ from starlette.types import Receive, Scope
 
 from xpevents.errors import BodyRejected
 
-__all__ = ["BodyRejected", "GzipInflater", "header", "read_asgi_body", "read_body"]
+__all__ = [
+    "BodyRejected",
+    "GzipInflater",
+    "first_header",
+    "header",
+    "read_asgi_body",
+    "read_body",
+    "whole_body",
+]
 
 _EMPTY: Final = b""
 
@@ -114,10 +122,33 @@ def header(scope: Scope, name: bytes) -> str | None:
 
     What ``Request(scope).headers.get(name)`` answers, without building the request.
     """
-    for key, value in scope["headers"]:
+    return first_header(scope["headers"], name)
+
+
+def first_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of header ``name`` (lower case) in raw ``(name, value)`` pairs."""
+    for key, value in headers:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def whole_body(headers: Iterable[tuple[bytes, bytes]], body: bytes, *, max_body: int) -> bytes:
+    """:func:`read_asgi_body` for an identity-encoded body received whole (the relay's
+    direct path, :mod:`xpevents.serving.direct`): the same checks, errors and answers.
+
+    Raises:
+        BodyRejected: as :func:`read_body` (a ``Content-Encoding`` other than identity
+            is refused ``415`` here: gunzip a body with :func:`read_asgi_body`).
+    """
+    _check_length(first_header(headers, b"content-length"), max_body)
+    if _inflater(first_header(headers, b"content-encoding") or "identity", max_body):
+        raise BodyRejected(
+            415, "whole_body reads identity bodies only", reason="unsupported_encoding"
+        )
+    if len(body) > max_body:
+        raise BodyRejected(413, f"body exceeds the limit ({max_body} bytes)", reason="too_large")
+    return body
 
 
 async def read_asgi_body(

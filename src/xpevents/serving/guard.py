@@ -236,7 +236,12 @@ class GuardedProtocol(HttpToolsProtocol):
             # llhttp stops at these headers; the request is parsed again without them
             self._plain_head = self._head_without_upgrade()
             return
-        super().on_headers_complete()
+        self._start_request()
+
+    def _start_request(self) -> None:
+        """Hand the request whose headers are complete to the application (uvicorn's
+        request cycle and task; :mod:`xpevents.serving.direct` answers some itself)."""
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_body(self, body: bytes) -> None:
         if self._plain_head is not None:  # an llhttp that reads an upgrade's body
