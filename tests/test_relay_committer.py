@@ -8,14 +8,17 @@ nothing leaves the spool while a test counts it.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+import pytest
 
 from test_relay import payload_body
-from xpevents.errors import SpoolFull
+from xpevents.errors import SpoolError, SpoolFull
 from xpevents.relay.app import Relay, RelaySettings
 from xpevents.relay.committer import Committer
 from xpevents.relay.writer import SpoolWriter
@@ -128,3 +131,91 @@ def test_an_invalid_body_among_concurrent_ones_fails_alone(tmp_path: Path) -> No
         assert store.appends < 20  # the good ones were still committed in groups
     finally:
         relay.close(timeout=0)
+
+
+class HeldLock:
+    """Another connection holding the spool's write lock (as the forwarding process
+    does during a claim or an ack) until released."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(
+            str(path), isolation_level=None, timeout=10, check_same_thread=False
+        )
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.db.execute("COMMIT")
+        self.db.close()
+
+
+def test_try_append_writes_only_while_the_lock_is_free(tmp_path: Path) -> None:
+    store = SqliteSpool(tmp_path / "spool.db", busy_timeout=5.0)
+    held = HeldLock(tmp_path / "spool.db")
+    started = time.monotonic()
+    assert store.try_append([(ENVELOPE, b'{"visitor_id":"a"}')], now=time.time()) is False
+    assert time.monotonic() - started < 1.0  # did not wait for the busy timeout (5 s)
+    held.release()
+    assert store.try_append([(ENVELOPE, b'{"visitor_id":"a"}')], now=time.time()) is True
+    assert depth_on_disk(tmp_path / "spool.db") == 1
+    # the busy timeout is back for everything else: append waits for a lock held 0.2 s
+    held = HeldLock(tmp_path / "spool.db")
+    threading.Timer(0.2, held.release).start()
+    store.append([(ENVELOPE, b'{"visitor_id":"b"}')], now=time.time())
+    assert depth_on_disk(tmp_path / "spool.db") == 2
+    store.close()
+
+
+def test_try_write_many_releases_its_reservation_when_locked(tmp_path: Path) -> None:
+    store = SqliteSpool(tmp_path / "spool.db")
+    writer = SpoolWriter(store, max_events=3, max_bytes=1 << 20)
+    assert writer.can_try_write
+    held = HeldLock(tmp_path / "spool.db")
+    assert writer.try_write_many([(ENVELOPE, visitors("a", 3))], now=time.time()) is None
+    held.release()
+    # nothing was reserved by the try that found the lock taken: 3 more still fit
+    assert writer.try_write_many([(ENVELOPE, visitors("b", 3))], now=time.time()) == [None]
+    assert depth_on_disk(tmp_path / "spool.db") == 3
+    store.close()
+
+
+def test_inline_commits_wait_for_a_held_lock_without_blocking_the_loop(tmp_path: Path) -> None:
+    """The loop keeps running while another process holds the lock: a short hold is
+    waited for by retries in the loop, a long one (over 50 ms) by the thread."""
+    store = SqliteSpool(tmp_path / "spool.db")
+    committer = Committer(SpoolWriter(store, max_events=100_000, max_bytes=1 << 30), inline=True)
+
+    async def main(hold: float) -> int:
+        ticks = 0
+        held = HeldLock(tmp_path / "spool.db")
+        asyncio.get_running_loop().call_later(hold, held.release)
+        writes = asyncio.gather(
+            *(committer.write(ENVELOPE, visitors(f"h{hold}-{k}", 2)) for k in range(50))
+        )
+        while not writes.done():
+            await asyncio.sleep(0.005)
+            ticks += 1
+        await writes
+        return ticks
+
+    for hold in (0.02, 0.3):
+        ticks = asyncio.run(main(hold))
+        assert ticks >= 2, hold  # the loop ran while the writes waited for the lock
+    assert depth_on_disk(tmp_path / "spool.db") == 200
+    committer.close()
+    store.close()
+
+
+def test_inline_commits_group_one_loop_iteration_and_skip_the_thread(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "spool.db")
+    committer = Committer(SpoolWriter(store, max_events=100_000, max_bytes=1 << 30), inline=True)
+
+    async def main() -> None:
+        await asyncio.gather(*(committer.write(ENVELOPE, visitors(f"i{k}", 2)) for k in range(200)))
+
+    asyncio.run(main())
+    assert depth_on_disk(tmp_path / "spool.db") == 400
+    assert store.appends == 0  # try_append in the loop, never the thread's append
+    committer.close()
+    with pytest.raises(SpoolError, match="shutting down"):
+        asyncio.run(main())
+    store.close()

@@ -25,15 +25,25 @@ __all__ = ["Committer"]
 _MAX_BATCH: Final = 256
 """Requests committed in one transaction at most."""
 
+_TRY_EVERY: Final = 0.0002
+"""Seconds between inline tries while another process holds SQLite's write lock."""
+_TRY_FOR: Final = 0.05
+"""Seconds of inline tries before the thread takes the requests (and waits)."""
+
 _Waiting = tuple[bytes, Sequence[bytes], "asyncio.Future[None]", asyncio.AbstractEventLoop]
 
 
 class Committer:
     """A thread committing requests to ``writer`` in batches (see the module docstring)."""
 
-    def __init__(self, writer: SpoolWriter, *, max_batch: int = _MAX_BATCH) -> None:
+    def __init__(
+        self, writer: SpoolWriter, *, max_batch: int = _MAX_BATCH, inline: bool = False
+    ) -> None:
         self.writer = writer
         self._max_batch = max_batch
+        self._inline = inline
+        self._in_loop: list[_Waiting] = []  # submitted in this loop iteration (inline)
+        self._locked_since: float | None = None  # monotonic: inline tries found it locked
         self._waiting: list[_Waiting] = []
         self._cond = threading.Condition(threading.Lock())
         self._idle = False
@@ -64,14 +74,63 @@ class Committer:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        if self._closed:
+            raise SpoolError("the relay is shutting down")
+        if self._inline:
+            self._in_loop.append((envelope, visitors, future, loop))
+            if len(self._in_loop) == 1:  # once per loop iteration: one commit for all
+                loop.call_soon(self._commit_in_loop)
+            return future
+        self._hand_over([(envelope, visitors, future, loop)])
+        return future
+
+    def _commit_in_loop(self) -> None:
+        """Commit the requests of this loop iteration here if the store's write lock is
+        free now (no thread hand-off: the thread and the loop would pass the GIL back
+        and forth at every SQLite call). While another process holds the lock, try again
+        every 0.2 ms (requests arriving meanwhile join), for at most 50 ms; then, or
+        while the thread has work, or for a store that cannot try, hand them to the
+        thread, which waits for the lock as a commit always did."""
+        batch, self._in_loop = self._in_loop, []
+        with self._cond:
+            busy = bool(self._waiting) or not self._idle or self._closed
+        if busy or not self.writer.can_try_write:
+            self._hand_over(batch)
+            return
+        try:
+            outcomes = self.writer.try_write_many(
+                [(envelope, visitors) for envelope, visitors, _, _ in batch], now=time.time()
+            )
+        except Exception as exc:
+            outcomes = [exc] * len(batch)
+        if outcomes is not None:
+            self._locked_since = None
+            done = zip(batch, outcomes, strict=True)
+            _resolve([(future, outcome) for (_, _, future, _), outcome in done])
+            return
+        clock = time.monotonic()
+        if self._locked_since is None:
+            self._locked_since = clock
+        elif clock - self._locked_since > _TRY_FOR:
+            self._locked_since = None
+            self._hand_over(batch)
+            return
+        retry = not self._in_loop  # else a call_soon is due already
+        self._in_loop[:0] = batch
+        if retry:
+            batch[0][3].call_later(_TRY_EVERY, self._commit_in_loop)
+
+    def _hand_over(self, batch: list[_Waiting]) -> None:
+        """Queue ``batch`` for the committer's thread (refused once it is closed)."""
         with self._cond:
             if self._closed:
-                raise SpoolError("the relay is shutting down")
-            self._waiting.append((envelope, visitors, future, loop))
+                closed = SpoolError("the relay is shutting down")
+                _resolve([(future, closed) for _, _, future, _ in batch])
+                return
+            self._waiting.extend(batch)
             if self._idle:
                 self._idle = False
                 self._cond.notify()
-        return future
 
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is waiting, then stop the thread. Idempotent."""

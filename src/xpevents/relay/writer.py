@@ -205,9 +205,61 @@ class SpoolWriter:
         """
         if self._memory is not None:
             return [self._try_write(envelope, visitors, now) for envelope, visitors in requests]
-        admitted: list[tuple[int, int]] = []
+        results, entries, n, size = self._admit_many(requests)
+        if not entries:
+            return results
+        try:
+            with self._committing():
+                self.store.append(entries, now=now)
+        except BaseException as exc:
+            return self._not_written(exc, results, n, size)
+        self._written(n, size, reserved=True)
+        return results
+
+    @property
+    def can_try_write(self) -> bool:
+        """Whether :meth:`try_write_many` can commit without waiting (a SQLite store
+        whose commits are not shared with other processes' through a lock file)."""
+        return hasattr(self.store, "try_append") and self._shared is None
+
+    def try_write_many(
+        self, requests: Sequence[tuple[bytes, Sequence[bytes]]], *, now: float
+    ) -> list[BaseException | None] | None:
+        """:meth:`write_many` if it need not wait: ``None`` (nothing written, nothing
+        counted) while another commit of this process or another process's write
+        transaction holds the store, and for a store that cannot tell without waiting
+        (see :attr:`can_try_write`)."""
+        try_append = getattr(self.store, "try_append", None)
+        if try_append is None or not self.can_try_write:
+            return None
+        if not self._commit_lock.acquire(blocking=False):
+            return None
+        try:
+            results, entries, n, size = self._admit_many(requests)
+            if not entries:
+                return results
+            try:
+                written = try_append(entries, now=now)
+            except BaseException as exc:
+                return self._not_written(exc, results, n, size)
+        finally:
+            self._commit_lock.release()
+        if not written:
+            with self._lock:
+                self._pending -= n
+                self._pending_bytes -= size
+            return None
+        self._written(n, size, reserved=True)
+        return results
+
+    def _admit_many(
+        self, requests: Sequence[tuple[bytes, Sequence[bytes]]]
+    ) -> tuple[list[BaseException | None], list[tuple[bytes, bytes]], int, int]:
+        """Each request's admission (``None`` or its refusal), the admitted entries, and
+        their visitor count and bytes (reserved until written or released)."""
         results: list[BaseException | None] = []
         entries: list[tuple[bytes, bytes]] = []
+        total_n = total_size = 0
         for envelope, visitors in requests:
             n, size = len(visitors), sum(len(v) for v in visitors)
             try:
@@ -217,25 +269,23 @@ class SpoolWriter:
                 results.append(exc)
                 continue
             results.append(None)
-            admitted.append((n, size))
+            total_n += n
+            total_size += size
             entries.extend((envelope, visitor) for visitor in visitors)
-        n, size = sum(a for a, _ in admitted), sum(b for _, b in admitted)
-        if not entries:
-            return results
-        try:
-            with self._committing():
-                self.store.append(entries, now=now)
-        except BaseException as exc:
-            with self._lock:
-                self._pending -= n
-                self._pending_bytes -= size
-            if isinstance(exc, SpoolError):
-                self._failed(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return [exc if result is None else result for result in results]
-        self._written(n, size, reserved=True)
-        return results
+        return results, entries, total_n, total_size
+
+    def _not_written(
+        self, exc: BaseException, results: list[BaseException | None], n: int, size: int
+    ) -> list[BaseException | None]:
+        """Release the reservation of a failed commit; each admitted request's outcome."""
+        with self._lock:
+            self._pending -= n
+            self._pending_bytes -= size
+        if isinstance(exc, SpoolError):
+            self._failed(exc)
+        if not isinstance(exc, Exception):
+            raise exc
+        return [exc if result is None else result for result in results]
 
     def _try_write(
         self, envelope: bytes, visitors: Sequence[bytes], now: float

@@ -145,6 +145,43 @@ class Database:
         """
         return self._transaction(action, "BEGIN IMMEDIATE", guarded=guarded)
 
+    @contextlib.contextmanager
+    def try_write(
+        self, action: str, *, guarded: bool = False
+    ) -> Iterator[sqlite3.Connection | None]:
+        """:meth:`write` without waiting: ``None`` (nothing begun) while another thread of
+        this process or another connection holds the write lock.
+
+        The connection's busy timeout is 0 for the ``BEGIN IMMEDIATE`` only (SQLite's
+        busy handler sleeps 1, 2, 5... ms); the rest of the transaction is :meth:`write`'s.
+        """
+        lock = self._connection.lock
+        if not lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            db = self._connection.get()
+            if not self._begin_now(db, action):
+                yield None
+                return
+            with self._begun(db, action, guarded=guarded):
+                yield db
+        finally:
+            lock.release()
+
+    def _begin_now(self, db: sqlite3.Connection, action: str) -> bool:
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as failure:
+            if failure.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                self._unstick.after(db, failure, self.path)
+                raise self.error(action, failure) from failure
+            return False
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        return True
+
     def snapshot(self, action: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """One read transaction: several reads that see the same state."""
         return self._transaction(action, "BEGIN")
@@ -157,18 +194,29 @@ class Database:
             db = self._connection.get()
             try:
                 db.execute(begin)
-                yield db
-                problem = self.identity.check() if guarded else None
-                if problem is not None:
-                    raise SpoolError(problem)
-                db.execute("COMMIT")
             except sqlite3.Error as failure:
                 self._rollback(db)
                 self._unstick.after(db, failure, self.path)
                 raise self.error(action, failure) from failure
-            except BaseException:
-                self._rollback(db)
-                raise
+            with self._begun(db, action, guarded=guarded):
+                yield db
+
+    @contextlib.contextmanager
+    def _begun(self, db: sqlite3.Connection, action: str, *, guarded: bool) -> Iterator[None]:
+        """The rest of a transaction begun on ``db``: commit, or roll back and raise."""
+        try:
+            yield
+            problem = self.identity.check() if guarded else None
+            if problem is not None:
+                raise SpoolError(problem)
+            db.execute("COMMIT")
+        except sqlite3.Error as failure:
+            self._rollback(db)
+            self._unstick.after(db, failure, self.path)
+            raise self.error(action, failure) from failure
+        except BaseException:
+            self._rollback(db)
+            raise
 
     @staticmethod
     def _rollback(db: sqlite3.Connection) -> None:

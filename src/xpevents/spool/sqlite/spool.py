@@ -144,30 +144,34 @@ class SqliteSpool(Closing):
         if not entries:
             return
         with self._db.write("append", guarded=True) as db:
-            rows = []
-            total = 0
-            last_envelope: bytes | None = None
-            envelope_id = 0
-            for envelope, visitor in entries:
-                if envelope is not last_envelope:
-                    envelope_id = self._envelopes.id(db, envelope)
-                    last_envelope = envelope
-                size = len(visitor)
-                total += size
-                rows.append((envelope_id, visitor, size, now, now))
-            db.executemany(
-                "INSERT INTO records (envelope_id, visitor, size, enqueued_at, due_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-            depth, nbytes = db.execute(
-                "UPDATE totals SET depth = depth + ?, bytes = bytes + ? WHERE id = 1 "
-                "RETURNING depth, bytes",
-                (len(rows), total),
-            ).fetchone()
-            self._enforce_bounds(db, depth, nbytes, now)
-            if mark is not None:
-                watermark.record_commit(db, *mark)
+            self._insert(db, entries, now, mark)
+
+    def try_append(self, entries: Sequence[tuple[bytes, bytes]], *, now: float) -> bool:
+        """:meth:`append` if the write lock is free now; ``False`` (nothing written)
+        while another thread or process holds it, instead of waiting for it.
+
+        Raises:
+            SpoolError: as :meth:`append`.
+        """
+        if not entries:
+            return True
+        with self._db.try_write("append", guarded=True) as db:
+            if db is None:
+                return False
+            self._insert(db, entries, now, None)
+        return True
+
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        entries: Sequence[tuple[bytes, bytes]],
+        now: float,
+        mark: Mark | None,
+    ) -> None:
+        depth, nbytes = tables.insert_records(db, self._envelopes, entries, now)
+        self._enforce_bounds(db, depth, nbytes, now)
+        if mark is not None:
+            watermark.record_commit(db, *mark)
 
     def loss_watermark(self) -> watermark.Watermark:
         """Loss accounting for a front that holds visitors before committing them."""

@@ -26,6 +26,7 @@ __all__ = [
     "evict_older_than",
     "evict_oldest",
     "ids_json",
+    "insert_records",
     "move_to_dead_letters",
     "purge_dead_letters",
     "read_stats",
@@ -72,6 +73,37 @@ class Envelopes:
             body = bytes(row[0])
             self._bodies.put(envelope_id, body)
         return body
+
+
+def insert_records(
+    db: sqlite3.Connection,
+    envelopes: Envelopes,
+    entries: Sequence[tuple[bytes, bytes]],
+    now: float,
+) -> tuple[int, int]:
+    """Insert ``(envelope, visitor)`` pairs due ``now``; the spool's depth and bytes after."""
+    rows = []
+    total = 0
+    last_envelope: bytes | None = None
+    envelope_id = 0
+    for envelope, visitor in entries:
+        if envelope is not last_envelope:
+            envelope_id = envelopes.id(db, envelope)
+            last_envelope = envelope
+        size = len(visitor)
+        total += size
+        rows.append((envelope_id, visitor, size, now, now))
+    db.executemany(
+        "INSERT INTO records (envelope_id, visitor, size, enqueued_at, due_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        rows,
+    )
+    depth, nbytes = db.execute(
+        "UPDATE totals SET depth = depth + ?, bytes = bytes + ? WHERE id = 1 "
+        "RETURNING depth, bytes",
+        (len(rows), total),
+    ).fetchone()
+    return int(depth), int(nbytes)
 
 
 def ids_json(ids: Sequence[int | str]) -> str:
