@@ -8,6 +8,8 @@ nothing leaves the spool while a test counts it.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -218,4 +220,22 @@ def test_inline_commits_group_one_loop_iteration_and_skip_the_thread(tmp_path: P
     committer.close()
     with pytest.raises(SpoolError, match="shutting down"):
         asyncio.run(main())
+    store.close()
+
+
+def test_try_write_many_tries_the_shared_lock_file_without_waiting(tmp_path: Path) -> None:
+    """--workers N: another worker holding the lock file makes a try give up at once."""
+    store = SqliteSpool(tmp_path / "spool.db")
+    writer = SpoolWriter(store, max_events=100, max_bytes=1 << 20)
+    lock_file = tmp_path / "commit.lock"
+    writer.share_commits(lock_file, wait=5.0)
+    other = os.open(lock_file, os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    started = time.monotonic()
+    assert writer.try_write_many([(ENVELOPE, visitors("w", 2))], now=time.time()) is None
+    assert time.monotonic() - started < 1.0
+    fcntl.flock(other, fcntl.LOCK_UN)
+    os.close(other)
+    assert writer.try_write_many([(ENVELOPE, visitors("w", 2))], now=time.time()) == [None]
+    assert depth_on_disk(tmp_path / "spool.db") == 2
     store.close()
