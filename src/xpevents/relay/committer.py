@@ -42,6 +42,8 @@ class Committer:
         self.writer = writer
         self._max_batch = max_batch
         self._inline = inline
+        self._async = writer.appends_async  # Redis: appends awaited on the loop
+        self._flight: asyncio.Task[None] | None = None  # the async append in progress
         self._in_loop: list[_Waiting] = []  # submitted in this loop iteration (inline)
         self._locked_since: float | None = None  # monotonic: inline tries found it locked
         self._waiting: list[_Waiting] = []
@@ -76,7 +78,7 @@ class Committer:
         future: asyncio.Future[None] = loop.create_future()
         if self._closed:
             raise SpoolError("the relay is shutting down")
-        if self._inline:
+        if self._inline or self._async:
             self._in_loop.append((envelope, visitors, future, loop))
             if len(self._in_loop) == 1:  # once per loop iteration: one commit for all
                 loop.call_soon(self._commit_in_loop)
@@ -91,6 +93,11 @@ class Committer:
         every 0.2 ms (requests arriving meanwhile join), for at most 50 ms; then, or
         while the thread has work, or for a store that cannot try, hand them to the
         thread, which waits for the lock as a commit always did."""
+        if self._async:
+            if self._flight is None and self._in_loop:
+                batch, self._in_loop = self._in_loop, []
+                self._flight = batch[0][3].create_task(self._append_async(batch))
+            return
         batch, self._in_loop = self._in_loop, []
         with self._cond:
             busy = bool(self._waiting) or not self._idle or self._closed
@@ -119,6 +126,29 @@ class Committer:
         self._in_loop[:0] = batch
         if retry:
             batch[0][3].call_later(_TRY_EVERY, self._commit_in_loop)
+
+    async def _append_async(self, batch: list[_Waiting]) -> None:
+        """One async append for ``batch``; then one for what arrived meanwhile."""
+        try:
+            outcomes: Sequence[BaseException | None] = await self.writer.write_many_async(
+                [(envelope, visitors) for envelope, visitors, _, _ in batch], now=time.time()
+            )
+        except Exception as exc:
+            outcomes = [exc] * len(batch)
+        finally:
+            self._flight = None
+        done = zip(batch, outcomes, strict=True)
+        _resolve([(future, outcome) for (_, _, future, _), outcome in done])
+        self._commit_in_loop()
+
+    async def aclose(self) -> None:
+        """Wait for an async append in progress and close the store's asyncio client
+        (on the loop that used it; the relay's server calls it as it stops)."""
+        if self._flight is not None:
+            await asyncio.wait([self._flight])
+        appender = getattr(self.writer.store, "appender", None)
+        if appender is not None:
+            await appender.aclose()
 
     def _hand_over(self, batch: list[_Waiting]) -> None:
         """Queue ``batch`` for the committer's thread (refused once it is closed)."""

@@ -66,6 +66,13 @@ class RelayServer(AppServer):
         self._server.on_signal = _log_signal
         self.outcome: DispatchOutcome | None = None
 
+    async def serve(self, on_started: Callable[[], None] | None = None) -> None:
+        """Serve until stopped; then close what the relay opened on this event loop."""
+        try:
+            await super().serve(on_started)
+        finally:
+            await self.relay.committer.aclose()
+
     def run(self, on_started: Callable[[], None] | None = None) -> DispatchOutcome:
         """Serve in the calling thread until stopped, then close the relay."""
         try:

@@ -35,6 +35,7 @@ from typing import Final
 
 from xpevents._internal.ratelimit import LogEvery
 from xpevents.errors import SpoolError, SpoolFull
+from xpevents.relay.lockfile import lock, try_lock
 from xpevents.spool.base import Spool
 from xpevents.spool.memory import MemorySpool
 
@@ -54,31 +55,6 @@ class _Batch:
         self.entries: list[tuple[bytes, bytes]] = []
         self.done = False
         self.error: BaseException | None = None
-
-
-def _try_lock(fd: int) -> bool:
-    """``flock(fd)`` if no other process holds it now."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _lock(fd: int, wait: float) -> bool:
-    """``flock(fd)`` within ``wait`` seconds: ``True``, or ``False`` when it timed out.
-
-    A blocking ``flock`` has no timeout; tries with growing sleeps (50 µs to 1 ms)
-    keep a waiter within 1 ms of the holder's release.
-    """
-    deadline = time.monotonic() + wait
-    pause = 0.00005
-    while not _try_lock(fd):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(pause)
-        pause = min(pause * 2, 0.001)
-    return True
 
 
 def store_bounds(max_events: int, max_bytes: int) -> tuple[int, int]:
@@ -155,7 +131,7 @@ class SpoolWriter:
             if fd is None:
                 yield
                 return
-            locked = _lock(fd, self._shared_wait)
+            locked = lock(fd, self._shared_wait)
             try:
                 yield
             finally:
@@ -213,6 +189,27 @@ class SpoolWriter:
         self._written(n, size, reserved=True)
         return results
 
+    async def write_many_async(
+        self, requests: Sequence[tuple[bytes, Sequence[bytes]]], *, now: float
+    ) -> list[BaseException | None]:
+        """:meth:`write_many` through the store's asyncio appender (see
+        :attr:`appends_async`): the round trip is awaited on the event loop. One call at
+        a time (the committer's)."""
+        results, entries, n, size = self._admit_many(requests)
+        if not entries:
+            return results
+        try:
+            await self.store.appender.append(entries, now=now)  # type: ignore[attr-defined]
+        except BaseException as exc:
+            return self._not_written(exc, results, n, size)
+        self._written(n, size, reserved=True)
+        return results
+
+    @property
+    def appends_async(self) -> bool:
+        """Whether the store appends from an event loop (a Redis spool opened from a URL)."""
+        return getattr(self.store, "appender", None) is not None
+
     @property
     def can_try_write(self) -> bool:
         """Whether :meth:`try_write_many` can commit without waiting (SQLite can)."""
@@ -229,7 +226,7 @@ class SpoolWriter:
         if not self._commit_lock.acquire(blocking=False):
             return None
         shared = self._shared
-        if shared is not None and not _try_lock(shared):
+        if shared is not None and not try_lock(shared):
             self._commit_lock.release()
             return None
         try:

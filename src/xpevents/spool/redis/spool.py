@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any, cast
 
 import redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.commands.core import Script
 
 from xpevents._internal.cache import BoundedCache
@@ -30,9 +31,11 @@ from xpevents.spool import bounds
 from xpevents.spool.base import DeadLetter, SpoolRecord, SpoolStats
 from xpevents.spool.connection import ProcessConnection
 from xpevents.spool.redis import schema
+from xpevents.spool.redis.aio import AsyncAppender
 from xpevents.spool.redis.losses import ResetWatch
 from xpevents.spool.redis.schema import DEFAULT_GROUP, DEFAULT_STREAM, Keys
 from xpevents.spool.redis.scripts import Scripts
+from xpevents.spool.redis.url import async_factory
 from xpevents.spool.redis.url import from_url as url_options
 
 __all__ = ["RedisSpool"]
@@ -90,6 +93,7 @@ class RedisSpool(Closing):
         max_dead_letters: int = bounds.DEFAULT_MAX_DEAD_LETTERS,
         url: str | None = None,
         client_factory: Callable[[], redis.Redis] | None = None,
+        async_client_factory: Callable[[], AsyncRedis] | None = None,
     ) -> None:
         bounds.check_bounds(
             "RedisSpool",
@@ -117,6 +121,9 @@ class RedisSpool(Closing):
             client, name=f"Redis spool {self.url}", reopen=self._reopen, close=_close_quietly
         )
         self._scripts = Scripts(client)
+        factory = async_client_factory
+        self.appender = AsyncAppender(self, factory) if factory is not None else None
+        """Appends from an event loop (:mod:`.aio`); ``None`` unless opened from a URL."""
         self._digests: BoundedCache[bytes, bytes] = BoundedCache(4096)
         self._envelopes: dict[bytes, bytes] = {}
         self._last_age_check = 0.0
@@ -139,7 +146,8 @@ class RedisSpool(Closing):
         """
         factory, shown, params = url_options(url)
         params.update(options)
-        return cls(factory(), url=shown, client_factory=factory, **params)
+        aio = async_factory(url)
+        return cls(factory(), url=shown, client_factory=factory, async_client_factory=aio, **params)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -207,6 +215,10 @@ class RedisSpool(Closing):
         """
         if not entries:
             return
+        self._seen(self._run(self._scripts.append, self._append_args(entries, now), "append"))
+
+    def _append_args(self, entries: Sequence[tuple[bytes, bytes]], now: float) -> list[Any]:
+        """The ``append`` script's arguments for ``entries`` (see :mod:`.scripts`)."""
         envelopes: dict[bytes, bytes] = {}
         pairs: list[bytes] = []
         digests = self._digests
@@ -231,7 +243,7 @@ class RedisSpool(Closing):
             args.append(digest)
             args.append(envelope)
         args.extend(pairs)
-        self._seen(self._run(self._scripts.append, args, "append"))
+        return args
 
     def claim(
         self, *, max_records: int, max_bytes: int, lease: float, now: float

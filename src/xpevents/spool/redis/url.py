@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.retry import Retry
@@ -26,7 +28,7 @@ from xpevents._internal.redact import redact_url
 from xpevents.errors import ConfigError
 from xpevents.spool.redis.schema import DEFAULT_GROUP, DEFAULT_STREAM
 
-__all__ = ["from_url", "split_url"]
+__all__ = ["async_factory", "from_url", "split_url"]
 
 _OURS = ("stream", "group", "consumer", "dead")
 _REDIS_OPTIONS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | {"password", "username", "client_name"}
@@ -110,3 +112,27 @@ def from_url(url: str) -> tuple[Callable[[], redis.Redis], str, dict[str, Any]]:
     parts = urlsplit(url)
     shown = redact_url(urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])))
     return factory, shown, options
+
+
+def async_factory(url: str) -> Callable[[], AsyncRedis]:
+    """A function that opens an asyncio client to the Redis of ``url``, with the same
+    timeouts as :func:`from_url`'s (the relay's appends from its event loop).
+
+    Raises:
+        ConfigError: the URL is invalid.
+    """
+    redis_url, _ = split_url(url)
+
+    def factory() -> AsyncRedis:
+        try:
+            return AsyncRedis.from_url(
+                redis_url,
+                decode_responses=False,
+                socket_connect_timeout=2.0,
+                socket_timeout=5.0,
+                retry=AsyncRetry(NoBackoff(), 1),
+            )
+        except ValueError as error:
+            raise ConfigError(f"spool URL {redact_url(url)!r}: {error}") from error
+
+    return factory
