@@ -132,8 +132,8 @@ class Relay:
             max_bytes=settings.max_spool_bytes,
             on_written=self._written,
         )
-        # SQLite commits in the loop when its lock is free (committer.py); Redis in a thread.
-        self.committer = Committer(self.writer, inline=hasattr(store, "try_append"))
+        # SQLite commits in the loop when its lock is free, Redis awaits (committer.py).
+        self.committer = Committer(self.writer, inline=True)
         self.intake = Intake(
             settings, self.metrics, self.writer, self.committer, self.routes_to, self._is_closing
         )

@@ -111,7 +111,12 @@ class Intake:
             if isinstance(split, Response):
                 refused = split
             else:
-                return self._submit(*split, region)
+                envelope, visitors = split
+                pending = self._submit(envelope, visitors, region)
+                if not isinstance(pending, Response):
+                    then = functools.partial(self._committed, len(visitors), region)
+                    return Deferred(pending, then)
+                refused = pending
         return self._counted_answer(region, refused)
 
     def _counted_answer(self, region: str, response: Response) -> Response:
@@ -137,19 +142,12 @@ class Intake:
             self.metrics.rejected.labels(exc.reason).inc()
             return rejected(exc)
         if len(body) > _PARSE_INLINE:
-            try:
-                envelope, visitors = await run_in_threadpool(
-                    split_payload, body, self.routes_to[region]
-                )
-            except PayloadSchemaError as exc:
-                self.metrics.rejected.labels(exc.reason).inc()
-                return invalid_payload(exc)
+            split = await run_in_threadpool(self._split, body, region)
         else:  # msgspec parses a small body in microseconds: no thread hand-off
             split = self._split(body, region)
-            if isinstance(split, Response):
-                return split
-            envelope, visitors = split
-        return await self._spool(envelope, visitors, region)
+        if isinstance(split, Response):
+            return split
+        return await self._spool(*split, region)
 
     def _refused(self, authorization: str | None) -> Response | None:
         """The answer to a request refused before its body is read, else ``None``."""
@@ -179,32 +177,29 @@ class Intake:
         )
 
     async def _spool(self, envelope: bytes, visitors: list[bytes], region: str) -> Response:
-        """Write (SQLite and Redis in the committer's thread, grouped with others)."""
+        """:meth:`_submit`, waiting for the commit."""
+        pending = self._submit(envelope, visitors, region)
+        if isinstance(pending, Response):
+            return pending
+        try:
+            await pending
+        except (SpoolFull, SpoolError) as exc:
+            return self._spooled_answer(len(visitors), region, exc)
+        return self._spooled_answer(len(visitors), region, None)
+
+    def _submit(
+        self, envelope: bytes, visitors: list[bytes], region: str
+    ) -> Response | asyncio.Future[None]:
+        """Write (a memory spool here and now: its answer) or queue the commit (its future)."""
         n = len(visitors)
         self._received[region].inc(n)
         try:
-            if self._memory:  # no I/O: written in the loop
-                self.writer.write(envelope, visitors, now=time.time())
-            else:
-                await self.committer.write(envelope, visitors)
+            if not self._memory:
+                return self.committer.submit(envelope, visitors)
+            self.writer.write(envelope, visitors, now=time.time())
         except (SpoolFull, SpoolError) as exc:
             return self._spooled_answer(n, region, exc)
         return self._spooled_answer(n, region, None)
-
-    def _submit(self, envelope: bytes, visitors: list[bytes], region: str) -> Response | Deferred:
-        """:meth:`_spool` for the direct path: the answer, or a :class:`Deferred` one."""
-        n = len(visitors)
-        self._received[region].inc(n)
-        try:
-            if self._memory:
-                self.writer.write(envelope, visitors, now=time.time())
-                failure = None
-            else:
-                future = self.committer.submit(envelope, visitors)
-                return Deferred(future, functools.partial(self._committed, n, region))
-        except (SpoolFull, SpoolError) as exc:
-            failure = exc
-        return self._counted_answer(region, self._spooled_answer(n, region, failure))
 
     def _committed(self, n: int, region: str, future: asyncio.Future[None]) -> Response:
         failure = future.exception()

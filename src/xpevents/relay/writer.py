@@ -221,7 +221,7 @@ class SpoolWriter:
         """:meth:`write_many` if it need not wait: ``None`` (nothing written or counted)
         while another commit holds the store or the lock file (see :attr:`can_try_write`)."""
         try_append = getattr(self.store, "try_append", None)
-        if try_append is None or not self.can_try_write:
+        if try_append is None:
             return None
         if not self._commit_lock.acquire(blocking=False):
             return None

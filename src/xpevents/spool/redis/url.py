@@ -12,8 +12,9 @@ an unknown one is a :class:`~xpevents.ConfigError` naming it (a typo such as ``s
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -31,6 +32,12 @@ from xpevents.spool.redis.schema import DEFAULT_GROUP, DEFAULT_STREAM
 __all__ = ["async_factory", "from_url", "split_url"]
 
 _OURS = ("stream", "group", "consumer", "dead")
+_CLIENT: Final[dict[str, Any]] = {
+    "decode_responses": False,
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 5.0,
+}
+"""The options of both clients (blocking and asyncio) besides their retry."""
 _REDIS_OPTIONS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | {"password", "username", "client_name"}
 
 
@@ -98,16 +105,8 @@ def from_url(url: str) -> tuple[Callable[[], redis.Redis], str, dict[str, Any]]:
     }
 
     def factory() -> redis.Redis:
-        try:
-            return redis.Redis.from_url(
-                redis_url,
-                decode_responses=False,
-                socket_connect_timeout=2.0,
-                socket_timeout=5.0,
-                retry=Retry(NoBackoff(), 1),
-            )
-        except ValueError as error:
-            raise ConfigError(f"spool URL {redact_url(url)!r}: {error}") from error
+        with _invalid_url(url):
+            return redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 1), **_CLIENT)
 
     parts = urlsplit(url)
     shown = redact_url(urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])))
@@ -124,15 +123,16 @@ def async_factory(url: str) -> Callable[[], AsyncRedis]:
     redis_url, _ = split_url(url)
 
     def factory() -> AsyncRedis:
-        try:
-            return AsyncRedis.from_url(
-                redis_url,
-                decode_responses=False,
-                socket_connect_timeout=2.0,
-                socket_timeout=5.0,
-                retry=AsyncRetry(NoBackoff(), 1),
-            )
-        except ValueError as error:
-            raise ConfigError(f"spool URL {redact_url(url)!r}: {error}") from error
+        with _invalid_url(url):
+            return AsyncRedis.from_url(redis_url, retry=AsyncRetry(NoBackoff(), 1), **_CLIENT)
 
     return factory
+
+
+@contextlib.contextmanager
+def _invalid_url(url: str) -> Iterator[None]:
+    """redis-py's ``ValueError`` for a bad URL as a :class:`ConfigError` naming it."""
+    try:
+        yield
+    except ValueError as error:
+        raise ConfigError(f"spool URL {redact_url(url)!r}: {error}") from error
