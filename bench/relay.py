@@ -36,6 +36,7 @@ from xpevents.relay.testing import run_relay
 from xpevents.testing import run_collector
 
 from bench._common import ROOT, guard_network, knob, percentiles
+from bench._http_floor import run_floor
 from bench._results import save
 from bench._wrk import fixed_body_script, run_wrk
 
@@ -147,7 +148,37 @@ def ingest() -> list[tuple[Any, ...]]:
             finally:
                 if spool == redis_url:
                     _drop_stream(stream)
+    return rows + _floor(measure, tool)
+
+
+def _floor(measure: Any, tool: str) -> list[tuple[Any, ...]]:
+    """The same load against a bare asyncio protocol that answers 204 (no relay): the
+    latency floor a Python server shares with the generator on this box."""
+    rows: list[tuple[Any, ...]] = []
+    with run_floor() as base:
+        for clients in CLIENTS:
+            result = measure(f"{base}/v1/events", clients, DURATION)
+            rows.append(_row("floor", 1, "-", clients, tool, result))
+            print("  done:", *rows[-1][:5], flush=True)
     return rows
+
+
+def _row(
+    spool: str, workers: int, forwarder: str, clients: int, tool: str, result: dict[str, float]
+) -> tuple[Any, ...]:
+    return (
+        spool,
+        workers,
+        forwarder,
+        clients,
+        tool,
+        f"{result['rps']:.0f}",
+        f"{result['p50']:.2f}",
+        f"{result['p99']:.2f}",
+        int(result["non_2xx"]),
+        f"{result['generator_cpu_share']:.2f}",
+        f"{os.getloadavg()[0]:.2f}",
+    )
 
 
 def _ingest_spool(spool: str, collector: Any, measure: Any, tool: str) -> list[tuple[Any, ...]]:
@@ -177,21 +208,7 @@ def _ingest_workers(
     ) as relay:
         for clients in CLIENTS:
             result = measure(relay.events_url, clients, DURATION)
-            rows.append(
-                (
-                    spool.split(":")[0],
-                    workers,
-                    forwarder,
-                    clients,
-                    tool,
-                    f"{result['rps']:.0f}",
-                    f"{result['p50']:.2f}",
-                    f"{result['p99']:.2f}",
-                    int(result["non_2xx"]),
-                    f"{result['generator_cpu_share']:.2f}",
-                    f"{os.getloadavg()[0]:.2f}",
-                )
-            )
+            rows.append(_row(spool.split(":")[0], workers, forwarder, clients, tool, result))
             print("  done:", *rows[-1][:5], flush=True)
     return rows
 

@@ -22,7 +22,7 @@ import pytest
 from test_relay import payload_body
 from xpevents.errors import SpoolError, SpoolFull
 from xpevents.relay.app import Relay, RelaySettings
-from xpevents.relay.committer import Committer
+from xpevents.relay.committer import Committer, _Ticker
 from xpevents.relay.writer import SpoolWriter
 from xpevents.spool.sqlite import SqliteSpool
 
@@ -239,3 +239,40 @@ def test_try_write_many_tries_the_shared_lock_file_without_waiting(tmp_path: Pat
     assert writer.try_write_many([(ENVELOPE, visitors("w", 2))], now=time.time()) == [None]
     assert depth_on_disk(tmp_path / "spool.db") == 2
     store.close()
+
+
+def test_the_ticker_calls_back_in_the_loop_after_the_delay_and_falls_back_once_closed() -> None:
+    """The inline retries are timed by a thread (the loop's own timers wait at least
+    epoll's 1 ms): the callback runs in the loop's thread, never before its delay; a
+    closed ticker hands the call to ``call_later``; a closed loop ends its thread."""
+    ticker = _Ticker()
+
+    async def once(delay: float) -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        called: asyncio.Future[tuple[float, int]] = loop.create_future()
+        start = time.monotonic()
+
+        def record() -> None:
+            called.set_result((time.monotonic() - start, threading.get_ident()))
+
+        ticker.call_soon_after(delay, loop, record)
+        return await asyncio.wait_for(called, 10)
+
+    for delay in (0.0002, 0.003):
+        elapsed, thread = asyncio.run(once(delay))
+        assert elapsed >= delay
+        assert thread == threading.get_ident()  # asyncio.run's loop runs in this thread
+    worker = ticker._thread
+    assert worker is not None and worker.is_alive()
+
+    loop = asyncio.new_event_loop()
+    ticker.call_soon_after(0.05, loop, lambda: None)
+    loop.close()  # before the tick: call_soon_threadsafe raises in the ticker's thread
+    worker.join(10)
+    assert not worker.is_alive()
+
+    ticker = _Ticker()
+    ticker.close()
+    elapsed, _ = asyncio.run(once(0.002))  # closed: the loop's call_later runs it
+    assert elapsed >= 0.002
+    assert ticker._thread is None

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from xpevents.errors import SpoolError
@@ -37,7 +37,8 @@ _MAX_BATCH: Final = 256
 """Requests committed in one transaction at most."""
 
 _TRY_EVERY: Final = 0.0002
-"""Seconds between inline tries while another process holds SQLite's write lock."""
+"""Seconds between inline tries while another process holds SQLite's write lock (timed
+by :class:`_Ticker`: the loop's own timers wait at least 1 ms, epoll's resolution)."""
 _TRY_FOR: Final = 0.05
 """Seconds of inline tries before the thread takes the requests (and waits)."""
 
@@ -58,6 +59,7 @@ class Committer:
         self._flight: asyncio.Task[None] | None = None  # the async append in progress
         self._in_loop: list[_Waiting] = []  # submitted in this loop iteration (inline)
         self._locked_since: float | None = None  # monotonic: inline tries found it locked
+        self._ticker = _Ticker() if self._inline else None
         self._waiting: list[_Waiting] = []
         self._cond = threading.Condition(threading.Lock())
         self._idle = False
@@ -136,8 +138,8 @@ class Committer:
             return
         retry = not self._in_loop  # else a call_soon is due already
         self._in_loop[:0] = batch
-        if retry:
-            batch[0][3].call_later(_TRY_EVERY, self._commit_in_loop)
+        if retry and self._ticker is not None:
+            self._ticker.call_soon_after(_TRY_EVERY, batch[0][3], self._commit_in_loop)
 
     async def _append_async(self, batch: list[_Waiting]) -> None:
         """One async append for ``batch``; then one for what arrived meanwhile."""
@@ -179,6 +181,8 @@ class Committer:
         with self._cond:
             self._closed = True
             self._cond.notify()
+        if self._ticker is not None:
+            self._ticker.close()
         self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -207,6 +211,57 @@ class Committer:
                     loop.call_soon_threadsafe(_resolve, done)
                 except RuntimeError:  # the loop is closed: nobody waits any more
                     pass
+
+
+class _Ticker:
+    """Calls ``callback`` in ``loop`` ``delay`` seconds from now, to a tenth of a
+    millisecond: a thread sleeps (``time.sleep`` is precise to tens of µs) and wakes the
+    loop, whose own ``call_later`` cannot wait less than epoll's 1 ms. One call at a time
+    (the committer asks for the next only once the last has run); started on first use."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._call: tuple[float, asyncio.AbstractEventLoop, Callable[[], None]] | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def call_soon_after(
+        self, delay: float, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]
+    ) -> None:
+        """Run ``callback`` in ``loop`` after ``delay`` seconds (replaces a pending call)."""
+        with self._cond:
+            if self._closed:
+                loop.call_later(delay, callback)
+                return
+            self._call = (delay, loop, callback)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="xpevents-relay-ticker", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Stop the thread (a pending call is dropped). Idempotent."""
+        with self._cond:
+            self._closed = True
+            self._call = None
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._call is None and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                delay, loop, callback = self._call  # type: ignore[misc]
+                self._call = None
+            time.sleep(delay)
+            try:
+                loop.call_soon_threadsafe(callback)
+            except RuntimeError:  # the loop is closed
+                return
 
 
 def _resolve(done: list[tuple[asyncio.Future[None], object]]) -> None:
