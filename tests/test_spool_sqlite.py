@@ -418,3 +418,23 @@ def test_a_claim_capped_by_bytes_stops_reading_at_the_cap(tmp_path: Path) -> Non
     db.set_progress_handler(None, 0)
     assert cost[10_000] < 2 * cost[100] + 10, cost
     spool.close()
+
+
+def test_age_eviction_reads_the_head_until_the_first_young_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``evict_older_than`` walks records in id (enqueue) order, chunk after chunk, and
+    stops at the first one not too old: a record behind it is left for a later check."""
+    from xpevents.spool.sqlite import tables
+
+    monkeypatch.setattr(tables, "_EVICT_CHUNK", 3)
+    spool = SqliteSpool(tmp_path / "age.db")
+    now = time.time()
+    spool.append([(b"env", b"old-%d" % i) for i in range(7)], now=now - 100)
+    spool.append([(b"env", b"young")], now=now)
+    spool.append([(b"env", b"old-behind")], now=now - 100)  # a clock stepped back
+    with spool._db.write("test") as db:
+        assert tables.evict_older_than(db, now - 50) == 7  # three chunks, the last short
+    claimed = spool.claim(max_records=10, max_bytes=1 << 20, lease=30, now=now)
+    assert sorted(r.visitor for r in claimed) == [b"old-behind", b"young"]
+    spool.close()
