@@ -194,3 +194,33 @@ def test_one_line_per_request_and_refusals_at_the_default_level() -> None:
         assert ("204 /us 1 visitor(s), 1 event(s) (1 new) client=python-sdk/5.7.0" in stderr) is (
             expect_info
         )
+
+
+def test_a_service_command_freezes_its_startup_objects_once_listening() -> None:
+    """``xpevents relay`` / ``collector`` (serving.command.serve) and the relay's
+    forwarding child move what startup built out of the collector's generations: a full
+    collection under load then walks only what serving allocated (a 10-30 ms pause
+    before, issue 16 eighth pass). Run in a subprocess: freezing is the process's own."""
+    code = (
+        "import gc\n"
+        "from xpevents.serving import command\n"
+        "class Server:\n"
+        "    url = 'http://127.0.0.1:9'\n"
+        "    def run(self, on_started):\n"
+        "        before = gc.get_freeze_count()\n"
+        "        on_started()\n"
+        "        print(before, gc.get_freeze_count())\n"
+        "command.serve(Server(), 'collector')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    listening, counts = done.stdout.splitlines()
+    assert listening.endswith("http://127.0.0.1:9")
+    before, after = map(int, counts.split())
+    assert before == 0
+    assert after > 1000  # the modules and objects imported so far
+    source = (
+        Path(__file__).resolve().parent.parent / "src/xpevents/relay/supervisor.py"
+    ).read_text()
+    assert "gc.freeze()" in source.split("def child_main", 1)[1]

@@ -28,6 +28,7 @@ retries, dead letters, circuit breaker).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -348,6 +349,7 @@ def child_main() -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     threading.Thread(target=read_commands, daemon=True).start()
+    gc.freeze()  # as the relay's own process does once listening (serving.command)
     _emit("ready")
     while not stop.wait(REPORT_EVERY):
         _emit(_report(forwarder))
