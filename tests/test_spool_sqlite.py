@@ -438,3 +438,45 @@ def test_age_eviction_reads_the_head_until_the_first_young_record(
     claimed = spool.claim(max_records=10, max_bytes=1 << 20, lease=30, now=now)
     assert sorted(r.visitor for r in claimed) == [b"old-behind", b"young"]
     spool.close()
+
+
+def test_checkpoint_pages_sets_the_autocheckpoint_and_is_validated(tmp_path: Path) -> None:
+    """``checkpoint_pages`` (keyword or URL query) is SQLite's ``wal_autocheckpoint`` on
+    the spool's connection; the default is SQLite's 1000; a bad value names the option."""
+
+    def pages(spool: SqliteSpool) -> int:
+        return int(spool._db.read("test", "PRAGMA wal_autocheckpoint")[0][0])
+
+    default = SqliteSpool(tmp_path / "a.db")
+    assert pages(default) == 1000 == default.checkpoint_pages
+    default.close()
+    keyword = SqliteSpool(tmp_path / "b.db", checkpoint_pages=250)
+    assert pages(keyword) == 250
+    keyword.close()
+    from_url = open_spool(f"sqlite:///{tmp_path}/c.db?checkpoint_pages=64")
+    assert isinstance(from_url, SqliteSpool) and pages(from_url) == 64
+    from_url.close()
+    for bad in (0, -5, 2.5, True, "100"):
+        with pytest.raises(ConfigError, match="checkpoint_pages"):
+            SqliteSpool(tmp_path / "d.db", checkpoint_pages=bad)  # type: ignore[arg-type]
+    for query in ("checkpoint_pages=many", "checkpoint_pages=0", "checkpoint_page=10"):
+        with pytest.raises(ConfigError, match="checkpoint_pages"):
+            open_spool(f"sqlite:///{tmp_path}/e.db?{query}")
+
+
+def test_the_relay_opens_sqlite_with_shorter_checkpoints_unless_the_url_says(
+    tmp_path: Path,
+) -> None:
+    from xpevents.relay.cli_inputs import RELAY_CHECKPOINT_PAGES, open_relay_spool
+
+    def opened(url: str) -> int:
+        spool = open_relay_spool(url, max_events=1000, max_bytes=1 << 20, max_event_age=60.0)
+        assert isinstance(spool, SqliteSpool)
+        try:
+            return int(spool._db.read("test", "PRAGMA wal_autocheckpoint")[0][0])
+        finally:
+            spool.close()
+
+    assert RELAY_CHECKPOINT_PAGES == 500
+    assert opened(f"sqlite:///{tmp_path}/relay.db") == RELAY_CHECKPOINT_PAGES
+    assert opened(f"sqlite:///{tmp_path}/relay.db?checkpoint_pages=2000") == 2000

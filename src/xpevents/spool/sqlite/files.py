@@ -27,7 +27,18 @@ from xpevents.spool.connection import ProcessConnection
 from xpevents.spool.sqlite import schema, space
 from xpevents.spool.sqlite.identity import FileIdentity
 
-__all__ = ["Database", "error", "open_database", "options_from_url", "path_from_url"]
+__all__ = [
+    "DEFAULT_CHECKPOINT_PAGES",
+    "Database",
+    "error",
+    "open_database",
+    "options_from_url",
+    "path_from_url",
+]
+
+DEFAULT_CHECKPOINT_PAGES = 1000
+"""SQLite's own ``wal_autocheckpoint``: the commit that brings the write-ahead log to
+this many pages copies them into the database file (two fsyncs) before it returns."""
 
 logger = logging.getLogger("xpevents.spool.sqlite")
 
@@ -74,7 +85,8 @@ def path_from_url(url: str) -> tuple[str, dict[str, str]]:
 
 
 def options_from_url(url: str) -> tuple[str, dict[str, Any]]:
-    """The path and the constructor options (``sync``, ``busy_timeout``) of a spool URL.
+    """The path and the constructor options (``sync``, ``busy_timeout``,
+    ``checkpoint_pages``) of a spool URL.
 
     Raises:
         ConfigError: not an SQLite spool URL, or an unknown or invalid option.
@@ -91,8 +103,16 @@ def options_from_url(url: str) -> tuple[str, dict[str, Any]]:
                 raise ConfigError(
                     f"spool URL {redact_url(url)!r}: busy_timeout={value!r} is not a number"
                 ) from None
+        elif key == "checkpoint_pages":
+            try:
+                options["checkpoint_pages"] = int(value)
+            except ValueError:
+                raise ConfigError(
+                    f"spool URL {redact_url(url)!r}: checkpoint_pages={value!r} is not a "
+                    "whole number (write-ahead log pages, e.g. 1000)"
+                ) from None
         else:
-            problem = unknown("option", key, ("sync", "busy_timeout"))
+            problem = unknown("option", key, ("sync", "busy_timeout", "checkpoint_pages"))
             raise ConfigError(f"spool URL {redact_url(url)!r}: {problem}")
     return path, options
 
@@ -107,10 +127,19 @@ class Database:
         SpoolError: the file cannot be opened (see :func:`open_database`).
     """
 
-    def __init__(self, path: Path, *, create: bool, busy_timeout: float, sync: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        create: bool,
+        busy_timeout: float,
+        sync: str,
+        checkpoint_pages: int = DEFAULT_CHECKPOINT_PAGES,
+    ) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self.sync = sync
+        self.checkpoint_pages = checkpoint_pages
         self.identity = FileIdentity(path)
         self._unstick = space.Unstick()
         self._connection = ProcessConnection(
@@ -121,7 +150,13 @@ class Database:
         )
 
     def _open(self, *, create: bool) -> sqlite3.Connection:
-        db = open_database(self.path, create=create, busy_timeout=self.busy_timeout, sync=self.sync)
+        db = open_database(
+            self.path,
+            create=create,
+            busy_timeout=self.busy_timeout,
+            sync=self.sync,
+            checkpoint_pages=self.checkpoint_pages,
+        )
         self.identity.renew()
         return db
 
@@ -243,7 +278,12 @@ class Database:
 
 
 def open_database(
-    path: Path, *, create: bool, busy_timeout: float, sync: str
+    path: Path,
+    *,
+    create: bool,
+    busy_timeout: float,
+    sync: str,
+    checkpoint_pages: int = DEFAULT_CHECKPOINT_PAGES,
 ) -> sqlite3.Connection:
     """Open (or create) the spool file in WAL mode, its schema ready (migrated if old).
 
@@ -277,6 +317,7 @@ def open_database(
         raise error(path, "cannot open", failure, busy_timeout=busy_timeout) from failure
     try:
         _configure(db, path, busy_timeout=busy_timeout, sync=sync)
+        db.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint_pages)}")
         space.truncate_wal(db)  # what earlier runs left in the WAL, folded in
         schema.prepare(db, path)
     except SpoolError:

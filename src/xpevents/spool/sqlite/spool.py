@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from xpevents._internal.closing import Closing
 from xpevents._internal.ratelimit import LogEvery
-from xpevents._internal.validate import positive_number
+from xpevents._internal.validate import positive_int, positive_number
 from xpevents.errors import ConfigError
 from xpevents.spool import bounds
 from xpevents.spool.base import DeadLetter, SpoolRecord, SpoolStats
@@ -65,6 +65,10 @@ class SqliteSpool(Closing):
             (fsync per commit: survives power loss, slower).
         busy_timeout: seconds a process waits for another one's write lock before an
             operation fails with :class:`SpoolError`. Default 10.
+        checkpoint_pages: write-ahead log pages after which a commit of this process
+            checkpoints them into the database file before it returns (SQLite's
+            ``wal_autocheckpoint``). Default 1000, SQLite's; fewer pages make each
+            checkpoint's pause shorter and more frequent (the relay uses 500).
         create: create the file when it does not exist (default). ``False`` raises
             :class:`SpoolError` instead (inspection tools).
 
@@ -87,6 +91,7 @@ class SqliteSpool(Closing):
         max_dead_letters: int = bounds.DEFAULT_MAX_DEAD_LETTERS,
         sync: Literal["normal", "full"] = "normal",
         busy_timeout: float = 10.0,
+        checkpoint_pages: int = files.DEFAULT_CHECKPOINT_PAGES,
         create: bool = True,
     ) -> None:
         bounds.check_bounds(
@@ -97,6 +102,7 @@ class SqliteSpool(Closing):
             max_dead_letters=max_dead_letters,
         )
         positive_number("busy_timeout", busy_timeout, owner="SqliteSpool")
+        positive_int("checkpoint_pages", checkpoint_pages, owner="SqliteSpool")
         if sync not in ("normal", "full"):
             raise ConfigError(f"SqliteSpool(sync={sync!r}): expected 'normal' or 'full'")
         self.path = Path(os.fspath(path))
@@ -111,8 +117,13 @@ class SqliteSpool(Closing):
         self._envelopes = tables.Envelopes()
         self._last_age_check = 0.0
         self._evict_log = LogEvery(_LOG_EVERY)
+        self.checkpoint_pages = checkpoint_pages
         self._db = files.Database(
-            self.path, create=create, busy_timeout=self.busy_timeout, sync=sync
+            self.path,
+            create=create,
+            busy_timeout=self.busy_timeout,
+            sync=sync,
+            checkpoint_pages=checkpoint_pages,
         )
         with self._db.write("recover") as db:
             watermark.recover(db, self.path)
@@ -121,8 +132,9 @@ class SqliteSpool(Closing):
     def from_url(cls, url: str, **options: Any) -> SqliteSpool:
         """Open ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
 
-        Query parameters ``sync`` and ``busy_timeout`` are accepted
-        (``sqlite:////var/spool/x.db?sync=full``); keyword options override them.
+        Query parameters ``sync``, ``busy_timeout`` and ``checkpoint_pages`` are
+        accepted (``sqlite:////var/spool/x.db?sync=full``); keyword options override
+        them.
 
         Raises:
             ConfigError: the URL is not a valid SQLite spool URL.
