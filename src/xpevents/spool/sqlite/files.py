@@ -37,8 +37,12 @@ __all__ = [
 ]
 
 DEFAULT_CHECKPOINT_PAGES = 1000
-"""SQLite's own ``wal_autocheckpoint``: the commit that brings the write-ahead log to
-this many pages copies them into the database file (two fsyncs) before it returns."""
+"""SQLite's own ``wal_autocheckpoint`` (pages of write-ahead log per checkpoint)."""
+_URL_OPTIONS: dict[str, tuple[type, str]] = {
+    "sync": (str, "'normal' or 'full'"),
+    "busy_timeout": (float, "a number"),
+    "checkpoint_pages": (int, "a whole number (write-ahead log pages, e.g. 1000)"),
+}
 
 logger = logging.getLogger("xpevents.spool.sqlite")
 
@@ -94,26 +98,16 @@ def options_from_url(url: str) -> tuple[str, dict[str, Any]]:
     path, query = path_from_url(url)
     options: dict[str, Any] = {}
     for key, value in query.items():
-        if key == "sync":
-            options["sync"] = value
-        elif key == "busy_timeout":
-            try:
-                options["busy_timeout"] = float(value)
-            except ValueError:
-                raise ConfigError(
-                    f"spool URL {redact_url(url)!r}: busy_timeout={value!r} is not a number"
-                ) from None
-        elif key == "checkpoint_pages":
-            try:
-                options["checkpoint_pages"] = int(value)
-            except ValueError:
-                raise ConfigError(
-                    f"spool URL {redact_url(url)!r}: checkpoint_pages={value!r} is not a "
-                    "whole number (write-ahead log pages, e.g. 1000)"
-                ) from None
-        else:
-            problem = unknown("option", key, ("sync", "busy_timeout", "checkpoint_pages"))
+        if key not in _URL_OPTIONS:
+            problem = unknown("option", key, tuple(_URL_OPTIONS))
             raise ConfigError(f"spool URL {redact_url(url)!r}: {problem}")
+        kind, expected = _URL_OPTIONS[key]
+        try:
+            options[key] = kind(value)
+        except ValueError:
+            raise ConfigError(
+                f"spool URL {redact_url(url)!r}: {key}={value!r} is not {expected}"
+            ) from None
     return path, options
 
 
@@ -128,13 +122,7 @@ class Database:
     """
 
     def __init__(
-        self,
-        path: Path,
-        *,
-        create: bool,
-        busy_timeout: float,
-        sync: str,
-        checkpoint_pages: int = DEFAULT_CHECKPOINT_PAGES,
+        self, path: Path, create: bool, busy_timeout: float, sync: str, checkpoint_pages: int
     ) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
@@ -278,12 +266,7 @@ class Database:
 
 
 def open_database(
-    path: Path,
-    *,
-    create: bool,
-    busy_timeout: float,
-    sync: str,
-    checkpoint_pages: int = DEFAULT_CHECKPOINT_PAGES,
+    path: Path, *, create: bool, busy_timeout: float, sync: str, checkpoint_pages: int
 ) -> sqlite3.Connection:
     """Open (or create) the spool file in WAL mode, its schema ready (migrated if old).
 

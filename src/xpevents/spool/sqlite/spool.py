@@ -65,10 +65,8 @@ class SqliteSpool(Closing):
             (fsync per commit: survives power loss, slower).
         busy_timeout: seconds a process waits for another one's write lock before an
             operation fails with :class:`SpoolError`. Default 10.
-        checkpoint_pages: write-ahead log pages after which a commit of this process
-            checkpoints them into the database file before it returns (SQLite's
-            ``wal_autocheckpoint``). Default 1000, SQLite's; fewer pages make each
-            checkpoint's pause shorter and more frequent (the relay uses 500).
+        checkpoint_pages: SQLite's ``wal_autocheckpoint``: the commit that brings the
+            log to this many pages checkpoints it before returning. Default 1000.
         create: create the file when it does not exist (default). ``False`` raises
             :class:`SpoolError` instead (inspection tools).
 
@@ -117,14 +115,8 @@ class SqliteSpool(Closing):
         self._envelopes = tables.Envelopes()
         self._last_age_check = 0.0
         self._evict_log = LogEvery(_LOG_EVERY)
-        self.checkpoint_pages = checkpoint_pages
-        self._db = files.Database(
-            self.path,
-            create=create,
-            busy_timeout=self.busy_timeout,
-            sync=sync,
-            checkpoint_pages=checkpoint_pages,
-        )
+        self.checkpoint_pages = pages = checkpoint_pages
+        self._db = files.Database(self.path, create, self.busy_timeout, sync, pages)
         with self._db.write("recover") as db:
             watermark.recover(db, self.path)
 
@@ -132,9 +124,8 @@ class SqliteSpool(Closing):
     def from_url(cls, url: str, **options: Any) -> SqliteSpool:
         """Open ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
 
-        Query parameters ``sync``, ``busy_timeout`` and ``checkpoint_pages`` are
-        accepted (``sqlite:////var/spool/x.db?sync=full``); keyword options override
-        them.
+        Query parameters ``sync``, ``busy_timeout``, ``checkpoint_pages`` are accepted
+        (``sqlite:////var/spool/x.db?sync=full``); keyword options override them.
 
         Raises:
             ConfigError: the URL is not a valid SQLite spool URL.
