@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import sys
-from collections.abc import Iterator
+
+from bench._common import listening_module
 
 __all__ = ["run_floor"]
 
@@ -55,23 +55,9 @@ async def _serve(port: int) -> None:
     await server.serve_forever()
 
 
-@contextlib.contextmanager
-def run_floor() -> Iterator[str]:
+def run_floor() -> contextlib.AbstractContextManager[str]:
     """The base URL of a bare 204 server in a subprocess, stopped at the end."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench._http_floor", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("listening on "):
-            raise RuntimeError(f"the floor server did not start: {line!r}")
-        yield line.split()[-1]
-    finally:
-        process.kill()
-        process.wait(10)
+    return listening_module("bench._http_floor", "0", what="the floor server")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ import argparse
 import asyncio
 import contextlib
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import msgspec
+
+from bench._common import listening_module
 
 
 class _Event(msgspec.Struct):
@@ -155,24 +155,13 @@ class SinkHandle:
 @contextlib.contextmanager
 def run_sink(latency_ms: float = 0) -> Iterator[SinkHandle]:
     """Run the counting sink in a subprocess for the duration of the block."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench._sink", "--latency-ms", str(latency_ms)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("listening on "):
-            raise RuntimeError(f"the counting sink did not start: {line!r}")
-        handle = SinkHandle(line.split()[-1], latency_ms)
+    args = ("--latency-ms", str(latency_ms))
+    with listening_module("bench._sink", *args, what="the counting sink") as base_url:
+        handle = SinkHandle(base_url, latency_ms)
         try:
             yield handle
         finally:
             handle.close()
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 if __name__ == "__main__":
