@@ -23,6 +23,7 @@ GIL to each other at every SQLite and socket call: 61 µs of the committer's CPU
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -253,15 +254,13 @@ class _Ticker:
             with self._cond:
                 while self._call is None and not self._closed:
                     self._cond.wait()
-                if self._closed:
+                call, self._call = self._call, None
+                if call is None:  # closed
                     return
-                delay, loop, callback = self._call  # type: ignore[misc]
-                self._call = None
+            delay, loop, callback = call
             time.sleep(delay)
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
                 loop.call_soon_threadsafe(callback)
-            except RuntimeError:  # the loop is closed
-                return
 
 
 def _resolve(done: list[tuple[asyncio.Future[None], object]]) -> None:
