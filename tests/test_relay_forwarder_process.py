@@ -183,3 +183,28 @@ def test_by_default_a_durable_spool_forwards_from_a_child_and_memory_from_thread
         assert not wait_for_uuids(collector, set(sent), timeout=60)
     with run_relay(spool="memory://", **urls, **FAST) as relay:
         assert relay.readyz().json()["forwarder"] == {"mode": "thread"}
+
+
+def test_the_child_copies_the_spools_log_into_its_database_file(tmp_path: Path) -> None:
+    """The child checkpoints the SQLite spool from a thread of its own (WalBackfill):
+    with neither process allowed to checkpoint on commit, the database file still
+    receives what the relay spooled. The upstream is a closed port: records stay."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/v1/events"
+    path = tmp_path / "relay.db"
+    with run_relay(
+        spool=f"sqlite:///{path}?checkpoint_pages=1000000",
+        upstream=dead,
+        upstream_eu=dead,
+        forwarder="process",
+        **FAST,
+    ) as relay:
+        child_pid(relay)
+        before = path.stat().st_size
+        post(relay, "b", 1_000, per_request=50)
+        assert Path(f"{path}-wal").stat().st_size > 200_000
+        grew = wait_until(lambda: path.stat().st_size > before + 200_000, timeout=30)
+        assert grew, (before, path.stat().st_size)

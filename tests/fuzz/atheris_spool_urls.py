@@ -17,7 +17,7 @@ with atheris.instrument_imports():
     from xpevents._internal.redact import redact_text, redact_url, secrets_of
     from xpevents.spool.opening import open_spool
     from xpevents.spool.redis.url import from_url as redis_from_url
-    from xpevents.spool.sqlite.files import options_from_url
+    from xpevents.spool.sqlite.url import options_from_url
 
 
 def _one(url: str) -> None:

@@ -20,7 +20,7 @@ from xpevents import ConfigError
 from xpevents._internal.redact import redact_text, redact_url
 from xpevents.spool.opening import open_spool
 from xpevents.spool.redis.url import from_url as redis_from_url
-from xpevents.spool.sqlite.files import options_from_url
+from xpevents.spool.sqlite.url import options_from_url
 
 EXAMPLES = int(os.environ.get("XPEVENTS_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(

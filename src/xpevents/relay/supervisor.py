@@ -12,6 +12,10 @@ retries, dead letters, circuit breaker).
   line every :data:`REPORT_EVERY` seconds: its ``DispatchStats``, the last upstream
   outcome and its upstream latency histogram's samples. The relay serves
   these on ``/readyz`` and ``/metrics``; its counters restart from 0 with each child.
+* **Checkpoints**: with a SQLite spool the child also copies the spool's write-ahead
+  log into the database file every few milliseconds, from a thread of its own
+  (:class:`~xpevents.spool.sqlite.backfill.WalBackfill`), so that the ingest commit
+  that checkpoints (every ``checkpoint_pages``) finds little left to copy.
 * **Wake-ups**: the relay writes ``wake`` on the child's stdin after spooling (at most
   every 20 ms, or once a batch is waiting), so the child sends as soon as a batch is
   due instead of at its next idle poll of the spool (once a second).
@@ -38,13 +42,16 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from xpevents.errors import ConfigError
 from xpevents.spool.base import Spool
 from xpevents.stats import DispatchOutcome, DispatchStats
+
+if TYPE_CHECKING:
+    from xpevents.spool.sqlite.backfill import WalBackfill
 
 __all__ = [
     "FORWARDER_MODES",
@@ -332,6 +339,7 @@ def child_main() -> None:
         max_event_age=config["max_event_age"],
     )
     forwarder = Forwarder(store, settings, hint=RELAY_HINT)
+    backfill = _backfill(store)
     stop = threading.Event()
     timeout = [settings.shutdown_timeout]
 
@@ -355,7 +363,21 @@ def child_main() -> None:
         _emit(_report(forwarder))
     _emit(_report(forwarder))
     outcome = forwarder.close(timeout=timeout[0])
+    if backfill is not None:
+        backfill.close()
     _emit(json.dumps({"outcome": outcome.as_dict()}, default=dict))
+
+
+def _backfill(store: Spool) -> WalBackfill | None:
+    """For a SQLite spool, the child copies the log into the database file in a thread
+    (:mod:`xpevents.spool.sqlite.backfill`): the ingest commits that checkpoint then
+    find little left to copy."""
+    from xpevents.spool.sqlite import SqliteSpool
+    from xpevents.spool.sqlite.backfill import WalBackfill
+
+    if not isinstance(store, SqliteSpool):
+        return None
+    return WalBackfill(store.path, sync=store.sync).start()
 
 
 def _emit(line: str) -> None:

@@ -1,5 +1,5 @@
-"""The SQLite spool's file: its URL, opening or creating it, this process's transactions
-on it, and what a failure means.
+"""The SQLite spool's file: opening or creating it, this process's transactions on it,
+and what a failure means (its URL: :mod:`.url`).
 
 Files are created with mode 0600; SQLite gives the ``-wal`` and ``-shm`` files the mode
 of the database file. Every failure to open or use the file becomes a
@@ -17,32 +17,14 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-from xpevents._internal.names import unknown
 from xpevents._internal.paths import missing_directory
-from xpevents._internal.redact import redact_url
-from xpevents.errors import ConfigError, SpoolError
+from xpevents.errors import SpoolError
 from xpevents.spool.connection import ProcessConnection
 from xpevents.spool.sqlite import schema, space
 from xpevents.spool.sqlite.identity import FileIdentity
 
-__all__ = [
-    "DEFAULT_CHECKPOINT_PAGES",
-    "Database",
-    "error",
-    "open_database",
-    "options_from_url",
-    "path_from_url",
-]
-
-DEFAULT_CHECKPOINT_PAGES = 1000
-"""SQLite's own ``wal_autocheckpoint`` (pages of write-ahead log per checkpoint)."""
-_URL_OPTIONS: dict[str, tuple[type, str]] = {
-    "sync": (str, "'normal' or 'full'"),
-    "busy_timeout": (float, "a number"),
-    "checkpoint_pages": (int, "a whole number (write-ahead log pages, e.g. 1000)"),
-}
+__all__ = ["Database", "error", "open_database"]
 
 logger = logging.getLogger("xpevents.spool.sqlite")
 
@@ -50,65 +32,6 @@ logger = logging.getLogger("xpevents.spool.sqlite")
 # collection never closes them in the child (closing could checkpoint or delete the
 # parent's WAL).
 _abandoned: list[sqlite3.Connection] = []
-
-
-def path_from_url(url: str) -> tuple[str, dict[str, str]]:
-    """Split ``sqlite:///relative.db`` / ``sqlite:////abs.db?sync=full`` into path and options.
-
-    Raises:
-        ConfigError: not an SQLite spool URL.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError as error:  # "Invalid IPv6 URL"...
-        raise ConfigError(f"spool URL {redact_url(url)!r}: not a valid URL ({error})") from None
-    if parts.scheme != "sqlite" or not url.startswith("sqlite://"):
-        raise ConfigError(
-            f"spool URL {redact_url(url)!r}: SQLite URLs start with 'sqlite://'; use "
-            "'sqlite:///relative/path.db' or 'sqlite:////absolute/path.db' (three or four slashes)"
-        )
-    if parts.netloc:
-        raise ConfigError(
-            f"spool URL {redact_url(url)!r}: SQLite URLs have no host; use "
-            "'sqlite:///relative/path.db' or 'sqlite:////absolute/path.db' (three or four slashes)"
-        )
-    path = unquote(parts.path)
-    if path.startswith("/"):
-        path = path[1:]  # sqlite:///rel.db -> "rel.db"; sqlite:////abs.db -> "/abs.db"
-    if not path or path.endswith("/"):
-        raise ConfigError(
-            f"spool URL {redact_url(url)!r}: no file name; use 'sqlite:///relative/path.db' or "
-            "'sqlite:////absolute/path.db'"
-        )
-    if path == ":memory:":
-        raise ConfigError(
-            f"spool URL {redact_url(url)!r}: an in-memory SQLite database is not durable; use 'memory://'"
-        )
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    return path, options
-
-
-def options_from_url(url: str) -> tuple[str, dict[str, Any]]:
-    """The path and the constructor options (``sync``, ``busy_timeout``,
-    ``checkpoint_pages``) of a spool URL.
-
-    Raises:
-        ConfigError: not an SQLite spool URL, or an unknown or invalid option.
-    """
-    path, query = path_from_url(url)
-    options: dict[str, Any] = {}
-    for key, value in query.items():
-        if key not in _URL_OPTIONS:
-            problem = unknown("option", key, tuple(_URL_OPTIONS))
-            raise ConfigError(f"spool URL {redact_url(url)!r}: {problem}")
-        kind, expected = _URL_OPTIONS[key]
-        try:
-            options[key] = kind(value)
-        except ValueError:
-            raise ConfigError(
-                f"spool URL {redact_url(url)!r}: {key}={value!r} is not {expected}"
-            ) from None
-    return path, options
 
 
 class Database:
@@ -247,14 +170,33 @@ class Database:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
 
-    def read(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """The rows of one statement, outside any transaction."""
+    def write_one(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One write statement as its own transaction (SQLite's autocommit); the rows it
+        returns. The write lock is held from its first step to its last, and no Python
+        code of ours runs in between."""
         with self._connection.lock:
             db = self._connection.get()
             try:
                 return db.execute(sql, params).fetchall()
             except sqlite3.Error as failure:
+                self._unstick.after(db, failure, self.path)
                 raise self.error(action, failure) from failure
+
+    @contextlib.contextmanager
+    def reading(self, action: str) -> Iterator[sqlite3.Connection]:
+        """The connection outside any transaction: each statement reads a snapshot of
+        its own, and no write lock is taken."""
+        with self._connection.lock:
+            db = self._connection.get()
+            try:
+                yield db
+            except sqlite3.Error as failure:
+                raise self.error(action, failure) from failure
+
+    def read(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one statement, outside any transaction."""
+        with self.reading(action) as db:
+            return db.execute(sql, params).fetchall()
 
     def error(self, action: str, failure: sqlite3.Error) -> SpoolError:
         """The :class:`SpoolError` for ``failure`` during ``action``."""
