@@ -170,33 +170,14 @@ class Database:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
 
-    def write_one(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """One write statement as its own transaction (SQLite's autocommit); the rows it
-        returns. The write lock is held from its first step to its last, and no Python
-        code of ours runs in between."""
+    def read(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one statement, outside any transaction."""
         with self._connection.lock:
             db = self._connection.get()
             try:
                 return db.execute(sql, params).fetchall()
             except sqlite3.Error as failure:
-                self._unstick.after(db, failure, self.path)
                 raise self.error(action, failure) from failure
-
-    @contextlib.contextmanager
-    def reading(self, action: str) -> Iterator[sqlite3.Connection]:
-        """The connection outside any transaction: each statement reads a snapshot of
-        its own, and no write lock is taken."""
-        with self._connection.lock:
-            db = self._connection.get()
-            try:
-                yield db
-            except sqlite3.Error as failure:
-                raise self.error(action, failure) from failure
-
-    def read(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """The rows of one statement, outside any transaction."""
-        with self.reading(action) as db:
-            return db.execute(sql, params).fetchall()
 
     def error(self, action: str, failure: sqlite3.Error) -> SpoolError:
         """The :class:`SpoolError` for ``failure`` during ``action``."""

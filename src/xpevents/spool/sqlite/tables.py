@@ -14,13 +14,12 @@ from types import MappingProxyType
 from typing import Any
 
 from xpevents._internal.cache import BoundedCache
-from xpevents.spool.base import SpoolRecord, SpoolStats
-from xpevents.spool.sqlite import files, schema, watermark
+from xpevents.spool.base import SpoolStats
+from xpevents.spool.sqlite import schema, watermark
 
 __all__ = [
     "MOVE_CHUNK",
     "Envelopes",
-    "claim_candidates",
     "count_dead",
     "count_eviction",
     "delete_records",
@@ -28,7 +27,6 @@ __all__ = [
     "evict_oldest",
     "ids_json",
     "insert_records",
-    "lease_records",
     "move_to_dead_letters",
     "purge_dead_letters",
     "read_stats",
@@ -114,87 +112,17 @@ def ids_json(ids: Sequence[int | str]) -> str:
 
 
 def delete_records(db: sqlite3.Connection, ids: Sequence[int | str]) -> int:
-    """Delete records (unknown ids are ignored); returns how many were deleted.
-
-    Two statements of one step each, the counters first: ``DELETE ... RETURNING``
-    stepped once per row, and each step released the GIL while the write lock was
-    held (in a process with busy threads, each could wait for one of them).
-    """
-    ids_text = ids_json(ids)
-    db.execute(
-        "UPDATE totals SET (depth, bytes) = (SELECT totals.depth - count(*), "
-        "totals.bytes - coalesce(sum(size), 0) FROM records "
-        "WHERE id IN (SELECT value FROM json_each(?))) WHERE id = 1",
-        (ids_text,),
-    )
-    return int(
+    """Delete records (unknown ids are ignored); returns how many were deleted."""
+    sizes = db.execute(
+        "DELETE FROM records WHERE id IN (SELECT value FROM json_each(?)) RETURNING size",
+        (ids_json(ids),),
+    ).fetchall()
+    if sizes:
         db.execute(
-            "DELETE FROM records WHERE id IN (SELECT value FROM json_each(?))", (ids_text,)
-        ).rowcount
-    )
-
-
-def claim_candidates(
-    db: sqlite3.Connection, envelopes: Envelopes, *, max_records: int, max_bytes: int, now: float
-) -> list[SpoolRecord]:
-    """The records a claim would lease: the envelope of the earliest due record, and up
-    to ``max_records`` of its due records holding at most ``max_bytes`` (at least one)."""
-    first = db.execute(
-        "SELECT envelope_id FROM records WHERE due_at <= ? ORDER BY due_at, id LIMIT 1", (now,)
-    ).fetchone()
-    if first is None:
-        return []
-    envelope_id = int(first[0])
-    envelope = envelopes.body(db, envelope_id)
-    rows = db.execute(
-        "SELECT id, visitor, size, enqueued_at, attempts, first_attempt_at FROM records "
-        "WHERE envelope_id = ? AND due_at <= ? ORDER BY due_at, id LIMIT ?",
-        (envelope_id, now, max_records),
-    )
-    records: list[SpoolRecord] = []
-    total = 0
-    # Rows are stepped one at a time and the statement is stopped at the byte cap:
-    # under a backlog, max_records (the queue's bound) is several times what max_bytes
-    # lets one batch carry, and every row fetched costs its blob's copy.
-    for record_id, visitor, size, enqueued_at, attempts, first_attempt_at in rows:
-        if records and total + size > max_bytes:
-            break
-        total += size
-        records.append(
-            SpoolRecord(
-                id=record_id,
-                envelope=envelope,
-                visitor=bytes(visitor),
-                enqueued_at=enqueued_at,
-                attempts=attempts,
-                first_attempt_at=first_attempt_at,
-            )
+            "UPDATE totals SET depth = depth - ?, bytes = bytes - ? WHERE id = 1",
+            (len(sizes), sum(row[0] for row in sizes)),
         )
-    rows.close()
-    return records
-
-
-def lease_records(
-    db: files.Database, records: list[SpoolRecord], *, until: float, now: float
-) -> list[SpoolRecord]:
-    """Lease those of ``records`` still due ``now`` until ``until``; the leased ones.
-
-    One ``UPDATE ... RETURNING`` as its own transaction
-    (:meth:`.files.Database.write_one`). Whatever changes a record after it was read
-    (another process's claim, a retry, an ack or an eviction) leaves it not due, or
-    gone, so the ``due_at`` test is what keeps two processes from leasing the same
-    record.
-    """
-    rows = db.write_one(
-        "claim",
-        "UPDATE records SET due_at = ?, leased = 1 "
-        "WHERE id IN (SELECT value FROM json_each(?)) AND due_at <= ? RETURNING id",
-        (until, ids_json([r.id for r in records]), now),
-    )
-    if len(rows) == len(records):
-        return records
-    mine = {row[0] for row in rows}
-    return [r for r in records if r.id in mine]
+    return len(sizes)
 
 
 def evict_oldest(db: sqlite3.Connection, *, count: int = 0, nbytes: int = 0) -> int:
