@@ -66,11 +66,29 @@ def test_an_idle_log_is_checked_less_and_less_often(tmp_path: Path) -> None:
         spool.close()
 
 
-def test_a_file_it_cannot_open_is_counted_not_raised(tmp_path: Path) -> None:
-    backfill = WalBackfill(tmp_path / "missing" / "s.db", every=0.001).start()
+@pytest.mark.parametrize("name", ["missing/s.db", "gone.db", "with space %20.db"])
+def test_a_file_it_cannot_open_is_counted_not_raised_nor_created(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    backfill = WalBackfill(path, every=0.001).start()
     assert _wait_for(lambda: backfill.stats().failures == 1)
     backfill.close()
     assert backfill.stats().checkpoints == 0
+    assert not path.exists()
+
+
+def test_a_path_with_characters_a_uri_escapes_is_opened(tmp_path: Path) -> None:
+    path = tmp_path / "dir with space#%" / "s?.db"
+    path.parent.mkdir()
+    spool = SqliteSpool(path, checkpoint_pages=1_000_000)
+    _fill(spool, 500)
+    before = path.stat().st_size
+    backfill = WalBackfill(path, every=0.001).start()
+    try:
+        assert _wait_for(lambda: path.stat().st_size > before), backfill.stats()
+        assert backfill.stats().failures == 0
+    finally:
+        backfill.close()
+        spool.close()
 
 
 def test_close_stops_the_thread_and_is_idempotent(tmp_path: Path) -> None:

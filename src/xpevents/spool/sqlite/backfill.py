@@ -131,7 +131,9 @@ class WalBackfill:
 
     def _connect(self) -> sqlite3.Connection | None:
         try:
-            db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            # mode=rw: a file that is gone is a failure, never a new empty database
+            uri = f"{self.path.absolute().as_uri()}?mode=rw"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout = 0")
             db.execute(f"PRAGMA synchronous = {self.sync}")
         except sqlite3.Error as failure:
