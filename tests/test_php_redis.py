@@ -80,14 +80,22 @@ def stream() -> Iterator[str]:
 
 @contextmanager
 def forward(spool: str, collector: CollectorHandle) -> Iterator[subprocess.Popen[str]]:
+    """``xpevents forward`` from ``spool`` into ``collector``, stopped by SIGTERM after."""
+    with forward_to(spool, collector.events_url, collector.eu_events_url) as process:
+        yield process
+
+
+@contextmanager
+def forward_to(spool: str, upstream: str, upstream_eu: str) -> Iterator[subprocess.Popen[str]]:
+    """``xpevents forward`` from ``spool`` to those upstreams, once it says it runs."""
     command = [
         sys.executable,
         "-m",
         "xpevents",
         "forward",
         f"--spool={spool}",
-        f"--upstream={collector.events_url}",
-        f"--upstream-eu={collector.eu_events_url}",
+        f"--upstream={upstream}",
+        f"--upstream-eu={upstream_eu}",
         "--flush-interval=0.05",
         "--backoff-base=0.05",
         "--backoff-max=0.5",

@@ -9,6 +9,11 @@ configured now (:mod:`xpevents.relay.routing`). Several forwarders may share one
 stream: the consumer group hands each record to one of them. SIGTERM or SIGINT stop
 it after forwarding what is due for ``--shutdown-timeout`` seconds; the rest stays in
 the stream.
+
+With a SQLite spool, a :class:`Forwarder` (here and in the relay's forwarding child)
+also checkpoints the spool's write-ahead log every few milliseconds from a thread of its
+own (:class:`~xpevents.spool.sqlite.backfill.WalBackfill`), so the writers' commits that
+checkpoint find little left to copy.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from xpevents.relay.metrics import RelayMetrics
 from xpevents.relay.pipeline import FORWARD_HINT, _forwarder, _upstream_client
 from xpevents.serving.command import configure_logging, log_level_option
 from xpevents.spool.base import Spool
+from xpevents.spool.sqlite import SqliteSpool
+from xpevents.spool.sqlite.backfill import WalBackfill
 from xpevents.stats import DispatchOutcome
 
 __all__ = ["Forwarder", "forward_command"]
@@ -64,17 +71,29 @@ class Forwarder:
         self._http = _upstream_client(settings, self.metrics, http_transport)
         self.dispatcher: BatchDispatcher = _forwarder(store, self._http, settings, hint=hint)
         self.dispatcher.start()
+        self._backfill = _backfill(store)
 
     def close(self, timeout: float | None = None) -> DispatchOutcome:
         """Forward what is due for ``timeout`` seconds (default ``shutdown_timeout``), stop."""
         seconds = self.settings.shutdown_timeout if timeout is None else timeout
         outcome = self.dispatcher.close(timeout=seconds)
+        if self._backfill is not None:
+            self._backfill.close()
         try:
             self.store.close()
         except Exception:
             logger.exception("closing spool %s failed", self.store.url)
         self._http.close()
         return outcome
+
+
+def _backfill(store: Spool) -> WalBackfill | None:
+    """For a SQLite spool, copy its log into the database file from a thread of this
+    process (:mod:`xpevents.spool.sqlite.backfill`): the writers' commits that
+    checkpoint (the relay's ingest, the applications') then find little left to copy."""
+    if not isinstance(store, SqliteSpool):
+        return None
+    return WalBackfill(store.path, sync=store.sync).start()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

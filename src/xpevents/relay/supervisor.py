@@ -14,7 +14,8 @@ retries, dead letters, circuit breaker).
   these on ``/readyz`` and ``/metrics``; its counters restart from 0 with each child.
 * **Checkpoints**: with a SQLite spool the child also copies the spool's write-ahead
   log into the database file every few milliseconds, from a thread of its own
-  (:class:`~xpevents.spool.sqlite.backfill.WalBackfill`), so that the ingest commit
+  (:class:`~xpevents.spool.sqlite.backfill.WalBackfill`, run by the
+  :class:`~xpevents.relay.forward.Forwarder`), so that the ingest commit
   that checkpoints (every ``checkpoint_pages``) finds little left to copy.
 * **Wake-ups**: the relay writes ``wake`` on the child's stdin after spooling (at most
   every 20 ms, or once a batch is waiting), so the child sends as soon as a batch is
@@ -42,16 +43,13 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, Any, Final
 
 import msgspec
 
 from xpevents.errors import ConfigError
 from xpevents.spool.base import Spool
 from xpevents.stats import DispatchOutcome, DispatchStats
-
-if TYPE_CHECKING:
-    from xpevents.spool.sqlite.backfill import WalBackfill
 
 __all__ = [
     "FORWARDER_MODES",
@@ -339,7 +337,6 @@ def child_main() -> None:
         max_event_age=config["max_event_age"],
     )
     forwarder = Forwarder(store, settings, hint=RELAY_HINT)
-    backfill = _backfill(store)
     stop = threading.Event()
     timeout = [settings.shutdown_timeout]
 
@@ -363,21 +360,7 @@ def child_main() -> None:
         _emit(_report(forwarder))
     _emit(_report(forwarder))
     outcome = forwarder.close(timeout=timeout[0])
-    if backfill is not None:
-        backfill.close()
     _emit(json.dumps({"outcome": outcome.as_dict()}, default=dict))
-
-
-def _backfill(store: Spool) -> WalBackfill | None:
-    """For a SQLite spool, the child copies the log into the database file in a thread
-    (:mod:`xpevents.spool.sqlite.backfill`): the ingest commits that checkpoint then
-    find little left to copy."""
-    from xpevents.spool.sqlite import SqliteSpool
-    from xpevents.spool.sqlite.backfill import WalBackfill
-
-    if not isinstance(store, SqliteSpool):
-        return None
-    return WalBackfill(store.path, sync=store.sync).start()
 
 
 def _emit(line: str) -> None:
