@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from test_relay_forwarder_process import wait_until
 from xpevents.errors import ConfigError
 from xpevents.spool.sqlite import SqliteSpool
 from xpevents.spool.sqlite.backfill import WalBackfill
@@ -19,26 +20,19 @@ def _fill(spool: SqliteSpool, records: int) -> None:
         spool.append([(b"env", b'{"v":"%0600d"}' % i) for i in range(start, start + 500)], now=now)
 
 
-def _wait_for(check: object, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
-
-
+@pytest.mark.parametrize("name", ["s.db", "dir with space#%/s?.db"])  # escaped in a URI
 def test_it_copies_the_log_into_the_database_file_while_the_writer_never_checkpoints(
-    tmp_path: Path,
+    tmp_path: Path, name: str
 ) -> None:
-    path = tmp_path / "s.db"
+    path = tmp_path / name
+    path.parent.mkdir(exist_ok=True)
     spool = SqliteSpool(path, checkpoint_pages=1_000_000)  # the writer never checkpoints
     _fill(spool, 2_000)  # ~1.3 MB of visitors, all in the -wal file
     before = path.stat().st_size
     assert Path(f"{path}-wal").stat().st_size > 1_000_000
     backfill = WalBackfill(path, sync=spool.sync, every=0.001).start()
     try:
-        assert _wait_for(lambda: path.stat().st_size > before + 1_000_000), (
+        assert wait_until(lambda: path.stat().st_size > before + 1_000_000, timeout=20), (
             before,
             path.stat().st_size,
             backfill.stats(),
@@ -70,32 +64,17 @@ def test_an_idle_log_is_checked_less_and_less_often(tmp_path: Path) -> None:
 def test_a_file_it_cannot_open_is_counted_not_raised_nor_created(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     backfill = WalBackfill(path, every=0.001).start()
-    assert _wait_for(lambda: backfill.stats().failures == 1)
+    assert wait_until(lambda: backfill.stats().failures == 1, timeout=20)
     backfill.close()
     assert backfill.stats().checkpoints == 0
     assert not path.exists()
-
-
-def test_a_path_with_characters_a_uri_escapes_is_opened(tmp_path: Path) -> None:
-    path = tmp_path / "dir with space#%" / "s?.db"
-    path.parent.mkdir()
-    spool = SqliteSpool(path, checkpoint_pages=1_000_000)
-    _fill(spool, 500)
-    before = path.stat().st_size
-    backfill = WalBackfill(path, every=0.001).start()
-    try:
-        assert _wait_for(lambda: path.stat().st_size > before), backfill.stats()
-        assert backfill.stats().failures == 0
-    finally:
-        backfill.close()
-        spool.close()
 
 
 def test_close_stops_the_thread_and_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     spool = SqliteSpool(path)
     backfill = WalBackfill(path, every=0.001).start()
-    assert _wait_for(lambda: backfill.stats().checkpoints > 0)
+    assert wait_until(lambda: backfill.stats().checkpoints > 0, timeout=20)
     backfill.close()
     backfill.close()
     assert backfill._thread is not None and not backfill._thread.is_alive()

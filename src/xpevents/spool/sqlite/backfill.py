@@ -7,7 +7,8 @@ commit is a request's: a ~500-page checkpoint held its 204 for 1.5-2.5 ms, and w
 about 1% of commits paying it, wrk's p99 at 10 clients was set by them (issue 16).
 
 :class:`WalBackfill` runs ``PRAGMA wal_checkpoint(PASSIVE)`` on a connection of its own
-every few milliseconds in another process (the relay's forwarding child). A passive
+every few milliseconds in another process (a :class:`~xpevents.relay.forward.Forwarder`:
+the relay's forwarding child, ``xpevents forward``). A passive
 checkpoint never takes the write lock and never waits: it copies what no reader still
 needs while commits go on. It cannot restart the log itself (the log starts again from
 its first page only when a writer begins after a checkpoint that left nothing behind,
@@ -36,9 +37,9 @@ __all__ = ["BACKFILL_EVERY", "BACKFILL_IDLE_EVERY", "BackfillStats", "WalBackfil
 logger = logging.getLogger("xpevents.spool.sqlite")
 
 BACKFILL_EVERY: Final = 0.005
-"""Seconds between passive checkpoints while the log grows. At 10 wrk clients of the
-relay: p99 2.5-2.8 ms with 10 ms, 1.8-2.2 ms with 5 ms at 4,800-6,900 req/s (2.5-2.8 ms
-without), issue 16."""
+"""Seconds between passive checkpoints while the log grows. The relay at 10 wrk clients
+paced to 4,800-6,900 req/s: p99 1.8-2.2 ms with 5 ms, 2.5-2.8 ms without; at wrk's full
+rate 2.6-3.0 against 2.9-3.4 ms; 2 ms cost 8% of the requests/s (issue 16)."""
 BACKFILL_IDLE_EVERY: Final = 0.2
 """Seconds between checkpoints at most: while the log does not change the wait doubles
 up to this, so an idle spool costs five wake-ups a second."""
