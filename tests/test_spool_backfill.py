@@ -91,3 +91,9 @@ def test_close_stops_the_thread_and_is_idempotent(tmp_path: Path) -> None:
 def test_bad_intervals_are_refused_by_name(tmp_path: Path, option: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"WalBackfill\({option}="):
         WalBackfill(tmp_path / "s.db", **{option: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("sync", ["ful", "FULL", "off", ""])
+def test_an_unknown_sync_is_refused_by_name(tmp_path: Path, sync: str) -> None:
+    with pytest.raises(ConfigError, match=r"WalBackfill\(sync=.*expected 'normal' or 'full'"):
+        WalBackfill(tmp_path / "s.db", sync=sync)

@@ -31,6 +31,7 @@ from typing import Final
 
 from xpevents._internal.ratelimit import LogEvery
 from xpevents._internal.validate import positive_number
+from xpevents.errors import ConfigError
 
 __all__ = ["BACKFILL_EVERY", "BACKFILL_IDLE_EVERY", "BackfillStats", "WalBackfill"]
 
@@ -66,7 +67,7 @@ class WalBackfill:
             change (default :data:`BACKFILL_IDLE_EVERY`).
 
     Call :meth:`start`, then :meth:`close`. Raises :class:`~xpevents.errors.ConfigError`
-    for a non-positive interval; never raises after that.
+    for an unknown ``sync`` or a non-positive interval; never raises after that.
     """
 
     def __init__(
@@ -77,10 +78,12 @@ class WalBackfill:
         every: float = BACKFILL_EVERY,
         idle_every: float = BACKFILL_IDLE_EVERY,
     ) -> None:
+        if sync not in ("normal", "full"):
+            raise ConfigError(f"WalBackfill(sync={sync!r}): expected 'normal' or 'full'")
         positive_number("every", every, owner="WalBackfill")
         positive_number("idle_every", idle_every, owner="WalBackfill")
         self.path = Path(path)
-        self.sync = "FULL" if sync == "full" else "NORMAL"
+        self.sync = sync.upper()
         self.every = float(every)
         self.idle_every = max(float(idle_every), self.every)
         self._stop = threading.Event()
